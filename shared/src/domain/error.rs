@@ -1,0 +1,120 @@
+use serde::Serialize;
+
+use super::ProductId;
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a use case can fail with. Knows nothing of HTTP: the edge maps each variant to a status and a
+/// problem document in one place. Messages carried here are written by this crate for clients; causes of
+/// `Unavailable` and `Internal` are kept for the logs and never shown to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("validation failed: {0:?}")]
+    Validation(Vec<FieldError>),
+    /// The resource named in the path does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Products named in an order's lines do not exist; one entry per unknown product.
+    #[error("unknown products: {0:?}")]
+    UnknownProducts(Vec<FieldError>),
+    #[error("insufficient stock: {0:?}")]
+    InsufficientStock(Vec<Shortage>),
+    #[error("sku is already taken")]
+    SkuTaken,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The store could not answer in time (unreachable, lock timeout, deadline reached): safe to retry.
+    #[error("service unavailable")]
+    Unavailable(#[source] Cause),
+    #[error("internal error")]
+    Internal(#[source] Cause),
+}
+
+impl Error {
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    pub fn validation(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(pointer, detail)])
+    }
+}
+
+/// One invalid field, located by an RFC 6901 JSON pointer into the request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub pointer: String,
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn new(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A line that cannot be served from available stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    pub product_id: ProductId,
+    pub requested: i64,
+    pub available: i64,
+}
+
+/// Collects every field error of a request so a client learns of all of them at once.
+#[derive(Debug, Default)]
+pub struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the value of a successful check, records the failure of an unsuccessful one.
+    pub fn check<T>(&mut self, pointer: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(detail) => {
+                self.errors.push(FieldError::new(pointer, detail));
+                None
+            }
+        }
+    }
+
+    /// A required field: missing is an error, present is checked.
+    pub fn required<T, U>(
+        &mut self,
+        pointer: &str,
+        value: Option<T>,
+        parse: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<U> {
+        match value {
+            Some(value) => self.check(pointer, parse(value)),
+            None => self.check(pointer, Err("is required".to_owned())),
+        }
+    }
+
+    pub fn push(&mut self, pointer: impl Into<String>, detail: impl Into<String>) {
+        self.errors.push(FieldError::new(pointer, detail));
+    }
+
+    /// `Ok(value)` when no check failed (the value is then always complete), the collected errors otherwise.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Error> {
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ if self.errors.is_empty() => Err(Error::internal("validator finished without a value")),
+            _ => Err(Error::Validation(self.errors)),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Orders: how a request becomes reserved stock, and which status changes are allowed.
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+
+use super::values::MAX_QUANTITY;
+use super::{CustomerRef, Error, FieldError, OrderId, ProductId, Quantity, Shortage};
+
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Fulfilled,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Fulfilled => "fulfilled",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            "fulfilled" => Ok(Self::Fulfilled),
+            "cancelled" => Ok(Self::Cancelled),
+            _ => Err("status must be one of pending, fulfilled, cancelled".to_owned()),
+        }
+    }
+
+    /// What `action` does to an order in this status: a change, nothing (it was done already), or a conflict.
+    pub fn apply(self, action: OrderAction) -> Result<Transition, Error> {
+        match (self, action) {
+            (Self::Pending, _) => Ok(Transition::To(action.target())),
+            (status, action) if status == action.target() => Ok(Transition::AlreadyDone),
+            (status, action) => Err(Error::Conflict(format!(
+                "a {} order cannot be {}",
+                status.as_str(),
+                action.target().as_str()
+            ))),
+        }
+    }
+}
+
+/// The two ways a pending order ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    /// Releases the reserved stock.
+    Cancel,
+    /// Ships it: on hand and reserved both drop by each line's quantity.
+    Fulfill,
+}
+
+impl OrderAction {
+    pub fn target(self) -> OrderStatus {
+        match self {
+            Self::Cancel => OrderStatus::Cancelled,
+            Self::Fulfill => OrderStatus::Fulfilled,
+        }
+    }
+
+    /// `(on_hand_delta, reserved_delta)` of a line of `quantity` units.
+    pub fn stock_deltas(self, quantity: i64) -> (i64, i64) {
+        match self {
+            Self::Cancel => (0, -quantity),
+            Self::Fulfill => (-quantity, -quantity),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    To(OrderStatus),
+    AlreadyDone,
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub customer_ref: Option<String>,
+    pub lines: Vec<OrderLine>,
+    pub total_minor: i64,
+    pub currency: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A line with the product's sku, name and price as they were when the order was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+}
+
+/// One line of a valid order request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedLine {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// A valid order request: 1 to [`MAX_LINES`] lines, every product's summed quantity within
+/// [`MAX_QUANTITY`]. Holds the lines merged per product, in the order each product first appears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    lines: Vec<MergedLine>,
+    pub customer_ref: Option<CustomerRef>,
+}
+
+/// All of one product's units in an order, and where the product first appears in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergedLine {
+    pub product_id: ProductId,
+    pub quantity: i64,
+    /// Index of the product's first line in the request, for error pointers.
+    pub index: usize,
+}
+
+impl NewOrder {
+    pub fn new(lines: Vec<RequestedLine>, customer_ref: Option<CustomerRef>) -> Result<Self, Error> {
+        if lines.is_empty() || lines.len() > MAX_LINES {
+            return Err(Error::validation(
+                "/lines",
+                format!("an order must have from 1 to {MAX_LINES} lines"),
+            ));
+        }
+        let mut merged: Vec<MergedLine> = Vec::with_capacity(lines.len());
+        let mut position: HashMap<ProductId, usize> = HashMap::with_capacity(lines.len());
+        let mut errors = Vec::new();
+        for (index, line) in lines.iter().enumerate() {
+            match position.get(&line.product_id) {
+                Some(&at) => {
+                    merged[at].quantity += line.quantity.get();
+                    if merged[at].quantity > MAX_QUANTITY {
+                        errors.push(FieldError::new(
+                            format!("/lines/{index}/quantity"),
+                            format!("the lines for this product add up to more than {MAX_QUANTITY}"),
+                        ));
+                    }
+                }
+                None => {
+                    position.insert(line.product_id, merged.len());
+                    merged.push(MergedLine {
+                        product_id: line.product_id,
+                        quantity: line.quantity.get(),
+                        index,
+                    });
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        Ok(Self {
+            lines: merged,
+            customer_ref,
+        })
+    }
+
+    /// The lines, one per product.
+    pub fn lines(&self) -> &[MergedLine] {
+        &self.lines
+    }
+
+    /// The distinct product ids, sorted: the one global order in which every writer locks product rows,
+    /// so that concurrent multi-line orders cannot deadlock.
+    pub fn lock_order(&self) -> Vec<ProductId> {
+        let mut ids: Vec<ProductId> = self.lines.iter().map(|line| line.product_id).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// What a store read (under lock) of a product an order names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductSnapshot {
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub price_minor: i64,
+    pub currency: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+}
+
+/// The lines, total and currency of an order that can be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPlan {
+    pub lines: Vec<OrderLine>,
+    pub total_minor: i64,
+    pub currency: String,
+}
+
+/// Decides whether an order can be placed from the locked products, and prices it.
+///
+/// Errors, in this order of precedence: every unknown product (`UnknownProducts`); mixed currencies or a
+/// total that does not fit in 64 bits (`Validation`); every line short of available stock
+/// (`InsufficientStock`).
+pub fn plan_order(order: &NewOrder, products: &[ProductSnapshot]) -> Result<OrderPlan, Error> {
+    let by_id: HashMap<ProductId, &ProductSnapshot> = products.iter().map(|p| (p.id, p)).collect();
+
+    let unknown: Vec<FieldError> = order
+        .lines
+        .iter()
+        .filter(|line| !by_id.contains_key(&line.product_id))
+        .map(|line| {
+            FieldError::new(
+                format!("/lines/{}/product_id", line.index),
+                format!("product {} does not exist", line.product_id),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::UnknownProducts(unknown));
+    }
+
+    let found = |line: &MergedLine| by_id[&line.product_id];
+    let currency = found(&order.lines[0]).currency.clone();
+    let mut invalid: Vec<FieldError> = order
+        .lines
+        .iter()
+        .filter(|line| found(line).currency != currency)
+        .map(|line| {
+            FieldError::new(
+                format!("/lines/{}/product_id", line.index),
+                format!(
+                    "product is priced in {}, but the order is in {currency}: one order has one currency",
+                    found(line).currency
+                ),
+            )
+        })
+        .collect();
+
+    let mut lines = Vec::with_capacity(order.lines.len());
+    let mut total: Option<i64> = Some(0);
+    for line in &order.lines {
+        let product = found(line);
+        let line_total = product.price_minor.checked_mul(line.quantity);
+        total = total.zip(line_total).and_then(|(sum, add)| sum.checked_add(add));
+        lines.push(OrderLine {
+            product_id: product.id,
+            sku: product.sku.clone(),
+            name: product.name.clone(),
+            quantity: line.quantity,
+            unit_price_minor: product.price_minor,
+            line_total_minor: line_total.unwrap_or(i64::MAX),
+        });
+    }
+    if total.is_none() {
+        invalid.push(FieldError::new(
+            "/lines",
+            "the order total is larger than the largest amount this API can represent",
+        ));
+    }
+    if !invalid.is_empty() {
+        return Err(Error::Validation(invalid));
+    }
+
+    let shortages: Vec<Shortage> = order
+        .lines
+        .iter()
+        .filter_map(|line| {
+            let product = found(line);
+            let available = product.on_hand - product.reserved;
+            (available < line.quantity).then_some(Shortage {
+                product_id: line.product_id,
+                requested: line.quantity,
+                available: available.max(0),
+            })
+        })
+        .collect();
+    if !shortages.is_empty() {
+        return Err(Error::InsufficientStock(shortages));
+    }
+
+    Ok(OrderPlan {
+        lines,
+        total_minor: total.unwrap_or_default(),
+        currency,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::new_id;
+
+    fn line(product_id: ProductId, quantity: i64) -> RequestedLine {
+        RequestedLine {
+            product_id,
+            quantity: Quantity::parse(quantity).unwrap(),
+        }
+    }
+
+    fn snapshot(id: ProductId, price: i64, currency: &str, on_hand: i64, reserved: i64) -> ProductSnapshot {
+        ProductSnapshot {
+            id,
+            sku: format!("SKU-{price}"),
+            name: "Thing".into(),
+            price_minor: price,
+            currency: currency.into(),
+            on_hand,
+            reserved,
+        }
+    }
+
+    #[test]
+    fn lines_for_the_same_product_are_summed_in_first_appearance_order() {
+        let (a, b) = (new_id(), new_id());
+        let order = NewOrder::new(vec![line(b, 1), line(a, 2), line(b, 3)], None).unwrap();
+        let merged: Vec<(ProductId, i64, usize)> =
+            order.lines().iter().map(|l| (l.product_id, l.quantity, l.index)).collect();
+        assert_eq!(merged, vec![(b, 4, 0), (a, 2, 1)]);
+    }
+
+    #[test]
+    fn the_lock_order_is_sorted_by_product_id() {
+        let ids: Vec<ProductId> = (0..5).map(|_| new_id()).collect();
+        let lines = ids.iter().rev().map(|id| line(*id, 1)).collect();
+        assert_eq!(NewOrder::new(lines, None).unwrap().lock_order(), ids);
+    }
+
+    #[test]
+    fn an_order_needs_one_to_a_hundred_lines() {
+        assert!(matches!(NewOrder::new(vec![], None), Err(Error::Validation(_))));
+        let many = (0..101).map(|_| line(new_id(), 1)).collect();
+        assert!(matches!(NewOrder::new(many, None), Err(Error::Validation(_))));
+        let hundred = (0..100).map(|_| line(new_id(), 1)).collect();
+        assert!(NewOrder::new(hundred, None).is_ok());
+    }
+
+    #[test]
+    fn summed_lines_may_not_exceed_the_largest_quantity() {
+        let a = new_id();
+        let Err(Error::Validation(errors)) =
+            NewOrder::new(vec![line(a, 600_000), line(a, 600_000)], None)
+        else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors[0].pointer, "/lines/1/quantity");
+    }
+
+    #[test]
+    fn a_plan_prices_every_line_and_totals_them() {
+        let (a, b) = (new_id(), new_id());
+        let order = NewOrder::new(vec![line(a, 2), line(b, 1)], None).unwrap();
+        let plan = plan_order(&order, &[snapshot(a, 250, "EUR", 5, 0), snapshot(b, 1000, "EUR", 1, 0)]).unwrap();
+        assert_eq!(plan.total_minor, 1500);
+        assert_eq!(plan.currency, "EUR");
+        assert_eq!(plan.lines[0].line_total_minor, 500);
+        assert_eq!(plan.lines[1].unit_price_minor, 1000);
+    }
+
+    #[test]
+    fn every_unknown_product_is_reported() {
+        let (a, b, c) = (new_id(), new_id(), new_id());
+        let order = NewOrder::new(vec![line(a, 1), line(b, 1), line(c, 1)], None).unwrap();
+        let Err(Error::UnknownProducts(errors)) = plan_order(&order, &[snapshot(b, 1, "EUR", 9, 0)]) else {
+            panic!("expected unknown products");
+        };
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/lines/0/product_id", "/lines/2/product_id"]);
+    }
+
+    #[test]
+    fn every_short_line_is_reported_with_what_is_available() {
+        let (a, b, c) = (new_id(), new_id(), new_id());
+        let order = NewOrder::new(vec![line(a, 3), line(b, 1), line(c, 2)], None).unwrap();
+        let products = [
+            snapshot(a, 1, "EUR", 5, 3),
+            snapshot(b, 1, "EUR", 1, 0),
+            snapshot(c, 1, "EUR", 1, 0),
+        ];
+        let Err(Error::InsufficientStock(shortages)) = plan_order(&order, &products) else {
+            panic!("expected a shortage");
+        };
+        assert_eq!(
+            shortages,
+            vec![
+                Shortage { product_id: a, requested: 3, available: 2 },
+                Shortage { product_id: c, requested: 2, available: 1 },
+            ]
+        );
+    }
+
+    #[test]
+    fn one_order_has_one_currency() {
+        let (a, b) = (new_id(), new_id());
+        let order = NewOrder::new(vec![line(a, 1), line(b, 1)], None).unwrap();
+        let result = plan_order(&order, &[snapshot(a, 1, "EUR", 9, 0), snapshot(b, 1, "USD", 9, 0)]);
+        let Err(Error::Validation(errors)) = result else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors[0].pointer, "/lines/1/product_id");
+    }
+
+    #[test]
+    fn a_total_that_overflows_is_a_validation_error() {
+        let (a, b) = (new_id(), new_id());
+        let order = NewOrder::new(vec![line(a, 1_000_000), line(b, 1)], None).unwrap();
+        let result = plan_order(
+            &order,
+            &[snapshot(a, i64::MAX / 2, "EUR", 2_000_000, 0), snapshot(b, 1, "EUR", 1, 0)],
+        );
+        let Err(Error::Validation(errors)) = result else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors[0].pointer, "/lines");
+    }
+
+    #[test]
+    fn pending_orders_can_be_cancelled_or_fulfilled_once() {
+        use OrderAction::*;
+        use OrderStatus::*;
+        assert_eq!(Pending.apply(Cancel).unwrap(), Transition::To(Cancelled));
+        assert_eq!(Pending.apply(Fulfill).unwrap(), Transition::To(Fulfilled));
+        assert_eq!(Cancelled.apply(Cancel).unwrap(), Transition::AlreadyDone);
+        assert_eq!(Fulfilled.apply(Fulfill).unwrap(), Transition::AlreadyDone);
+        assert!(matches!(Fulfilled.apply(Cancel), Err(Error::Conflict(_))));
+        assert!(matches!(Cancelled.apply(Fulfill), Err(Error::Conflict(_))));
+    }
+}

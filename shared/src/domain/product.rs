@@ -1,0 +1,150 @@
+//! Products: catalogue data plus stock.
+
+use time::OffsetDateTime;
+
+use super::{Currency, Description, PriceMinor, ProductId, ProductName, Sku, StockLevel};
+
+/// A product as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub price_minor: i64,
+    pub currency: String,
+    /// Units physically in stock.
+    pub on_hand: i64,
+    /// Units held by pending orders; always `0 <= reserved <= on_hand`.
+    pub reserved: i64,
+    pub low_stock_threshold: Option<i64>,
+    /// Bumped on every change of the product, stock included; the product's ETag.
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl Product {
+    /// Units that can still be ordered.
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.reserved
+    }
+
+    /// Whether available stock is at or below the product's threshold.
+    pub fn is_low_stock(&self) -> bool {
+        self.low_stock_threshold
+            .is_some_and(|threshold| self.available() <= threshold)
+    }
+}
+
+/// A valid request to create a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub sku: Sku,
+    pub name: ProductName,
+    pub description: Option<Description>,
+    pub price: PriceMinor,
+    pub currency: Currency,
+    /// Initial stock; recorded in the ledger as `received`.
+    pub on_hand: StockLevel,
+    pub low_stock_threshold: Option<StockLevel>,
+}
+
+/// A valid change of catalogue fields. `None` leaves a field as it is; `Some(None)` clears a nullable one.
+/// Stock is never changed here: that is what stock adjustments and orders are for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductPatch {
+    pub name: Option<ProductName>,
+    pub description: Option<Option<Description>>,
+    pub price: Option<PriceMinor>,
+    pub low_stock_threshold: Option<Option<StockLevel>>,
+}
+
+impl ProductPatch {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.price.is_none()
+            && self.low_stock_threshold.is_none()
+    }
+
+    /// Applies the patch to a product in memory (the Postgres adapter does the same in one UPDATE).
+    pub fn apply_to(&self, product: &mut Product) {
+        if let Some(name) = &self.name {
+            product.name = name.as_str().to_owned();
+        }
+        if let Some(description) = &self.description {
+            product.description = description.as_ref().map(|d| d.as_str().to_owned());
+        }
+        if let Some(price) = self.price {
+            product.price_minor = price.get();
+        }
+        if let Some(threshold) = self.low_stock_threshold {
+            product.low_stock_threshold = threshold.map(StockLevel::get);
+        }
+    }
+}
+
+/// Filters of the product list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductFilter {
+    /// Exact SKU.
+    pub sku: Option<String>,
+    /// Only products whose available stock is at or below their threshold.
+    pub low_stock: bool,
+}
+
+impl ProductFilter {
+    pub fn matches(&self, product: &Product) -> bool {
+        self.sku.as_ref().is_none_or(|sku| *sku == product.sku)
+            && (!self.low_stock || product.is_low_stock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn product(on_hand: i64, reserved: i64, threshold: Option<i64>) -> Product {
+        Product {
+            id: super::super::new_id(),
+            sku: "SKU-1".into(),
+            name: "Mug".into(),
+            description: None,
+            price_minor: 1250,
+            currency: "EUR".into(),
+            on_hand,
+            reserved,
+            low_stock_threshold: threshold,
+            version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn available_is_on_hand_minus_reserved() {
+        assert_eq!(product(10, 3, None).available(), 7);
+    }
+
+    #[test]
+    fn low_stock_compares_available_stock_with_the_threshold() {
+        assert!(product(10, 5, Some(5)).is_low_stock());
+        assert!(!product(10, 4, Some(5)).is_low_stock());
+        assert!(!product(0, 0, None).is_low_stock());
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let mut p = product(1, 0, Some(3));
+        ProductPatch {
+            price: Some(PriceMinor::parse(99).unwrap()),
+            low_stock_threshold: Some(None),
+            ..ProductPatch::default()
+        }
+        .apply_to(&mut p);
+        assert_eq!(p.price_minor, 99);
+        assert_eq!(p.low_stock_threshold, None);
+        assert_eq!(p.name, "Mug");
+    }
+}

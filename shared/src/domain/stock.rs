@@ -1,0 +1,152 @@
+//! The stock ledger and stock adjustments.
+
+use time::OffsetDateTime;
+
+use super::values::MAX_STOCK;
+use super::{Error, MovementId, Note, OrderId, ProductId};
+
+/// Why stock changed. The first three are written by orders; the rest are adjustment reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MovementReason {
+    OrderReserved,
+    OrderReleased,
+    OrderFulfilled,
+    Received,
+    Correction,
+    Damaged,
+    Shrinkage,
+    CycleCount,
+    ReturnRestock,
+}
+
+impl MovementReason {
+    pub const ADJUSTMENTS: [Self; 6] = [
+        Self::Received,
+        Self::Correction,
+        Self::Damaged,
+        Self::Shrinkage,
+        Self::CycleCount,
+        Self::ReturnRestock,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderReserved => "order_reserved",
+            Self::OrderReleased => "order_released",
+            Self::OrderFulfilled => "order_fulfilled",
+            Self::Received => "received",
+            Self::Correction => "correction",
+            Self::Damaged => "damaged",
+            Self::Shrinkage => "shrinkage",
+            Self::CycleCount => "cycle_count",
+            Self::ReturnRestock => "return_restock",
+        }
+    }
+
+    /// Any reason, as stored.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::OrderReserved, Self::OrderReleased, Self::OrderFulfilled]
+            .into_iter()
+            .chain(Self::ADJUSTMENTS)
+            .find(|reason| reason.as_str() == value)
+    }
+
+    /// A reason a client may give for a stock adjustment.
+    pub fn parse_adjustment(value: &str) -> Result<Self, String> {
+        Self::ADJUSTMENTS
+            .into_iter()
+            .find(|reason| reason.as_str() == value)
+            .ok_or_else(|| {
+                "reason must be one of received, correction, damaged, shrinkage, cycle_count, return_restock"
+                    .to_owned()
+            })
+    }
+}
+
+/// A valid manual change of a product's on-hand stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockAdjustment {
+    pub delta: i64,
+    pub reason: MovementReason,
+    pub note: Option<Note>,
+}
+
+impl StockAdjustment {
+    pub fn parse_delta(delta: i64) -> Result<i64, String> {
+        if delta == 0 {
+            return Err("delta must not be zero".to_owned());
+        }
+        if delta.unsigned_abs() > MAX_STOCK as u64 {
+            return Err(format!("delta must be between -{MAX_STOCK} and {MAX_STOCK}"));
+        }
+        Ok(delta)
+    }
+
+    /// The on-hand stock after the adjustment, or a conflict when it would drop below zero or below what
+    /// pending orders hold. The Postgres adapter has the database enforce the same rule with CHECK constraints.
+    pub fn apply(&self, on_hand: i64, reserved: i64) -> Result<i64, Error> {
+        let after = on_hand.saturating_add(self.delta);
+        if after < reserved {
+            return Err(below_reserved());
+        }
+        Ok(after)
+    }
+}
+
+/// The conflict of an adjustment that would leave less on hand than is reserved (or less than nothing).
+pub fn below_reserved() -> Error {
+    Error::Conflict("the adjustment would leave less stock on hand than is reserved by pending orders".into())
+}
+
+/// One row of the insert-only stock ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockMovement {
+    pub id: MovementId,
+    pub product_id: ProductId,
+    pub order_id: Option<OrderId>,
+    pub reason: MovementReason,
+    pub on_hand_delta: i64,
+    pub reserved_delta: i64,
+    pub on_hand_after: i64,
+    pub reserved_after: i64,
+    pub note: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_adjustment_reasons_are_accepted_from_clients() {
+        assert_eq!(
+            MovementReason::parse_adjustment("cycle_count"),
+            Ok(MovementReason::CycleCount)
+        );
+        assert!(MovementReason::parse_adjustment("order_reserved").is_err());
+        assert_eq!(
+            MovementReason::parse("order_reserved"),
+            Some(MovementReason::OrderReserved)
+        );
+    }
+
+    #[test]
+    fn a_delta_is_nonzero_and_bounded() {
+        assert!(StockAdjustment::parse_delta(0).is_err());
+        assert!(StockAdjustment::parse_delta(MAX_STOCK + 1).is_err());
+        assert!(StockAdjustment::parse_delta(-MAX_STOCK - 1).is_err());
+        assert_eq!(StockAdjustment::parse_delta(-5), Ok(-5));
+    }
+
+    #[test]
+    fn an_adjustment_may_not_take_stock_below_what_is_reserved() {
+        let take = |delta| StockAdjustment {
+            delta,
+            reason: MovementReason::Damaged,
+            note: None,
+        };
+        assert_eq!(take(-2).apply(10, 8).unwrap(), 8);
+        assert!(matches!(take(-3).apply(10, 8), Err(Error::Conflict(_))));
+        assert!(matches!(take(-11).apply(10, 0), Err(Error::Conflict(_))));
+    }
+}
