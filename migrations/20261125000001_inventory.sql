@@ -7,6 +7,19 @@
 --   * the ledger (stock_movements) is insert-only: a trigger refuses UPDATE and DELETE.
 -- Quantities and money are bigint: money is always an integer number of minor units, never a float.
 
+-- UUID version 7 (RFC 9562): a millisecond timestamp followed by random bits, so ids sort by creation time
+-- and keyset pagination of the ledger walks it newest first. PostgreSQL 15 has no built-in generator: take a
+-- random v4 UUID, overwrite its first 48 bits with the Unix time in milliseconds and set the version to 7.
+CREATE FUNCTION uuid_v7() RETURNS uuid LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT encode(
+        set_bit(set_bit(
+            overlay(uuid_send(gen_random_uuid())
+                    PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                    FROM 1 FOR 6),
+            52, 1), 53, 1),
+        'hex')::uuid
+$$;
+
 CREATE TABLE products (
     id                  uuid        PRIMARY KEY,
     sku                 text        NOT NULL,
@@ -68,7 +81,7 @@ CREATE TABLE order_lines (
 -- The stock ledger: one row per change of on_hand or reserved, written in the same transaction as the change.
 -- Like order lines it outlives the product it describes, so there is no foreign key.
 CREATE TABLE stock_movements (
-    id             uuid        PRIMARY KEY,
+    id             uuid        PRIMARY KEY DEFAULT uuid_v7(),
     product_id     uuid        NOT NULL,
     order_id       uuid,
     reason         text        NOT NULL,

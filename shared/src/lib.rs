@@ -1,3 +1,7 @@
 //! The inventory and order service: domain, services, adapters and the HTTP edge shared by every function.
 
 pub mod domain;
+pub mod memory;
+pub mod ports;
+pub mod postgres;
+pub mod service;

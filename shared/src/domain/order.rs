@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
+use super::stock::MovementReason;
 use super::values::MAX_QUANTITY;
 use super::{CustomerRef, Error, FieldError, OrderId, ProductId, Quantity, Shortage};
 
@@ -63,6 +64,14 @@ impl OrderAction {
         match self {
             Self::Cancel => OrderStatus::Cancelled,
             Self::Fulfill => OrderStatus::Fulfilled,
+        }
+    }
+
+    /// The ledger reason of the stock movements this action writes.
+    pub fn reason(self) -> MovementReason {
+        match self {
+            Self::Cancel => MovementReason::OrderReleased,
+            Self::Fulfill => MovementReason::OrderFulfilled,
         }
     }
 

@@ -37,6 +37,13 @@ impl Product {
     }
 }
 
+/// The conflict of deleting a product that pending orders hold stock of.
+pub fn delete_refused() -> super::Error {
+    super::Error::Conflict(
+        "the product has stock reserved by pending orders; cancel or fulfil them first".into(),
+    )
+}
+
 /// A valid request to create a product.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewProduct {

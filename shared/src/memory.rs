@@ -1,0 +1,310 @@
+//! An in-memory adapter of the ports, with the same semantics as the Postgres adapter: one lock stands in
+//! for the database's transactions. For service and handler tests, and for nothing else.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use time::OffsetDateTime;
+
+use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order};
+use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
+use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
+use crate::domain::{
+    Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId, new_id,
+};
+use crate::ports::{HealthProbe, OrderStore, ProductStore};
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    products: BTreeMap<ProductId, Product>,
+    orders: BTreeMap<OrderId, Order>,
+    movements: Vec<StockMovement>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self, deadline: Deadline) -> Result<MutexGuard<'_, State>, Error> {
+        if deadline.remaining().is_zero() {
+            return Err(Error::unavailable("request deadline reached"));
+        }
+        self.state
+            .lock()
+            .map_err(|_| Error::internal("memory store lock poisoned"))
+    }
+
+    /// Every ledger row, oldest first (for tests that reconcile the ledger with stock levels).
+    pub fn movements(&self) -> Vec<StockMovement> {
+        self.state.lock().map(|s| s.movements.clone()).unwrap_or_default()
+    }
+}
+
+impl State {
+    fn product_mut(&mut self, id: ProductId) -> Result<&mut Product, Error> {
+        self.products.get_mut(&id).ok_or(Error::NotFound("product"))
+    }
+
+    /// Applies a stock change to a product and writes its ledger row.
+    fn move_stock(
+        &mut self,
+        id: ProductId,
+        order_id: Option<OrderId>,
+        reason: MovementReason,
+        (on_hand_delta, reserved_delta): (i64, i64),
+        note: Option<String>,
+    ) -> Result<StockMovement, Error> {
+        let now = OffsetDateTime::now_utc();
+        let product = self.product_mut(id)?;
+        let on_hand = product.on_hand + on_hand_delta;
+        let reserved = product.reserved + reserved_delta;
+        if on_hand < 0 || reserved < 0 || reserved > on_hand {
+            return Err(Error::internal("stock invariant would be broken"));
+        }
+        product.on_hand = on_hand;
+        product.reserved = reserved;
+        product.version += 1;
+        product.updated_at = now;
+        let movement = StockMovement {
+            id: new_id(),
+            product_id: id,
+            order_id,
+            reason,
+            on_hand_delta,
+            reserved_delta,
+            on_hand_after: on_hand,
+            reserved_after: reserved,
+            note,
+            created_at: now,
+        };
+        self.movements.push(movement.clone());
+        Ok(movement)
+    }
+}
+
+impl ProductStore for MemoryStore {
+    async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
+        let mut state = self.lock(deadline)?;
+        if state.products.values().any(|p| p.sku == new.sku.as_str()) {
+            return Err(Error::SkuTaken);
+        }
+        let now = OffsetDateTime::now_utc();
+        let product = Product {
+            id: new_id(),
+            sku: new.sku.as_str().to_owned(),
+            name: new.name.into_inner(),
+            description: new.description.map(|d| d.into_inner()),
+            price_minor: new.price.get(),
+            currency: new.currency.as_str().to_owned(),
+            on_hand: 0,
+            reserved: 0,
+            low_stock_threshold: new.low_stock_threshold.map(|t| t.get()),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let id = product.id;
+        state.products.insert(id, product);
+        if new.on_hand.get() > 0 {
+            state.move_stock(
+                id,
+                None,
+                MovementReason::Received,
+                (new.on_hand.get(), 0),
+                Some("initial stock".into()),
+            )?;
+            // The initial stock is part of creating the product, not a change after it.
+            state.product_mut(id)?.version = 1;
+        }
+        Ok(state.products[&id].clone())
+    }
+
+    async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
+        let state = self.lock(deadline)?;
+        state.products.get(&id).cloned().ok_or(Error::NotFound("product"))
+    }
+
+    async fn list_products(
+        &self,
+        filter: ProductFilter,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<Product>, Error> {
+        let state = self.lock(deadline)?;
+        let after = page.after.map(|c| c.0);
+        let rows = state
+            .products
+            .values()
+            .filter(|p| after.is_none_or(|after| p.id > after) && filter.matches(p))
+            .take(page.fetch())
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, page, |p: &Product| p.id))
+    }
+
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: ProductPatch,
+        if_match: Option<IfMatch>,
+        deadline: Deadline,
+    ) -> Result<Product, Error> {
+        let mut state = self.lock(deadline)?;
+        let product = state.product_mut(id)?;
+        if if_match.is_some_and(|m| !m.matches(product.version)) {
+            return Err(Error::PreconditionFailed);
+        }
+        patch.apply_to(product);
+        product.version += 1;
+        product.updated_at = OffsetDateTime::now_utc();
+        Ok(product.clone())
+    }
+
+    async fn delete_product(&self, id: ProductId, deadline: Deadline) -> Result<(), Error> {
+        let mut state = self.lock(deadline)?;
+        if state.product_mut(id)?.reserved > 0 {
+            return Err(delete_refused());
+        }
+        state.products.remove(&id);
+        Ok(())
+    }
+
+    async fn adjust_stock(
+        &self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+        deadline: Deadline,
+    ) -> Result<(StockMovement, Product), Error> {
+        let mut state = self.lock(deadline)?;
+        let product = state.product_mut(id)?;
+        let on_hand = adjustment.apply(product.on_hand, product.reserved)?;
+        let delta = on_hand - product.on_hand;
+        let note = adjustment.note.map(|n| n.into_inner());
+        let movement = state.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
+        Ok((movement, state.products[&id].clone()))
+    }
+
+    async fn list_movements(
+        &self,
+        id: ProductId,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<StockMovement>, Error> {
+        let state = self.lock(deadline)?;
+        if !state.products.contains_key(&id) {
+            return Err(Error::NotFound("product"));
+        }
+        let before = page.after.map(|c| c.0);
+        let mut rows: Vec<StockMovement> = state
+            .movements
+            .iter()
+            .filter(|m| m.product_id == id && before.is_none_or(|before| m.id < before))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|m| std::cmp::Reverse(m.id));
+        rows.truncate(page.fetch());
+        Ok(Page::from_rows(rows, page, |m: &StockMovement| m.id))
+    }
+}
+
+impl OrderStore for MemoryStore {
+    async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
+        let mut state = self.lock(deadline)?;
+        let snapshots: Vec<ProductSnapshot> = order
+            .lock_order()
+            .iter()
+            .filter_map(|id| state.products.get(id))
+            .map(|p| ProductSnapshot {
+                id: p.id,
+                sku: p.sku.clone(),
+                name: p.name.clone(),
+                price_minor: p.price_minor,
+                currency: p.currency.clone(),
+                on_hand: p.on_hand,
+                reserved: p.reserved,
+            })
+            .collect();
+        let plan = plan_order(&order, &snapshots)?;
+        let id = new_id();
+        for line in &plan.lines {
+            state.move_stock(
+                line.product_id,
+                Some(id),
+                MovementReason::OrderReserved,
+                (0, line.quantity),
+                None,
+            )?;
+        }
+        let now = OffsetDateTime::now_utc();
+        let order = Order {
+            id,
+            status: OrderStatus::Pending,
+            customer_ref: order.customer_ref.map(|c| c.into_inner()),
+            lines: plan.lines,
+            total_minor: plan.total_minor,
+            currency: plan.currency,
+            created_at: now,
+            updated_at: now,
+        };
+        state.orders.insert(id, order.clone());
+        Ok(order)
+    }
+
+    async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
+        let state = self.lock(deadline)?;
+        state.orders.get(&id).cloned().ok_or(Error::NotFound("order"))
+    }
+
+    async fn list_orders(
+        &self,
+        status: Option<OrderStatus>,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<Order>, Error> {
+        let state = self.lock(deadline)?;
+        let before = page.after.map(|c| c.0);
+        let rows = state
+            .orders
+            .values()
+            .rev()
+            .filter(|o| before.is_none_or(|before| o.id < before))
+            .filter(|o| status.is_none_or(|s| o.status == s))
+            .take(page.fetch())
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, page, |o: &Order| o.id))
+    }
+
+    async fn transition_order(
+        &self,
+        id: OrderId,
+        action: OrderAction,
+        deadline: Deadline,
+    ) -> Result<Order, Error> {
+        let mut state = self.lock(deadline)?;
+        let order = state.orders.get(&id).cloned().ok_or(Error::NotFound("order"))?;
+        let Transition::To(status) = order.status.apply(action)? else {
+            return Ok(order);
+        };
+        let reason = action.reason();
+        for line in &order.lines {
+            state.move_stock(line.product_id, Some(id), reason, action.stock_deltas(line.quantity), None)?;
+        }
+        let order = state.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
+        order.status = status;
+        order.updated_at = OffsetDateTime::now_utc();
+        Ok(order.clone())
+    }
+}
+
+impl HealthProbe for MemoryStore {
+    async fn ping(&self, deadline: Deadline) -> Result<(), Error> {
+        self.lock(deadline).map(|_| ())
+    }
+}

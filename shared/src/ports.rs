@@ -1,0 +1,114 @@
+//! Ports: what the services need from storage, one trait per capability. Implemented by the Postgres adapter
+//! and by the in-memory adapter used in service and handler tests. Every call carries the request's
+//! [`Deadline`], which bounds its waits and statements.
+
+use std::future::Future;
+
+use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
+use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
+use crate::domain::stock::{StockAdjustment, StockMovement};
+use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId};
+
+/// The product catalogue and its stock.
+pub trait ProductStore: Send + Sync {
+    /// Creates a product; its initial stock (if any) is written to the ledger as `received`.
+    /// `SkuTaken` when the sku exists.
+    fn create_product(
+        &self,
+        product: NewProduct,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Product, Error>> + Send;
+
+    fn get_product(
+        &self,
+        id: ProductId,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Product, Error>> + Send;
+
+    /// Products in id (creation) order.
+    fn list_products(
+        &self,
+        filter: ProductFilter,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Page<Product>, Error>> + Send;
+
+    /// Changes catalogue fields when `if_match` (if given) matches the current version;
+    /// `PreconditionFailed` otherwise.
+    fn update_product(
+        &self,
+        id: ProductId,
+        patch: ProductPatch,
+        if_match: Option<IfMatch>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Product, Error>> + Send;
+
+    /// Removes a product from the catalogue; `Conflict` while pending orders hold some of its stock.
+    fn delete_product(
+        &self,
+        id: ProductId,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Changes on-hand stock and writes the ledger row, atomically; `Conflict` when on-hand would drop
+    /// below zero or below what is reserved.
+    fn adjust_stock(
+        &self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(StockMovement, Product), Error>> + Send;
+
+    /// The product's ledger, newest first.
+    fn list_movements(
+        &self,
+        id: ProductId,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Page<StockMovement>, Error>> + Send;
+}
+
+/// Orders and the stock they reserve.
+pub trait OrderStore: Send + Sync {
+    /// Places an order all or nothing: locks its products in id order, plans it with
+    /// [`crate::domain::order::plan_order`], reserves the stock and writes the order, its lines and the
+    /// ledger in one transaction.
+    fn create_order(
+        &self,
+        order: NewOrder,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Order, Error>> + Send;
+
+    fn get_order(
+        &self,
+        id: OrderId,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Order, Error>> + Send;
+
+    /// Orders newest first, optionally of one status.
+    fn list_orders(
+        &self,
+        status: Option<OrderStatus>,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Page<Order>, Error>> + Send;
+
+    /// Cancels or fulfils a pending order and moves its stock accordingly; repeating the action that was
+    /// already applied changes nothing, the other one is a `Conflict`.
+    fn transition_order(
+        &self,
+        id: OrderId,
+        action: OrderAction,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Order, Error>> + Send;
+}
+
+/// Whether the store can be reached.
+pub trait HealthProbe: Send + Sync {
+    fn ping(&self, deadline: Deadline) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Everything the service needs: implemented by any type that has all the ports.
+pub trait Store: ProductStore + OrderStore + HealthProbe {}
+
+impl<T: ProductStore + OrderStore + HealthProbe> Store for T {}

@@ -1,0 +1,37 @@
+use sqlx::error::ErrorKind;
+
+use crate::domain::Error;
+use crate::domain::stock::below_reserved;
+
+/// Maps a database error into the domain: constraint violations the API can explain become client errors,
+/// anything that says "try again later" becomes `Unavailable`, and the rest is `Internal`, its cause kept for
+/// the logs only.
+pub fn db_error(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Database(db) => {
+            match (db.kind(), db.constraint()) {
+                (ErrorKind::UniqueViolation, Some("products_sku_key")) => return Error::SkuTaken,
+                (
+                    ErrorKind::CheckViolation,
+                    Some("products_on_hand_not_negative" | "products_reserved_within_on_hand"),
+                ) => return below_reserved(),
+                _ => {}
+            }
+            match db.code().as_deref() {
+                // query_canceled (statement_timeout), lock_not_available (lock_timeout), deadlock_detected,
+                // serialization_failure, too_many_connections, admin/crash shutdown, cannot_connect_now.
+                Some("57014" | "55P03" | "40P01" | "40001" | "53300" | "57P01" | "57P02" | "57P03") => {
+                    Error::unavailable(error)
+                }
+                Some(code) if code.starts_with("08") => Error::unavailable(error),
+                _ => Error::internal(error),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Error::unavailable(error),
+        _ => Error::internal(error),
+    }
+}

@@ -1,0 +1,105 @@
+//! The Postgres adapter: the only place that knows SQL. Every operation is one transaction whose
+//! statements are bounded by the request's deadline with `SET LOCAL` (never a session setting: RDS Proxy
+//! would pin the session), and whose errors are mapped by SQLSTATE and constraint name into domain errors.
+
+mod errors;
+mod orders;
+mod products;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgPool, Postgres, Transaction};
+
+use crate::domain::{Deadline, Error};
+use crate::ports::HealthProbe;
+pub use errors::db_error;
+
+/// The migrations of `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Less time than this left is not worth starting a transaction for.
+const MIN_BUDGET: Duration = Duration::from_millis(5);
+
+/// How the pool connects.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// A pool that opens its first connection on first use, so a cold start never waits on the network.
+pub fn connect_lazy(options: PgConnectOptions, config: &PoolConfig) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(0)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_lazy_with(options.application_name("inventory"))
+}
+
+/// The Postgres implementation of every port.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `work` as one transaction that cannot outlive `deadline`: acquiring a connection, every
+    /// statement (`statement_timeout`) and every lock wait (`lock_timeout`) are bounded by the time left,
+    /// and the whole is abandoned (and so rolled back) shortly after the deadline in case the network
+    /// itself stalls. `work` returns an error to roll back; the transaction commits only on success.
+    async fn transaction<T, F>(&self, deadline: Deadline, work: F) -> Result<T, Error>
+    where
+        F: AsyncFnOnce(&mut Transaction<'_, Postgres>) -> Result<T, Error>,
+    {
+        let run = async {
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            let budget = budget_ms(deadline)?;
+            let mut tx = conn
+                .begin_with(AssertSqlSafe(format!(
+                    "BEGIN; SET LOCAL statement_timeout = {budget}; SET LOCAL lock_timeout = {budget}"
+                )))
+                .await
+                .map_err(db_error)?;
+            let value = work(&mut tx).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(value)
+        };
+        // The server enforces the deadline through the timeouts above; this client-side bound only catches
+        // a stalled network or an exhausted pool, so it allows a little slack for the server to answer first.
+        let bound = deadline.remaining() + Duration::from_millis(100);
+        tokio::time::timeout(bound, run)
+            .await
+            .unwrap_or_else(|_| Err(Error::unavailable("request deadline reached")))
+    }
+}
+
+/// Milliseconds left for the transaction, or `Unavailable` when there are too few to start one.
+fn budget_ms(deadline: Deadline) -> Result<u128, Error> {
+    let remaining = deadline.remaining();
+    if remaining < MIN_BUDGET {
+        return Err(Error::unavailable("request deadline reached"));
+    }
+    Ok(remaining.as_millis())
+}
+
+impl HealthProbe for PgStore {
+    async fn ping(&self, deadline: Deadline) -> Result<(), Error> {
+        self.transaction(deadline, async |tx| {
+            sqlx::query_scalar!("SELECT 1 AS \"one!\"")
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,289 @@
+use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
+use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
+use crate::domain::{Deadline, Error, IfMatch, Page, PageRequest, ProductId, StockLevel, new_id};
+use crate::ports::ProductStore;
+
+use super::{PgStore, db_error};
+
+impl ProductStore for PgStore {
+    async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
+        // One statement: the product and, when it starts with stock, the ledger row that explains it.
+        self.transaction(deadline, async |tx| {
+            sqlx::query_as!(
+                Product,
+                r#"
+                WITH product AS (
+                    INSERT INTO products (id, sku, name, description, price_minor, currency, on_hand, low_stock_threshold)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    RETURNING *
+                ), initial_stock AS (
+                    INSERT INTO stock_movements
+                        (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
+                    SELECT id, 'received', on_hand, 0, on_hand, 0, 'initial stock' FROM product WHERE on_hand > 0
+                )
+                SELECT id AS "id!", sku AS "sku!", name AS "name!", description, price_minor AS "price_minor!",
+                       currency AS "currency!", on_hand AS "on_hand!", reserved AS "reserved!",
+                       low_stock_threshold, version AS "version!", created_at AS "created_at!",
+                       updated_at AS "updated_at!"
+                FROM product
+                "#,
+                new_id(),
+                new.sku.as_str(),
+                new.name.as_str(),
+                new.description.as_ref().map(|d| d.as_str()),
+                new.price.get(),
+                new.currency.as_str(),
+                new.on_hand.get(),
+                new.low_stock_threshold.map(StockLevel::get),
+            )
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
+        self.transaction(deadline, async |tx| {
+            sqlx::query_as!(Product, "SELECT * FROM products WHERE id = $1", id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("product"))
+        })
+        .await
+    }
+
+    async fn list_products(
+        &self,
+        filter: ProductFilter,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<Product>, Error> {
+        let rows = self
+            .transaction(deadline, async |tx| {
+                sqlx::query_as!(
+                    Product,
+                    r#"
+                    SELECT * FROM products
+                    WHERE ($1::uuid IS NULL OR id > $1)
+                      AND ($2::text IS NULL OR sku = $2)
+                      AND (NOT $3 OR (low_stock_threshold IS NOT NULL AND on_hand - reserved <= low_stock_threshold))
+                    ORDER BY id
+                    LIMIT $4
+                    "#,
+                    page.after.map(|c| c.0),
+                    filter.sku,
+                    filter.low_stock,
+                    page.fetch() as i64,
+                )
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)
+            })
+            .await?;
+        Ok(Page::from_rows(rows, page, |p| p.id))
+    }
+
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: ProductPatch,
+        if_match: Option<IfMatch>,
+        deadline: Deadline,
+    ) -> Result<Product, Error> {
+        // `None` means any version; `Some(list)` means one of these (possibly none of them).
+        let versions: Option<Vec<i64>> = match if_match {
+            None | Some(IfMatch::Any) => None,
+            Some(IfMatch::Versions(versions)) => Some(versions),
+        };
+        self.transaction(deadline, async |tx| {
+            let updated = sqlx::query_as!(
+                Product,
+                r#"
+                UPDATE products SET
+                    name = COALESCE($2, name),
+                    description = CASE WHEN $3 THEN $4 ELSE description END,
+                    price_minor = COALESCE($5, price_minor),
+                    low_stock_threshold = CASE WHEN $6 THEN $7 ELSE low_stock_threshold END,
+                    version = version + 1,
+                    updated_at = now()
+                WHERE id = $1 AND ($8::bigint[] IS NULL OR version = ANY($8))
+                RETURNING *
+                "#,
+                id,
+                patch.name.as_ref().map(|n| n.as_str()),
+                patch.description.is_some(),
+                patch.description.as_ref().and_then(|d| d.as_ref().map(|d| d.as_str())),
+                patch.price.map(|p| p.get()),
+                patch.low_stock_threshold.is_some(),
+                patch.low_stock_threshold.flatten().map(StockLevel::get),
+                versions.as_deref(),
+            )
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+            if let Some(product) = updated {
+                return Ok(product);
+            }
+            // Nothing updated: either there is no such product or the precondition failed.
+            let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#, id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            Err(if exists { Error::PreconditionFailed } else { Error::NotFound("product") })
+        })
+        .await
+    }
+
+    async fn delete_product(&self, id: ProductId, deadline: Deadline) -> Result<(), Error> {
+        self.transaction(deadline, async |tx| {
+            // The condition is part of the DELETE, so an order reserving stock concurrently either commits
+            // first (and the row no longer qualifies) or waits for the delete and then finds no product.
+            let deleted = sqlx::query_scalar!("DELETE FROM products WHERE id = $1 AND reserved = 0 RETURNING id", id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            if deleted.is_some() {
+                return Ok(());
+            }
+            let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#, id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            Err(if exists { delete_refused() } else { Error::NotFound("product") })
+        })
+        .await
+    }
+
+    async fn adjust_stock(
+        &self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+        deadline: Deadline,
+    ) -> Result<(StockMovement, Product), Error> {
+        // One statement: the conditional change (guarded by the CHECK constraints) and its ledger row.
+        let row = self
+            .transaction(deadline, async |tx| {
+                sqlx::query!(
+                    r#"
+                    WITH product AS (
+                        UPDATE products
+                        SET on_hand = on_hand + $2, version = version + 1, updated_at = now()
+                        WHERE id = $1
+                        RETURNING *
+                    ), movement AS (
+                        INSERT INTO stock_movements
+                            (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
+                        SELECT id, $3, $2, 0, on_hand, reserved, $4 FROM product
+                        RETURNING id, created_at
+                    )
+                    SELECT p.id AS "id!", p.sku AS "sku!", p.name AS "name!", p.description,
+                           p.price_minor AS "price_minor!", p.currency AS "currency!", p.on_hand AS "on_hand!",
+                           p.reserved AS "reserved!", p.low_stock_threshold, p.version AS "version!",
+                           p.created_at AS "created_at!", p.updated_at AS "updated_at!",
+                           m.id AS "movement_id!", m.created_at AS "movement_created_at!"
+                    FROM product p, movement m
+                    "#,
+                    id,
+                    adjustment.delta,
+                    adjustment.reason.as_str(),
+                    adjustment.note.as_ref().map(|n| n.as_str()),
+                )
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("product"))
+            })
+            .await?;
+        let movement = StockMovement {
+            id: row.movement_id,
+            product_id: row.id,
+            order_id: None,
+            reason: adjustment.reason,
+            on_hand_delta: adjustment.delta,
+            reserved_delta: 0,
+            on_hand_after: row.on_hand,
+            reserved_after: row.reserved,
+            note: adjustment.note.map(|n| n.into_inner()),
+            created_at: row.movement_created_at,
+        };
+        let product = Product {
+            id: row.id,
+            sku: row.sku,
+            name: row.name,
+            description: row.description,
+            price_minor: row.price_minor,
+            currency: row.currency,
+            on_hand: row.on_hand,
+            reserved: row.reserved,
+            low_stock_threshold: row.low_stock_threshold,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        };
+        Ok((movement, product))
+    }
+
+    async fn list_movements(
+        &self,
+        id: ProductId,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<StockMovement>, Error> {
+        // One statement answers both "does the product exist" (a row at all) and "its ledger page".
+        let rows = self
+            .transaction(deadline, async |tx| {
+                sqlx::query!(
+                    r#"
+                    SELECT m.id AS "id?", m.order_id, m.reason AS "reason?",
+                           m.on_hand_delta AS "on_hand_delta?", m.reserved_delta AS "reserved_delta?",
+                           m.on_hand_after AS "on_hand_after?", m.reserved_after AS "reserved_after?",
+                           m.note, m.created_at AS "created_at?"
+                    FROM products p
+                    LEFT JOIN LATERAL (
+                        SELECT * FROM stock_movements s
+                        WHERE s.product_id = p.id AND ($2::uuid IS NULL OR s.id < $2)
+                        ORDER BY s.id DESC
+                        LIMIT $3
+                    ) m ON true
+                    WHERE p.id = $1
+                    ORDER BY m.id DESC
+                    "#,
+                    id,
+                    page.after.map(|c| c.0),
+                    page.fetch() as i64,
+                )
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)
+            })
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::NotFound("product"));
+        }
+        // A product without (further) movements comes back as one row of NULLs; in any other row every
+        // column but order_id and note is set (they come from NOT NULL columns).
+        let movements = rows
+            .into_iter()
+            .filter_map(|r| {
+                let movement_id = r.id?;
+                let reason = MovementReason::parse(r.reason.as_deref().unwrap_or_default())
+                    .ok_or_else(|| Error::internal("unknown movement reason"));
+                Some(reason.map(|reason| StockMovement {
+                    id: movement_id,
+                    product_id: id,
+                    order_id: r.order_id,
+                    reason,
+                    on_hand_delta: r.on_hand_delta.unwrap_or_default(),
+                    reserved_delta: r.reserved_delta.unwrap_or_default(),
+                    on_hand_after: r.on_hand_after.unwrap_or_default(),
+                    reserved_after: r.reserved_after.unwrap_or_default(),
+                    note: r.note,
+                    created_at: r.created_at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                }))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(movements, page, |m| m.id))
+    }
+}

@@ -1,0 +1,126 @@
+//! The use cases. Inputs are already-valid domain commands; storage is reached only through the ports.
+
+use tracing::instrument;
+
+use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
+use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
+use crate::domain::stock::{StockAdjustment, StockMovement};
+use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId};
+use crate::ports::Store;
+
+/// The inventory and order service over a store.
+#[derive(Debug, Clone)]
+pub struct Inventory<S> {
+    store: S,
+}
+
+impl<S: Store> Inventory<S> {
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    #[instrument(skip_all, fields(sku = product.sku.as_str()))]
+    pub async fn create_product(&self, product: NewProduct, deadline: Deadline) -> Result<Product, Error> {
+        let product = self.store.create_product(product, deadline).await?;
+        tracing::info!(product_id = %product.id, on_hand = product.on_hand, "product created");
+        Ok(product)
+    }
+
+    pub async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
+        self.store.get_product(id, deadline).await
+    }
+
+    pub async fn list_products(
+        &self,
+        filter: ProductFilter,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<Product>, Error> {
+        self.store.list_products(filter, page, deadline).await
+    }
+
+    #[instrument(skip(self, patch, deadline))]
+    pub async fn update_product(
+        &self,
+        id: ProductId,
+        patch: ProductPatch,
+        if_match: Option<IfMatch>,
+        deadline: Deadline,
+    ) -> Result<Product, Error> {
+        if patch.is_empty() {
+            return Err(Error::validation(
+                "",
+                "the body must change at least one of name, description, price_minor, low_stock_threshold",
+            ));
+        }
+        self.store.update_product(id, patch, if_match, deadline).await
+    }
+
+    #[instrument(skip(self, deadline))]
+    pub async fn delete_product(&self, id: ProductId, deadline: Deadline) -> Result<(), Error> {
+        self.store.delete_product(id, deadline).await?;
+        tracing::info!("product deleted");
+        Ok(())
+    }
+
+    #[instrument(skip(self, adjustment, deadline), fields(delta = adjustment.delta, reason = adjustment.reason.as_str()))]
+    pub async fn adjust_stock(
+        &self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+        deadline: Deadline,
+    ) -> Result<(StockMovement, Product), Error> {
+        let (movement, product) = self.store.adjust_stock(id, adjustment, deadline).await?;
+        tracing::info!(on_hand = product.on_hand, reserved = product.reserved, "stock adjusted");
+        Ok((movement, product))
+    }
+
+    pub async fn list_movements(
+        &self,
+        id: ProductId,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<StockMovement>, Error> {
+        self.store.list_movements(id, page, deadline).await
+    }
+
+    #[instrument(skip_all, fields(lines = order.lines().len()))]
+    pub async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
+        let order = self.store.create_order(order, deadline).await?;
+        tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
+        Ok(order)
+    }
+
+    pub async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
+        self.store.get_order(id, deadline).await
+    }
+
+    pub async fn list_orders(
+        &self,
+        status: Option<OrderStatus>,
+        page: PageRequest,
+        deadline: Deadline,
+    ) -> Result<Page<Order>, Error> {
+        self.store.list_orders(status, page, deadline).await
+    }
+
+    #[instrument(skip(self, deadline))]
+    pub async fn transition_order(
+        &self,
+        id: OrderId,
+        action: OrderAction,
+        deadline: Deadline,
+    ) -> Result<Order, Error> {
+        let order = self.store.transition_order(id, action, deadline).await?;
+        tracing::info!(status = order.status.as_str(), "order transitioned");
+        Ok(order)
+    }
+
+    pub async fn health(&self, deadline: Deadline) -> Result<(), Error> {
+        self.store.ping(deadline).await
+    }
+}
