@@ -1,6 +1,9 @@
 //! The inventory and order service: domain, services, adapters and the HTTP edge shared by every function.
 
+pub mod bootstrap;
+pub mod config;
 pub mod domain;
+pub mod http;
 pub mod memory;
 pub mod ports;
 pub mod postgres;

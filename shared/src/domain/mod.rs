@@ -14,6 +14,7 @@ pub use deadline::Deadline;
 pub use error::{Error, FieldError, Shortage, Validator};
 pub use page::{Cursor, Page, PageRequest};
 pub use values::{
+    etag,
     CustomerRef, Description, IfMatch, Note, PriceMinor, ProductName, Quantity, Sku, StockLevel,
 };
 

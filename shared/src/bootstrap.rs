@@ -1,0 +1,37 @@
+//! The start of every function: once per cold start, set up logging, configuration and a lazily connecting
+//! pool, then serve requests of one endpoint until Lambda shuts the instance down.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use lambda_http::service_fn;
+
+use crate::config::Config;
+use crate::http::{App, Endpoint};
+use crate::postgres::{self, PgStore};
+
+/// Serves `endpoint`. Logs are JSON with the Lambda request id on every line when
+/// `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
+/// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
+pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env().inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    let pool = postgres::connect_lazy(config.database, &config.pool);
+    let app = Arc::new(App::new(PgStore::new(pool.clone()), config.http));
+
+    // On SIGTERM (sent before Lambda tears the instance down) close the pool's connections cleanly and
+    // flush what is still buffered of the logs.
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+        pool.close().await;
+        tracing::info!("shut down: database connections closed");
+        let _ = std::io::stdout().flush();
+    })
+    .await;
+
+    lambda_http::run_concurrent(service_fn(move |request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(app.handle(endpoint, request).await) }
+    }))
+    .await
+}

@@ -1,0 +1,92 @@
+//! The HTTP edge: turns API Gateway requests into service calls and results into responses.
+
+pub mod dto;
+mod handlers;
+pub mod request;
+pub mod response;
+pub mod routes;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use crate::domain::Deadline;
+use crate::ports::Store;
+use crate::service::Inventory;
+pub use response::ApiError;
+pub use routes::{Endpoint, ROUTES, Route};
+
+/// Limits of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Longest time a request may take when no Lambda deadline is nearer (e.g. locally).
+    pub request_timeout: Duration,
+    /// Time kept back from the Lambda deadline to roll back and answer before the invocation is cut off.
+    pub deadline_margin: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            deadline_margin: Duration::from_millis(500),
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// Everything a request needs, built once per cold start and shared by all requests.
+#[derive(Debug)]
+pub struct App<S> {
+    pub inventory: Inventory<S>,
+    pub config: HttpConfig,
+}
+
+impl<S: Store> App<S> {
+    pub fn new(store: S, config: HttpConfig) -> Self {
+        Self {
+            inventory: Inventory::new(store),
+            config,
+        }
+    }
+
+    /// Serves one request of `endpoint`. Never fails: every error is a response (an `Err` would make
+    /// API Gateway answer 502 with a body of its own). Logs one line per request.
+    pub async fn handle(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
+        let started = Instant::now();
+        let deadline = self.deadline(&request);
+        let response = handlers::dispatch(self, endpoint, &request, deadline)
+            .await
+            .unwrap_or_else(ApiError::into_response);
+        let route = endpoint.route();
+        tracing::info!(
+            method = route.method,
+            route = route.path,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+
+    /// The request's deadline: the configured timeout, or the Lambda invocation deadline less the margin
+    /// when that is sooner.
+    fn deadline(&self, request: &Request) -> Deadline {
+        let configured = Deadline::after(self.config.request_timeout);
+        let Some(lambda_deadline_ms) = request
+            .lambda_context_ref()
+            .map(|context| context.deadline)
+            .filter(|ms| *ms > 0)
+        else {
+            return configured;
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
+        configured.min(Deadline::after(remaining.saturating_sub(self.config.deadline_margin)))
+    }
+}

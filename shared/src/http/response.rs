@@ -1,0 +1,184 @@
+//! Responses, and the one place where errors become statuses and problem documents (RFC 9457).
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::domain::{Error, FieldError, Shortage};
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// Everything a handler can fail with: a domain error, or a request the edge could not even parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed JSON, wrong content type, malformed path id or query parameter. The text describes the
+    /// client's input only.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error(transparent)]
+    Domain(#[from] Error),
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest(detail.into())
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shortages: Vec<Shortage>,
+}
+
+impl ApiError {
+    /// The problem document of this error, its status included.
+    fn problem(self) -> Problem {
+        let (status, code, detail, errors, shortages) = match self {
+            Self::BadRequest(detail) => (StatusCode::BAD_REQUEST, "bad_request", detail, vec![], vec![]),
+            Self::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body must not be larger than {limit} bytes"),
+                vec![],
+                vec![],
+            ),
+            Self::Domain(error) => match error {
+                Error::Validation(errors) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "the request is not valid; see errors".to_owned(),
+                    errors,
+                    vec![],
+                ),
+                Error::NotFound(what) => {
+                    (StatusCode::NOT_FOUND, "not_found", format!("no such {what}"), vec![], vec![])
+                }
+                Error::UnknownProducts(errors) => (
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "some ordered products do not exist; see errors".to_owned(),
+                    errors,
+                    vec![],
+                ),
+                Error::InsufficientStock(shortages) => (
+                    StatusCode::CONFLICT,
+                    "insufficient_stock",
+                    "not enough stock is available for some lines; see shortages".to_owned(),
+                    vec![],
+                    shortages,
+                ),
+                Error::SkuTaken => (
+                    StatusCode::CONFLICT,
+                    "sku_taken",
+                    "another product has this sku".to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::Conflict(detail) => (StatusCode::CONFLICT, "conflict", detail, vec![], vec![]),
+                Error::PreconditionFailed => (
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    "the product has changed since the ETag given in If-Match; fetch it again".to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::Unavailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is temporarily unable to answer; retry shortly".to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an unexpected error occurred".to_owned(),
+                    vec![],
+                    vec![],
+                ),
+            },
+        };
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            code,
+            errors,
+            shortages,
+        }
+    }
+
+    /// Logs the error (with its whole cause chain when the fault is ours) and renders it.
+    pub fn into_response(self) -> Response<Body> {
+        if let Self::Domain(Error::Unavailable(_) | Error::Internal(_)) = &self {
+            tracing::error!(error = %chain(&self), "request failed");
+        } else {
+            tracing::debug!(error = %self, "request refused");
+        }
+        let problem = self.problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = json(status, &problem);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+/// An error and its sources, outermost first.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    match serde_json::to_string(body) {
+        Ok(text) => {
+            let mut response = Response::new(Body::Text(text));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(error) => ApiError::Domain(Error::internal(error)).into_response(),
+    }
+}
+
+/// An empty response (204).
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// Adds a header whose value this crate produced (an id, a number): always valid.
+pub fn with_header(mut response: Response<Body>, name: header::HeaderName, value: &str) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}

@@ -1,0 +1,82 @@
+//! The route table: the one place that says which endpoint answers which method and path, and which
+//! function binary serves it. The `cargo lambda watch` router in the workspace `Cargo.toml`, the function
+//! binaries and the deployment are checked against it by tests.
+
+/// Every endpoint of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    CreateProduct,
+    ListProducts,
+    GetProduct,
+    UpdateProduct,
+    DeleteProduct,
+    AdjustStock,
+    ListStockMovements,
+    CreateOrder,
+    ListOrders,
+    GetOrder,
+    CancelOrder,
+    FulfillOrder,
+    Health,
+}
+
+/// Where an endpoint lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    /// Name of the function binary (and Lambda function) that serves it.
+    pub function: &'static str,
+    pub method: &'static str,
+    /// Path template, with `{id}` for the path parameter.
+    pub path: &'static str,
+}
+
+const fn route(endpoint: Endpoint, function: &'static str, method: &'static str, path: &'static str) -> Route {
+    Route {
+        endpoint,
+        function,
+        method,
+        path,
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    route(Endpoint::CreateProduct, "create-product", "POST", "/products"),
+    route(Endpoint::ListProducts, "list-products", "GET", "/products"),
+    route(Endpoint::GetProduct, "get-product", "GET", "/products/{id}"),
+    route(Endpoint::UpdateProduct, "update-product", "PATCH", "/products/{id}"),
+    route(Endpoint::DeleteProduct, "delete-product", "DELETE", "/products/{id}"),
+    route(Endpoint::AdjustStock, "adjust-stock", "POST", "/products/{id}/stock-adjustments"),
+    route(Endpoint::ListStockMovements, "list-stock-movements", "GET", "/products/{id}/stock-movements"),
+    route(Endpoint::CreateOrder, "create-order", "POST", "/orders"),
+    route(Endpoint::ListOrders, "list-orders", "GET", "/orders"),
+    route(Endpoint::GetOrder, "get-order", "GET", "/orders/{id}"),
+    route(Endpoint::CancelOrder, "cancel-order", "POST", "/orders/{id}/cancel"),
+    route(Endpoint::FulfillOrder, "fulfill-order", "POST", "/orders/{id}/fulfill"),
+    route(Endpoint::Health, "health", "GET", "/health"),
+];
+
+impl Endpoint {
+    pub fn route(self) -> &'static Route {
+        ROUTES
+            .iter()
+            .find(|route| route.endpoint == self)
+            .expect("every endpoint has a route")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_unique_in_endpoint_function_and_method_with_path() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert_ne!(a.endpoint, b.endpoint);
+                assert_ne!(a.function, b.function);
+                assert!((a.method, a.path) != (b.method, b.path), "{a:?} and {b:?}");
+            }
+        }
+    }
+}
