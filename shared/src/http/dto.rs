@@ -169,7 +169,7 @@ pub struct CreateOrderBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineBody {
-    pub product_id: Option<Uuid>,
+    pub product_id: Option<String>,
     pub quantity: Option<i64>,
 }
 
@@ -186,7 +186,9 @@ impl TryFrom<CreateOrderBody> for NewOrder {
                 .into_iter()
                 .enumerate()
                 .map(|(i, line)| {
-                    let product_id = v.required(&format!("/lines/{i}/product_id"), line.product_id, Ok);
+                    let product_id = v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
+                        Uuid::try_parse(&id).map_err(|_| "product_id must be a UUID".to_owned())
+                    });
                     let quantity = v.required(&format!("/lines/{i}/quantity"), line.quantity, Quantity::parse);
                     Some(RequestedLine {
                         product_id: product_id?,

@@ -16,6 +16,9 @@ use crate::service::Inventory;
 pub use response::ApiError;
 pub use routes::{Endpoint, ROUTES, Route};
 
+/// 2020-01-01T00:00:00Z in milliseconds: no real invocation deadline is earlier.
+const EARLIEST_PLAUSIBLE_DEADLINE_MS: u64 = 1_577_836_800_000;
+
 /// Limits of the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -75,10 +78,12 @@ impl<S: Store> App<S> {
     /// when that is sooner.
     fn deadline(&self, request: &Request) -> Deadline {
         let configured = Deadline::after(self.config.request_timeout);
+        // Lambda gives the deadline in milliseconds since the Unix epoch. Local emulators may send something
+        // else (`cargo lambda watch` sends its timeout, 600000), which is not a moment and is ignored.
         let Some(lambda_deadline_ms) = request
             .lambda_context_ref()
             .map(|context| context.deadline)
-            .filter(|ms| *ms > 0)
+            .filter(|ms| *ms > EARLIEST_PLAUSIBLE_DEADLINE_MS)
         else {
             return configured;
         };

@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod behaviour;
+
+use inventory::domain::order::{NewOrder, RequestedLine};
+use inventory::domain::product::NewProduct;
+use inventory::domain::{Currency, Deadline, PriceMinor, ProductId, ProductName, Quantity, Sku, StockLevel};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A deadline comfortably far away.
+pub fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(30))
+}
+
+/// A valid new product.
+pub fn new_product(sku: &str, price_minor: i64, on_hand: i64) -> NewProduct {
+    new_product_in(sku, price_minor, on_hand, "EUR")
+}
+
+pub fn new_product_in(sku: &str, price_minor: i64, on_hand: i64, currency: &str) -> NewProduct {
+    NewProduct {
+        sku: Sku::parse(sku.into()).unwrap(),
+        name: ProductName::parse(format!("Product {sku}")).unwrap(),
+        description: None,
+        price: PriceMinor::parse(price_minor).unwrap(),
+        currency: Currency::parse(currency).unwrap(),
+        on_hand: StockLevel::parse(on_hand).unwrap(),
+        low_stock_threshold: None,
+    }
+}
+
+/// A valid order of `(product, quantity)` lines.
+pub fn new_order(lines: &[(ProductId, i64)]) -> NewOrder {
+    let lines = lines
+        .iter()
+        .map(|(product_id, quantity)| RequestedLine {
+            product_id: *product_id,
+            quantity: Quantity::parse(*quantity).unwrap(),
+        })
+        .collect();
+    NewOrder::new(lines, None).unwrap()
+}
+
+/// Builds an API Gateway event from the real event fixtures, as API Gateway would send it for `method` and
+/// `path` on the route `template`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    value: Value,
+    v2: bool,
+}
+
+impl Event {
+    /// An HTTP API (payload format 2.0) event.
+    pub fn v2(method: &str, template: &str, path: &str) -> Self {
+        let mut value: Value = serde_json::from_str(include_str!("../fixtures/apigw-v2-http-api.json")).unwrap();
+        value["routeKey"] = json!(format!("{method} {template}"));
+        value["requestContext"]["routeKey"] = value["routeKey"].clone();
+        value["rawPath"] = json!(path);
+        value["requestContext"]["http"]["method"] = json!(method);
+        value["requestContext"]["http"]["path"] = json!(path);
+        value["pathParameters"] = path_parameters(template, path);
+        Self { value, v2: true }
+    }
+
+    /// A REST API (payload format 1.0) event, of stage `prod`.
+    pub fn v1(method: &str, template: &str, path: &str) -> Self {
+        let mut value: Value = serde_json::from_str(include_str!("../fixtures/apigw-v1-rest-api.json")).unwrap();
+        value["resource"] = json!(template);
+        value["path"] = json!(path);
+        value["httpMethod"] = json!(method);
+        value["requestContext"]["httpMethod"] = json!(method);
+        value["requestContext"]["resourcePath"] = json!(template);
+        value["requestContext"]["path"] = json!(format!("/prod{path}"));
+        value["pathParameters"] = path_parameters(template, path);
+        Self { value, v2: false }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.value["headers"][name] = json!(value);
+        if !self.v2 {
+            self.value["multiValueHeaders"][name] = json!([value]);
+        }
+        self
+    }
+
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        let map: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| ((*k).into(), json!(v))).collect();
+        if self.v2 {
+            self.value["rawQueryString"] =
+                json!(pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"));
+            self.value["queryStringParameters"] = Value::Object(map);
+        } else {
+            let multi: serde_json::Map<String, Value> =
+                pairs.iter().map(|(k, v)| ((*k).into(), json!([v]))).collect();
+            self.value["queryStringParameters"] = Value::Object(map);
+            self.value["multiValueQueryStringParameters"] = Value::Object(multi);
+        }
+        self
+    }
+
+    /// A JSON body with its content type.
+    pub fn json(self, body: &Value) -> Self {
+        self.raw_body(&body.to_string()).header("content-type", "application/json")
+    }
+
+    pub fn raw_body(mut self, body: &str) -> Self {
+        self.value["body"] = json!(body);
+        self
+    }
+
+    pub fn request(&self) -> lambda_http::Request {
+        lambda_http::request::from_str(&self.value.to_string()).expect("a valid API Gateway event")
+    }
+}
+
+fn path_parameters(template: &str, path: &str) -> Value {
+    let names = template.split('/');
+    let values = path.split('/');
+    let params: serde_json::Map<String, Value> = names
+        .zip(values)
+        .filter_map(|(name, value)| {
+            let name = name.strip_prefix('{')?.strip_suffix('}')?;
+            Some((name.to_owned(), json!(value)))
+        })
+        .collect();
+    if params.is_empty() { Value::Null } else { Value::Object(params) }
+}

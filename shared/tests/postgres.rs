@@ -1,0 +1,230 @@
+//! The Postgres adapter on real databases: one fresh, migrated database per test (`#[sqlx::test]`, which
+//! needs DATABASE_URL and fails without it).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use inventory::domain::order::OrderAction;
+use inventory::domain::stock::{MovementReason, StockAdjustment};
+use inventory::domain::{Deadline, Error, PageRequest, new_id};
+use inventory::ports::ProductStore;
+use inventory::postgres::{PgStore, PoolConfig, connect_lazy, db_error};
+use inventory::service::Inventory;
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+
+use common::{deadline, new_order, new_product};
+
+behaviour_tests!(
+    sqlx::test(migrations = "../migrations"), |pool: PgPool| PgStore::new(pool);
+    initial_stock_is_recorded_in_the_ledger,
+    a_duplicate_sku_is_refused,
+    an_order_reserves_and_cancelling_releases,
+    fulfilling_ships_the_stock,
+    a_shortage_names_every_short_line_and_writes_nothing,
+    unknown_products_are_all_named,
+    one_order_has_one_currency,
+    stock_adjustments_never_go_below_what_is_reserved,
+    deleting_waits_for_reservations_and_keeps_past_orders,
+    updates_honour_if_match_and_keep_order_snapshots,
+    pages_walk_every_item_once,
+    filters_find_skus_and_low_stock,
+    the_ledger_of_an_unknown_product_is_not_found,
+);
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_database_refuses_stock_below_reserved_whoever_writes_it(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
+    inventory.create_order(new_order(&[(a.id, 4)]), deadline()).await.unwrap();
+
+    let below_reserved = sqlx::query("UPDATE products SET on_hand = 3 WHERE id = $1")
+        .bind(a.id)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(matches!(db_error(below_reserved), Error::Conflict(_)));
+    let negative = sqlx::query("UPDATE products SET reserved = -1 WHERE id = $1")
+        .bind(a.id)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(matches!(db_error(negative), Error::Conflict(_)));
+    let duplicate = sqlx::query("INSERT INTO products (id, sku, name, price_minor, currency, on_hand) VALUES ($1, 'A', 'x', 1, 'EUR', 0)")
+        .bind(new_id())
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(matches!(db_error(duplicate), Error::SkuTaken));
+    let negative_price = sqlx::query("UPDATE products SET price_minor = -1 WHERE id = $1")
+        .bind(a.id)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(matches!(db_error(negative_price), Error::Internal(_)), "not a rule clients can break");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_ledger_is_insert_only(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
+    let update = sqlx::query("UPDATE stock_movements SET on_hand_delta = 500").execute(&pool).await;
+    assert!(update.is_err());
+    let delete = sqlx::query("DELETE FROM stock_movements").execute(&pool).await;
+    assert!(delete.is_err());
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_movements").fetch_one(&pool).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn generated_ledger_ids_are_version_7_and_time_ordered(pool: PgPool) {
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT uuid_v7() FROM generate_series(1, 3)")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for id in &ids {
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+    }
+    let before = new_id();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let later: uuid::Uuid = sqlx::query_scalar("SELECT uuid_v7()").fetch_one(&pool).await.unwrap();
+    assert!(later > before, "a later database id sorts after an earlier application id");
+}
+
+/// A lock held by another transaction makes an order wait only until its deadline: it then rolls back and
+/// reports `Unavailable`, having written nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
+
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(a.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let result = inventory
+        .create_order(new_order(&[(a.id, 1)]), Deadline::after(Duration::from_millis(300)))
+        .await;
+    let waited = started.elapsed();
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(waited < Duration::from_secs(2), "gave up after {waited:?}");
+    blocker.rollback().await.unwrap();
+
+    let product = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!(product.reserved, 0);
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await.unwrap();
+    assert_eq!(orders, 0);
+}
+
+/// Timeouts are transaction-local (`SET LOCAL`), so nothing lingers on a pooled connection (which is also
+/// what keeps RDS Proxy from pinning it).
+#[sqlx::test(migrations = "../migrations")]
+async fn timeouts_do_not_outlive_the_transaction(pool: PgPool) {
+    let store = PgStore::new(pool.clone());
+    store.get_product(new_id(), deadline()).await.unwrap_err();
+    let mut conn = pool.acquire().await.unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&mut *conn).await.unwrap();
+    let lock_timeout: String = sqlx::query_scalar("SHOW lock_timeout").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!((timeout.as_str(), lock_timeout.as_str()), ("0", "0"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_passed_deadline_never_reaches_the_database(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
+    let result = inventory.create_order(new_order(&[(a.id, 1)]), Deadline::after(Duration::ZERO)).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert_eq!(inventory.get_product(a.id, deadline()).await.unwrap().reserved, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_within_the_deadline() {
+    // Nothing listens on port 1.
+    let options: PgConnectOptions = "postgres://postgres@127.0.0.1:1/inventory".parse().unwrap();
+    let pool = connect_lazy(options, &PoolConfig { max_connections: 1, acquire_timeout: Duration::from_secs(1) });
+    let inventory = Inventory::new(PgStore::new(pool));
+    let started = Instant::now();
+    let health = inventory.health(Deadline::after(Duration::from_millis(500))).await;
+    assert!(matches!(health, Err(Error::Unavailable(_))), "{health:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn health_makes_a_round_trip(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    inventory.health(deadline()).await.unwrap();
+    pool.close().await;
+    let closed = inventory.health(deadline()).await;
+    assert!(matches!(closed, Err(Error::Unavailable(_))), "{closed:?}");
+}
+
+/// Counts the statements sqlx sends (it logs each one at DEBUG under `sqlx::query`).
+#[derive(Clone, Default)]
+struct StatementCounter(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The number of statements (each one round trip) an order takes does not grow with its lines: all lines
+/// travel in one statement as arrays.
+#[sqlx::test(migrations = "../migrations")]
+async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(pool: PgPool) {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let mut products = Vec::new();
+    for i in 0..100 {
+        products.push(inventory.create_product(new_product(&format!("P{i}"), 10, 5), deadline()).await.unwrap().id);
+    }
+    // Warm the connection's statement cache, so that every measured order runs on prepared statements.
+    inventory.create_order(new_order(&[(products[0], 1)]), deadline()).await.unwrap();
+
+    let counter = StatementCounter::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(counter.clone())
+        .with(tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut counts = Vec::new();
+    for lines in [1usize, 10, 100] {
+        let order: Vec<_> = products[..lines].iter().map(|id| (*id, 1)).collect();
+        let before = counter.0.load(Ordering::SeqCst);
+        let placed = inventory.create_order(new_order(&order), deadline()).await.unwrap();
+        assert_eq!(placed.lines.len(), lines);
+        counts.push(counter.0.load(Ordering::SeqCst) - before);
+    }
+    println!("statements per order of 1, 10, 100 lines: {counts:?}");
+    assert_eq!(counts[0], counts[1]);
+    assert_eq!(counts[0], counts[2]);
+    assert!(counts[0] <= 4, "BEGIN (with its SET LOCALs), lock, write, COMMIT: {counts:?}");
+
+    let before = counter.0.load(Ordering::SeqCst);
+    let order = inventory.list_orders(None, PageRequest::default(), deadline()).await.unwrap().items[0].id;
+    inventory.transition_order(order, OrderAction::Cancel, deadline()).await.unwrap();
+    let after = counter.0.load(Ordering::SeqCst) - before;
+    println!("statements to list orders and cancel a 100-line order: {after}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let a = inventory.create_product(new_product("A", 1, 0), deadline()).await.unwrap();
+    let adjustment = StockAdjustment { delta: -1, reason: MovementReason::Shrinkage, note: None };
+    let refused = inventory.adjust_stock(a.id, adjustment, deadline()).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_movements").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 0, "a refused adjustment leaves no ledger row");
+}
