@@ -28,12 +28,25 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
 }
 
+/// A connection idle for longer than this is pinged before use; a warm one is trusted, which saves a round
+/// trip per request (a connection that did die anyway fails the request with a retryable 503).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
 /// A pool that opens its first connection on first use, so a cold start never waits on the network.
 pub fn connect_lazy(options: PgConnectOptions, config: &PoolConfig) -> PgPool {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .min_connections(0)
         .acquire_timeout(config.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options.application_name("inventory"))
 }
 
