@@ -14,13 +14,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sqlx::Postgres::create_database(&url).await?;
         eprintln!("migrate: created the database");
     }
-    let pool = PgPoolOptions::new().max_connections(1).connect(&url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
     let migrator = &inventory::postgres::MIGRATOR;
     migrator.run(&pool).await?;
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&pool)
         .await?;
-    eprintln!("migrate: {applied} of {} migrations applied, schema up to date", migrator.iter().count());
+    eprintln!(
+        "migrate: {applied} of {} migrations applied, schema up to date",
+        migrator.iter().count()
+    );
     pool.close().await;
     Ok(())
 }

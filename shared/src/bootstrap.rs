@@ -16,7 +16,8 @@ use crate::postgres::{self, PgStore};
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env().inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    let config =
+        Config::from_env().inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let pool = postgres::connect_lazy(config.database, &config.pool);
     let app = Arc::new(App::new(PgStore::new(pool.clone()), config.http));
 

@@ -76,7 +76,10 @@ impl Config {
             database,
             pool: PoolConfig {
                 max_connections: max_connections as u32,
-                acquire_timeout: Duration::from_millis(number("DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?),
+                acquire_timeout: Duration::from_millis(number(
+                    "DATABASE_ACQUIRE_TIMEOUT_MS",
+                    3_000,
+                )?),
             },
             http: HttpConfig {
                 request_timeout: Duration::from_millis(request_timeout),
@@ -92,7 +95,11 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned()))
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]
@@ -108,7 +115,12 @@ mod tests {
         let url = ("DATABASE_URL", "postgres://db/inventory");
         let c = config(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "8")]).unwrap();
         assert_eq!(c.pool.max_connections, 8);
-        let c = config(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "8"), ("DATABASE_MAX_CONNECTIONS", "2")]).unwrap();
+        let c = config(&[
+            url,
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "8"),
+            ("DATABASE_MAX_CONNECTIONS", "2"),
+        ])
+        .unwrap();
         assert_eq!(c.pool.max_connections, 2);
     }
 
@@ -116,9 +128,23 @@ mod tests {
     fn errors_name_the_variable_without_its_value() {
         let missing = config(&[]).unwrap_err().to_string();
         assert_eq!(missing, "DATABASE_URL is not set");
-        let invalid = config(&[("DATABASE_URL", "mysql://secret@x")]).unwrap_err().to_string();
-        assert!(invalid.contains("DATABASE_URL") && !invalid.contains("secret"), "{invalid}");
-        let bad_number = config(&[("DATABASE_URL", "postgres://x/y"), ("REQUEST_TIMEOUT_MS", "soon")]);
-        assert!(matches!(bad_number, Err(ConfigError::Invalid { name: "REQUEST_TIMEOUT_MS", .. })));
+        let invalid = config(&[("DATABASE_URL", "mysql://secret@x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            invalid.contains("DATABASE_URL") && !invalid.contains("secret"),
+            "{invalid}"
+        );
+        let bad_number = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("REQUEST_TIMEOUT_MS", "soon"),
+        ]);
+        assert!(matches!(
+            bad_number,
+            Err(ConfigError::Invalid {
+                name: "REQUEST_TIMEOUT_MS",
+                ..
+            })
+        ));
     }
 }

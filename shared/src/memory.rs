@@ -6,12 +6,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
 
-use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order};
+use crate::domain::order::{
+    NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order,
+};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
-use crate::domain::{
-    Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId, new_id,
-};
+use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId, new_id};
 use crate::ports::{HealthProbe, OrderStore, ProductStore};
 
 #[derive(Debug, Default)]
@@ -42,7 +42,10 @@ impl MemoryStore {
 
     /// Every ledger row, oldest first (for tests that reconcile the ledger with stock levels).
     pub fn movements(&self) -> Vec<StockMovement> {
-        self.state.lock().map(|s| s.movements.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.movements.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -127,7 +130,11 @@ impl ProductStore for MemoryStore {
 
     async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
         let state = self.lock(deadline)?;
-        state.products.get(&id).cloned().ok_or(Error::NotFound("product"))
+        state
+            .products
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound("product"))
     }
 
     async fn list_products(
@@ -258,7 +265,11 @@ impl OrderStore for MemoryStore {
 
     async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
         let state = self.lock(deadline)?;
-        state.orders.get(&id).cloned().ok_or(Error::NotFound("order"))
+        state
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound("order"))
     }
 
     async fn list_orders(
@@ -288,13 +299,23 @@ impl OrderStore for MemoryStore {
         deadline: Deadline,
     ) -> Result<Order, Error> {
         let mut state = self.lock(deadline)?;
-        let order = state.orders.get(&id).cloned().ok_or(Error::NotFound("order"))?;
+        let order = state
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound("order"))?;
         let Transition::To(status) = order.status.apply(action)? else {
             return Ok(order);
         };
         let reason = action.reason();
         for line in &order.lines {
-            state.move_stock(line.product_id, Some(id), reason, action.stock_deltas(line.quantity), None)?;
+            state.move_stock(
+                line.product_id,
+                Some(id),
+                reason,
+                action.stock_deltas(line.quantity),
+                None,
+            )?;
         }
         let order = state.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
         order.status = status;

@@ -24,7 +24,11 @@ impl<S: Store> Inventory<S> {
     }
 
     #[instrument(skip_all, fields(sku = product.sku.as_str()))]
-    pub async fn create_product(&self, product: NewProduct, deadline: Deadline) -> Result<Product, Error> {
+    pub async fn create_product(
+        &self,
+        product: NewProduct,
+        deadline: Deadline,
+    ) -> Result<Product, Error> {
         let product = self.store.create_product(product, deadline).await?;
         tracing::info!(product_id = %product.id, on_hand = product.on_hand, "product created");
         Ok(product)
@@ -57,7 +61,9 @@ impl<S: Store> Inventory<S> {
                 "the body must change at least one of name, description, price_minor, low_stock_threshold",
             ));
         }
-        self.store.update_product(id, patch, if_match, deadline).await
+        self.store
+            .update_product(id, patch, if_match, deadline)
+            .await
     }
 
     #[instrument(skip(self, deadline))]
@@ -75,7 +81,11 @@ impl<S: Store> Inventory<S> {
         deadline: Deadline,
     ) -> Result<(StockMovement, Product), Error> {
         let (movement, product) = self.store.adjust_stock(id, adjustment, deadline).await?;
-        tracing::info!(on_hand = product.on_hand, reserved = product.reserved, "stock adjusted");
+        tracing::info!(
+            on_hand = product.on_hand,
+            reserved = product.reserved,
+            "stock adjusted"
+        );
         Ok((movement, product))
     }
 

@@ -38,8 +38,14 @@ behaviour_tests!(
 #[sqlx::test(migrations = "../migrations")]
 async fn the_database_refuses_stock_below_reserved_whoever_writes_it(pool: PgPool) {
     let inventory = Inventory::new(PgStore::new(pool.clone()));
-    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
-    inventory.create_order(new_order(&[(a.id, 4)]), deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 1, 5), deadline())
+        .await
+        .unwrap();
+    inventory
+        .create_order(new_order(&[(a.id, 4)]), deadline())
+        .await
+        .unwrap();
 
     let below_reserved = sqlx::query("UPDATE products SET on_hand = 3 WHERE id = $1")
         .bind(a.id)
@@ -64,18 +70,31 @@ async fn the_database_refuses_stock_below_reserved_whoever_writes_it(pool: PgPoo
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(matches!(db_error(negative_price), Error::Internal(_)), "not a rule clients can break");
+    assert!(
+        matches!(db_error(negative_price), Error::Internal(_)),
+        "not a rule clients can break"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn the_ledger_is_insert_only(pool: PgPool) {
     let inventory = Inventory::new(PgStore::new(pool.clone()));
-    inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
-    let update = sqlx::query("UPDATE stock_movements SET on_hand_delta = 500").execute(&pool).await;
+    inventory
+        .create_product(new_product("A", 1, 5), deadline())
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE stock_movements SET on_hand_delta = 500")
+        .execute(&pool)
+        .await;
     assert!(update.is_err());
-    let delete = sqlx::query("DELETE FROM stock_movements").execute(&pool).await;
+    let delete = sqlx::query("DELETE FROM stock_movements")
+        .execute(&pool)
+        .await;
     assert!(delete.is_err());
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_movements").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_movements")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -91,8 +110,14 @@ async fn generated_ledger_ids_are_version_7_and_time_ordered(pool: PgPool) {
     }
     let before = new_id();
     tokio::time::sleep(Duration::from_millis(2)).await;
-    let later: uuid::Uuid = sqlx::query_scalar("SELECT uuid_v7()").fetch_one(&pool).await.unwrap();
-    assert!(later > before, "a later database id sorts after an earlier application id");
+    let later: uuid::Uuid = sqlx::query_scalar("SELECT uuid_v7()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        later > before,
+        "a later database id sorts after an earlier application id"
+    );
 }
 
 /// A lock held by another transaction makes an order wait only until its deadline: it then rolls back and
@@ -100,7 +125,10 @@ async fn generated_ledger_ids_are_version_7_and_time_ordered(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
     let inventory = Inventory::new(PgStore::new(pool.clone()));
-    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 1, 5), deadline())
+        .await
+        .unwrap();
 
     let mut blocker = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
@@ -111,7 +139,10 @@ async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
 
     let started = Instant::now();
     let result = inventory
-        .create_order(new_order(&[(a.id, 1)]), Deadline::after(Duration::from_millis(300)))
+        .create_order(
+            new_order(&[(a.id, 1)]),
+            Deadline::after(Duration::from_millis(300)),
+        )
         .await;
     let waited = started.elapsed();
     assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
@@ -120,7 +151,10 @@ async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
 
     let product = inventory.get_product(a.id, deadline()).await.unwrap();
     assert_eq!(product.reserved, 0);
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(orders, 0);
 }
 
@@ -131,28 +165,54 @@ async fn timeouts_do_not_outlive_the_transaction(pool: PgPool) {
     let store = PgStore::new(pool.clone());
     store.get_product(new_id(), deadline()).await.unwrap_err();
     let mut conn = pool.acquire().await.unwrap();
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&mut *conn).await.unwrap();
-    let lock_timeout: String = sqlx::query_scalar("SHOW lock_timeout").fetch_one(&mut *conn).await.unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let lock_timeout: String = sqlx::query_scalar("SHOW lock_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
     assert_eq!((timeout.as_str(), lock_timeout.as_str()), ("0", "0"));
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_passed_deadline_never_reaches_the_database(pool: PgPool) {
     let inventory = Inventory::new(PgStore::new(pool.clone()));
-    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
-    let result = inventory.create_order(new_order(&[(a.id, 1)]), Deadline::after(Duration::ZERO)).await;
+    let a = inventory
+        .create_product(new_product("A", 1, 5), deadline())
+        .await
+        .unwrap();
+    let result = inventory
+        .create_order(new_order(&[(a.id, 1)]), Deadline::after(Duration::ZERO))
+        .await;
     assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
-    assert_eq!(inventory.get_product(a.id, deadline()).await.unwrap().reserved, 0);
+    assert_eq!(
+        inventory
+            .get_product(a.id, deadline())
+            .await
+            .unwrap()
+            .reserved,
+        0
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable_within_the_deadline() {
     // Nothing listens on port 1.
     let options: PgConnectOptions = "postgres://postgres@127.0.0.1:1/inventory".parse().unwrap();
-    let pool = connect_lazy(options, &PoolConfig { max_connections: 1, acquire_timeout: Duration::from_secs(1) });
+    let pool = connect_lazy(
+        options,
+        &PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        },
+    );
     let inventory = Inventory::new(PgStore::new(pool));
     let started = Instant::now();
-    let health = inventory.health(Deadline::after(Duration::from_millis(500))).await;
+    let health = inventory
+        .health(Deadline::after(Duration::from_millis(500)))
+        .await;
     assert!(matches!(health, Err(Error::Unavailable(_))), "{health:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -185,7 +245,9 @@ async fn round_trip_counter(server: (String, u16)) -> (u16, Arc<RoundTrips>) {
     tokio::spawn(async move {
         loop {
             let (client, _) = listener.accept().await.unwrap();
-            let upstream = tokio::net::TcpStream::connect((server.0.as_str(), server.1)).await.unwrap();
+            let upstream = tokio::net::TcpStream::connect((server.0.as_str(), server.1))
+                .await
+                .unwrap();
             let (mut client_read, mut client_write) = client.into_split();
             let (mut server_read, mut server_write) = upstream.into_split();
             tokio::spawn(async move { tokio::io::copy(&mut server_read, &mut client_write).await });
@@ -204,11 +266,17 @@ async fn round_trip_counter(server: (String, u16)) -> (u16, Arc<RoundTrips>) {
                     loop {
                         // The startup message has no type byte; every later one is a type byte and a
                         // big-endian length that counts itself.
-                        let (kind, header) = if started { (pending.first().copied(), 1) } else { (None, 0) };
+                        let (kind, header) = if started {
+                            (pending.first().copied(), 1)
+                        } else {
+                            (None, 0)
+                        };
                         if pending.len() < header + 4 {
                             break;
                         }
-                        let len = u32::from_be_bytes(pending[header..header + 4].try_into().unwrap()) as usize;
+                        let len =
+                            u32::from_be_bytes(pending[header..header + 4].try_into().unwrap())
+                                as usize;
                         if pending.len() < header + len {
                             break;
                         }
@@ -247,54 +315,104 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
     let server = (options.get_host().to_owned(), options.get_port());
     let (port, trips) = round_trip_counter(server).await;
     // No TLS through the proxy: the counter reads the protocol in the clear.
-    let proxied = options.host("127.0.0.1").port(port).ssl_mode(sqlx::postgres::PgSslMode::Disable);
-    let pool = connect_lazy(proxied, &PoolConfig { max_connections: 1, acquire_timeout: Duration::from_secs(5) });
+    let proxied = options
+        .host("127.0.0.1")
+        .port(port)
+        .ssl_mode(sqlx::postgres::PgSslMode::Disable);
+    let pool = connect_lazy(
+        proxied,
+        &PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    );
     let inventory = Inventory::new(PgStore::new(pool));
     let mut products = Vec::new();
     for i in 0..100 {
-        products.push(inventory.create_product(new_product(&format!("P{i}"), 10, 5), deadline()).await.unwrap().id);
+        products.push(
+            inventory
+                .create_product(new_product(&format!("P{i}"), 10, 5), deadline())
+                .await
+                .unwrap()
+                .id,
+        );
     }
     // Warm the connection's statement cache: what is measured is the steady state of a warm function.
-    inventory.create_order(new_order(&[(products[0], 1)]), deadline()).await.unwrap();
+    inventory
+        .create_order(new_order(&[(products[0], 1)]), deadline())
+        .await
+        .unwrap();
 
     let mut counts = Vec::new();
     for lines in [1usize, 10, 100] {
         let order: Vec<_> = products[..lines].iter().map(|id| (*id, 1)).collect();
         let before = trips.statements.load(Ordering::SeqCst);
-        let placed = inventory.create_order(new_order(&order), deadline()).await.unwrap();
+        let placed = inventory
+            .create_order(new_order(&order), deadline())
+            .await
+            .unwrap();
         assert_eq!(placed.lines.len(), lines);
         counts.push(trips.statements.load(Ordering::SeqCst) - before);
     }
     println!("round trips per order of 1, 10, 100 lines (pings excluded): {counts:?}");
     assert_eq!(counts[0], counts[1]);
     assert_eq!(counts[0], counts[2]);
-    assert_eq!(counts[0], 4, "BEGIN with its SET LOCALs, lock, write, COMMIT");
+    assert_eq!(
+        counts[0], 4,
+        "BEGIN with its SET LOCALs, lock, write, COMMIT"
+    );
 
-    let orders = inventory.list_orders(None, PageRequest::default(), deadline()).await.unwrap().items;
+    let orders = inventory
+        .list_orders(None, PageRequest::default(), deadline())
+        .await
+        .unwrap()
+        .items;
     // Again on a warm statement cache: cancel a 10-line order first, then measure the 100-line one.
-    inventory.transition_order(orders[1].id, OrderAction::Cancel, deadline()).await.unwrap();
+    inventory
+        .transition_order(orders[1].id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
     let order = orders[0].id;
     let before = trips.statements.load(Ordering::SeqCst);
-    inventory.transition_order(order, OrderAction::Cancel, deadline()).await.unwrap();
+    inventory
+        .transition_order(order, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
     let cancel = trips.statements.load(Ordering::SeqCst) - before;
     println!("round trips to cancel a 100-line order: {cancel}");
-    assert_eq!(cancel, 6, "BEGIN, lock order, lock products, write, read back, COMMIT");
+    assert_eq!(
+        cancel, 6,
+        "BEGIN, lock order, lock products, write, read back, COMMIT"
+    );
     // A warm connection is not pinged before use (only after an idle spell); sqlx pings it once after
     // each use, off the request's path, when it goes back to the pool.
     // 100 products, 4 orders, 1 list, 2 cancels: at most one ping each (the last may still be under way).
     let operations = 107;
     let pings = trips.pings.load(Ordering::SeqCst);
     println!("pings over the {operations} operations above: {pings}");
-    assert!(pings <= operations, "a ping before use as well as after: {pings}");
+    assert!(
+        pings <= operations,
+        "a ping before use as well as after: {pings}"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
     let inventory = Inventory::new(PgStore::new(pool.clone()));
-    let a = inventory.create_product(new_product("A", 1, 0), deadline()).await.unwrap();
-    let adjustment = StockAdjustment { delta: -1, reason: MovementReason::Shrinkage, note: None };
+    let a = inventory
+        .create_product(new_product("A", 1, 0), deadline())
+        .await
+        .unwrap();
+    let adjustment = StockAdjustment {
+        delta: -1,
+        reason: MovementReason::Shrinkage,
+        note: None,
+    };
     let refused = inventory.adjust_stock(a.id, adjustment, deadline()).await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_movements").fetch_one(&pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_movements")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 0, "a refused adjustment leaves no ledger row");
 }

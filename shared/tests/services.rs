@@ -30,18 +30,29 @@ behaviour_tests!(
 #[tokio::test]
 async fn a_request_past_its_deadline_is_unavailable_and_changes_nothing() {
     let inventory = Inventory::new(MemoryStore::new());
-    let product = inventory.create_product(new_product("A", 1, 3), common::deadline()).await.unwrap();
+    let product = inventory
+        .create_product(new_product("A", 1, 3), common::deadline())
+        .await
+        .unwrap();
     let passed = Deadline::after(Duration::ZERO);
-    let result = inventory.create_order(new_order(&[(product.id, 1)]), passed).await;
+    let result = inventory
+        .create_order(new_order(&[(product.id, 1)]), passed)
+        .await;
     assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
-    let orders = inventory.list_orders(None, PageRequest::default(), common::deadline()).await.unwrap();
+    let orders = inventory
+        .list_orders(None, PageRequest::default(), common::deadline())
+        .await
+        .unwrap();
     assert!(orders.items.is_empty());
 }
 
 #[tokio::test]
 async fn an_empty_patch_is_a_validation_error() {
     let inventory = Inventory::new(MemoryStore::new());
-    let product = inventory.create_product(new_product("A", 1, 3), common::deadline()).await.unwrap();
+    let product = inventory
+        .create_product(new_product("A", 1, 3), common::deadline())
+        .await
+        .unwrap();
     let result = inventory
         .update_product(product.id, Default::default(), None, common::deadline())
         .await;

@@ -113,7 +113,9 @@ impl Validator {
     pub fn finish<T>(self, value: Option<T>) -> Result<T, Error> {
         match value {
             Some(value) if self.errors.is_empty() => Ok(value),
-            _ if self.errors.is_empty() => Err(Error::internal("validator finished without a value")),
+            _ if self.errors.is_empty() => {
+                Err(Error::internal("validator finished without a value"))
+            }
             _ => Err(Error::Validation(self.errors)),
         }
     }

@@ -14,8 +14,8 @@ pub use deadline::Deadline;
 pub use error::{Error, FieldError, Shortage, Validator};
 pub use page::{Cursor, Page, PageRequest};
 pub use values::{
-    etag,
     CustomerRef, Description, IfMatch, Note, PriceMinor, ProductName, Quantity, Sku, StockLevel,
+    etag,
 };
 
 /// Identifier of a product (a UUID v7: time-ordered, which keeps keyset pagination in creation order).

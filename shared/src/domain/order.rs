@@ -139,7 +139,10 @@ pub struct MergedLine {
 }
 
 impl NewOrder {
-    pub fn new(lines: Vec<RequestedLine>, customer_ref: Option<CustomerRef>) -> Result<Self, Error> {
+    pub fn new(
+        lines: Vec<RequestedLine>,
+        customer_ref: Option<CustomerRef>,
+    ) -> Result<Self, Error> {
         if lines.is_empty() || lines.len() > MAX_LINES {
             return Err(Error::validation(
                 "/lines",
@@ -156,7 +159,9 @@ impl NewOrder {
                     if merged[at].quantity > MAX_QUANTITY {
                         errors.push(FieldError::new(
                             format!("/lines/{index}/quantity"),
-                            format!("the lines for this product add up to more than {MAX_QUANTITY}"),
+                            format!(
+                                "the lines for this product add up to more than {MAX_QUANTITY}"
+                            ),
                         ));
                     }
                 }
@@ -258,7 +263,9 @@ pub fn plan_order(order: &NewOrder, products: &[ProductSnapshot]) -> Result<Orde
     for line in &order.lines {
         let product = found(line);
         let line_total = product.price_minor.checked_mul(line.quantity);
-        total = total.zip(line_total).and_then(|(sum, add)| sum.checked_add(add));
+        total = total
+            .zip(line_total)
+            .and_then(|(sum, add)| sum.checked_add(add));
         lines.push(OrderLine {
             product_id: product.id,
             sku: product.sku.clone(),
@@ -314,7 +321,13 @@ mod tests {
         }
     }
 
-    fn snapshot(id: ProductId, price: i64, currency: &str, on_hand: i64, reserved: i64) -> ProductSnapshot {
+    fn snapshot(
+        id: ProductId,
+        price: i64,
+        currency: &str,
+        on_hand: i64,
+        reserved: i64,
+    ) -> ProductSnapshot {
         ProductSnapshot {
             id,
             sku: format!("SKU-{price}"),
@@ -330,8 +343,11 @@ mod tests {
     fn lines_for_the_same_product_are_summed_in_first_appearance_order() {
         let (a, b) = (new_id(), new_id());
         let order = NewOrder::new(vec![line(b, 1), line(a, 2), line(b, 3)], None).unwrap();
-        let merged: Vec<(ProductId, i64, usize)> =
-            order.lines().iter().map(|l| (l.product_id, l.quantity, l.index)).collect();
+        let merged: Vec<(ProductId, i64, usize)> = order
+            .lines()
+            .iter()
+            .map(|l| (l.product_id, l.quantity, l.index))
+            .collect();
         assert_eq!(merged, vec![(b, 4, 0), (a, 2, 1)]);
     }
 
@@ -344,9 +360,15 @@ mod tests {
 
     #[test]
     fn an_order_needs_one_to_a_hundred_lines() {
-        assert!(matches!(NewOrder::new(vec![], None), Err(Error::Validation(_))));
+        assert!(matches!(
+            NewOrder::new(vec![], None),
+            Err(Error::Validation(_))
+        ));
         let many = (0..101).map(|_| line(new_id(), 1)).collect();
-        assert!(matches!(NewOrder::new(many, None), Err(Error::Validation(_))));
+        assert!(matches!(
+            NewOrder::new(many, None),
+            Err(Error::Validation(_))
+        ));
         let hundred = (0..100).map(|_| line(new_id(), 1)).collect();
         assert!(NewOrder::new(hundred, None).is_ok());
     }
@@ -366,7 +388,14 @@ mod tests {
     fn a_plan_prices_every_line_and_totals_them() {
         let (a, b) = (new_id(), new_id());
         let order = NewOrder::new(vec![line(a, 2), line(b, 1)], None).unwrap();
-        let plan = plan_order(&order, &[snapshot(a, 250, "EUR", 5, 0), snapshot(b, 1000, "EUR", 1, 0)]).unwrap();
+        let plan = plan_order(
+            &order,
+            &[
+                snapshot(a, 250, "EUR", 5, 0),
+                snapshot(b, 1000, "EUR", 1, 0),
+            ],
+        )
+        .unwrap();
         assert_eq!(plan.total_minor, 1500);
         assert_eq!(plan.currency, "EUR");
         assert_eq!(plan.lines[0].line_total_minor, 500);
@@ -377,7 +406,9 @@ mod tests {
     fn every_unknown_product_is_reported() {
         let (a, b, c) = (new_id(), new_id(), new_id());
         let order = NewOrder::new(vec![line(a, 1), line(b, 1), line(c, 1)], None).unwrap();
-        let Err(Error::UnknownProducts(errors)) = plan_order(&order, &[snapshot(b, 1, "EUR", 9, 0)]) else {
+        let Err(Error::UnknownProducts(errors)) =
+            plan_order(&order, &[snapshot(b, 1, "EUR", 9, 0)])
+        else {
             panic!("expected unknown products");
         };
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
@@ -399,8 +430,16 @@ mod tests {
         assert_eq!(
             shortages,
             vec![
-                Shortage { product_id: a, requested: 3, available: 2 },
-                Shortage { product_id: c, requested: 2, available: 1 },
+                Shortage {
+                    product_id: a,
+                    requested: 3,
+                    available: 2
+                },
+                Shortage {
+                    product_id: c,
+                    requested: 2,
+                    available: 1
+                },
             ]
         );
     }
@@ -409,7 +448,10 @@ mod tests {
     fn one_order_has_one_currency() {
         let (a, b) = (new_id(), new_id());
         let order = NewOrder::new(vec![line(a, 1), line(b, 1)], None).unwrap();
-        let result = plan_order(&order, &[snapshot(a, 1, "EUR", 9, 0), snapshot(b, 1, "USD", 9, 0)]);
+        let result = plan_order(
+            &order,
+            &[snapshot(a, 1, "EUR", 9, 0), snapshot(b, 1, "USD", 9, 0)],
+        );
         let Err(Error::Validation(errors)) = result else {
             panic!("expected a validation error");
         };
@@ -422,7 +464,10 @@ mod tests {
         let order = NewOrder::new(vec![line(a, 1_000_000), line(b, 1)], None).unwrap();
         let result = plan_order(
             &order,
-            &[snapshot(a, i64::MAX / 2, "EUR", 2_000_000, 0), snapshot(b, 1, "EUR", 1, 0)],
+            &[
+                snapshot(a, i64::MAX / 2, "EUR", 2_000_000, 0),
+                snapshot(b, 1, "EUR", 1, 0),
+            ],
         );
         let Err(Error::Validation(errors)) = result else {
             panic!("expected a validation error");

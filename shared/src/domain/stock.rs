@@ -45,10 +45,14 @@ impl MovementReason {
 
     /// Any reason, as stored.
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::OrderReserved, Self::OrderReleased, Self::OrderFulfilled]
-            .into_iter()
-            .chain(Self::ADJUSTMENTS)
-            .find(|reason| reason.as_str() == value)
+        [
+            Self::OrderReserved,
+            Self::OrderReleased,
+            Self::OrderFulfilled,
+        ]
+        .into_iter()
+        .chain(Self::ADJUSTMENTS)
+        .find(|reason| reason.as_str() == value)
     }
 
     /// A reason a client may give for a stock adjustment.
@@ -77,7 +81,9 @@ impl StockAdjustment {
             return Err("delta must not be zero".to_owned());
         }
         if delta.unsigned_abs() > MAX_STOCK as u64 {
-            return Err(format!("delta must be between -{MAX_STOCK} and {MAX_STOCK}"));
+            return Err(format!(
+                "delta must be between -{MAX_STOCK} and {MAX_STOCK}"
+            ));
         }
         Ok(delta)
     }
@@ -95,7 +101,9 @@ impl StockAdjustment {
 
 /// The conflict of an adjustment that would leave less on hand than is reserved (or less than nothing).
 pub fn below_reserved() -> Error {
-    Error::Conflict("the adjustment would leave less stock on hand than is reserved by pending orders".into())
+    Error::Conflict(
+        "the adjustment would leave less stock on hand than is reserved by pending orders".into(),
+    )
 }
 
 /// One row of the insert-only stock ledger.

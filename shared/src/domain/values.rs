@@ -72,7 +72,10 @@ impl Sku {
             return Err("sku must not be empty".to_owned());
         }
         if value.len() > Self::MAX_CHARS {
-            return Err(format!("sku must be at most {} characters", Self::MAX_CHARS));
+            return Err(format!(
+                "sku must be at most {} characters",
+                Self::MAX_CHARS
+            ));
         }
         if !value
             .chars()
@@ -157,7 +160,13 @@ impl IfMatch {
         Self::Versions(
             header
                 .split(',')
-                .filter_map(|tag| tag.trim().strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+                .filter_map(|tag| {
+                    tag.trim()
+                        .strip_prefix('"')?
+                        .strip_suffix('"')?
+                        .parse()
+                        .ok()
+                })
                 .collect(),
         )
     }

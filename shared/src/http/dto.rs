@@ -14,7 +14,9 @@ use crate::domain::{
 };
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -113,7 +115,12 @@ impl TryFrom<UpdateProductBody> for ProductPatch {
         let name = not_null(&mut v, "/name", body.name, ProductName::parse);
         let price = not_null(&mut v, "/price_minor", body.price_minor, PriceMinor::parse);
         let description = maybe_null(&mut v, "/description", body.description, Description::parse);
-        let threshold = maybe_null(&mut v, "/low_stock_threshold", body.low_stock_threshold, StockLevel::parse);
+        let threshold = maybe_null(
+            &mut v,
+            "/low_stock_threshold",
+            body.low_stock_threshold,
+            StockLevel::parse,
+        );
         // Each field is `None` (absent), `Some(None)` (failed), or `Some(Some(value))`.
         let patch = (|| {
             Some(ProductPatch {
@@ -142,7 +149,9 @@ impl TryFrom<StockAdjustmentBody> for StockAdjustment {
     fn try_from(body: StockAdjustmentBody) -> Result<Self, Error> {
         let mut v = Validator::new();
         let delta = v.required("/delta", body.delta, StockAdjustment::parse_delta);
-        let reason = v.required("/reason", body.reason, |r| MovementReason::parse_adjustment(&r));
+        let reason = v.required("/reason", body.reason, |r| {
+            MovementReason::parse_adjustment(&r)
+        });
         let note = body.note.map(|n| v.check("/note", Note::parse(n)));
         let adjustment = (|| {
             Some(StockAdjustment {
@@ -179,17 +188,24 @@ impl TryFrom<CreateOrderBody> for NewOrder {
     fn try_from(body: CreateOrderBody) -> Result<Self, Error> {
         let mut v = Validator::new();
         let lines = v.required("/lines", body.lines, Ok::<_, String>);
-        let customer_ref = body.customer_ref.map(|c| v.check("/customer_ref", CustomerRef::parse(c)));
+        let customer_ref = body
+            .customer_ref
+            .map(|c| v.check("/customer_ref", CustomerRef::parse(c)));
         let lines: Option<Vec<RequestedLine>> = lines.and_then(|lines| {
             // Parse every line before giving up, so that all bad lines are reported together.
             let parsed: Vec<Option<RequestedLine>> = lines
                 .into_iter()
                 .enumerate()
                 .map(|(i, line)| {
-                    let product_id = v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
-                        Uuid::try_parse(&id).map_err(|_| "product_id must be a UUID".to_owned())
-                    });
-                    let quantity = v.required(&format!("/lines/{i}/quantity"), line.quantity, Quantity::parse);
+                    let product_id =
+                        v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
+                            Uuid::try_parse(&id).map_err(|_| "product_id must be a UUID".to_owned())
+                        });
+                    let quantity = v.required(
+                        &format!("/lines/{i}/quantity"),
+                        line.quantity,
+                        Quantity::parse,
+                    );
                     Some(RequestedLine {
                         product_id: product_id?,
                         quantity: quantity?,

@@ -6,8 +6,8 @@ use lambda_http::{Body, Request, Response};
 
 use super::App;
 use super::dto::{
-    AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView, PageView,
-    ProductView, StockAdjustmentBody, UpdateProductBody,
+    AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView,
+    PageView, ProductView, StockAdjustmentBody, UpdateProductBody,
 };
 use super::request::{if_match, json_body, page_request, path_id, query, query_parsed};
 use super::response::{ApiError, json, no_content, with_header};
@@ -31,17 +31,28 @@ pub(super) async fn dispatch<S: Store>(
     match endpoint {
         Endpoint::CreateProduct => {
             let body: CreateProductBody = json_body(request, app.config.body_limit)?;
-            let product = service.create_product(NewProduct::try_from(body)?, deadline).await?;
+            let product = service
+                .create_product(NewProduct::try_from(body)?, deadline)
+                .await?;
             let location = format!("/products/{}", product.id);
-            Ok(with_header(product_response(StatusCode::CREATED, product), header::LOCATION, &location))
+            Ok(with_header(
+                product_response(StatusCode::CREATED, product),
+                header::LOCATION,
+                &location,
+            ))
         }
         Endpoint::ListProducts => {
             let filter = ProductFilter {
                 sku: query(request, "sku").map(str::to_owned),
                 low_stock: query_parsed(request, "low_stock", parse_bool)?.unwrap_or(false),
             };
-            let page = service.list_products(filter, page_request(request)?, deadline).await?;
-            Ok(json(StatusCode::OK, &PageView::<ProductView>::from_page(page)))
+            let page = service
+                .list_products(filter, page_request(request)?, deadline)
+                .await?;
+            Ok(json(
+                StatusCode::OK,
+                &PageView::<ProductView>::from_page(page),
+            ))
         }
         Endpoint::GetProduct => {
             let product = service.get_product(id()?, deadline).await?;
@@ -51,7 +62,9 @@ pub(super) async fn dispatch<S: Store>(
             let id = id()?;
             let body: UpdateProductBody = json_body(request, app.config.body_limit)?;
             let patch = ProductPatch::try_from(body)?;
-            let product = service.update_product(id, patch, if_match(request), deadline).await?;
+            let product = service
+                .update_product(id, patch, if_match(request), deadline)
+                .await?;
             Ok(product_response(StatusCode::OK, product))
         }
         Endpoint::DeleteProduct => {
@@ -68,24 +81,40 @@ pub(super) async fn dispatch<S: Store>(
                 movement: movement.into(),
                 product: product.into(),
             };
-            Ok(with_header(json(StatusCode::CREATED, &view), header::ETAG, &etag(version)))
+            Ok(with_header(
+                json(StatusCode::CREATED, &view),
+                header::ETAG,
+                &etag(version),
+            ))
         }
         Endpoint::ListStockMovements => {
             let id = id()?;
-            let page = service.list_movements(id, page_request(request)?, deadline).await?;
-            Ok(json(StatusCode::OK, &PageView::<MovementView>::from_page(page)))
+            let page = service
+                .list_movements(id, page_request(request)?, deadline)
+                .await?;
+            Ok(json(
+                StatusCode::OK,
+                &PageView::<MovementView>::from_page(page),
+            ))
         }
         Endpoint::CreateOrder => {
             let body: CreateOrderBody = json_body(request, app.config.body_limit)?;
-            let order = service.create_order(NewOrder::try_from(body)?, deadline).await?;
+            let order = service
+                .create_order(NewOrder::try_from(body)?, deadline)
+                .await?;
             let location = format!("/orders/{}", order.id);
             let response = json(StatusCode::CREATED, &OrderView::from(order));
             Ok(with_header(response, header::LOCATION, &location))
         }
         Endpoint::ListOrders => {
             let status = query_parsed(request, "status", OrderStatus::parse)?;
-            let page = service.list_orders(status, page_request(request)?, deadline).await?;
-            Ok(json(StatusCode::OK, &PageView::<OrderView>::from_page(page)))
+            let page = service
+                .list_orders(status, page_request(request)?, deadline)
+                .await?;
+            Ok(json(
+                StatusCode::OK,
+                &PageView::<OrderView>::from_page(page),
+            ))
         }
         Endpoint::GetOrder => {
             let order = service.get_order(id()?, deadline).await?;
@@ -101,7 +130,12 @@ pub(super) async fn dispatch<S: Store>(
         }
         Endpoint::Health => {
             service.health(deadline).await?;
-            Ok(json(StatusCode::OK, &HealthView { status: "ok".into() }))
+            Ok(json(
+                StatusCode::OK,
+                &HealthView {
+                    status: "ok".into(),
+                },
+            ))
         }
     }
 }
@@ -109,7 +143,11 @@ pub(super) async fn dispatch<S: Store>(
 /// A product with its `ETag`.
 fn product_response(status: StatusCode, product: Product) -> Response<Body> {
     let tag = etag(product.version);
-    with_header(json(status, &ProductView::from(product)), header::ETAG, &tag)
+    with_header(
+        json(status, &ProductView::from(product)),
+        header::ETAG,
+        &tag,
+    )
 }
 
 fn parse_bool(value: &str) -> std::result::Result<bool, String> {

@@ -92,6 +92,8 @@ impl<S: Store> App<S> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
         let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-        configured.min(Deadline::after(remaining.saturating_sub(self.config.deadline_margin)))
+        configured.min(Deadline::after(
+            remaining.saturating_sub(self.config.deadline_margin),
+        ))
     }
 }

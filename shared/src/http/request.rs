@@ -43,7 +43,11 @@ pub fn query_parsed<T>(
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<Option<T>, ApiError> {
     query(request, name)
-        .map(|value| parse(value).map_err(|detail| ApiError::bad_request(format!("query parameter {name}: {detail}"))))
+        .map(|value| {
+            parse(value).map_err(|detail| {
+                ApiError::bad_request(format!("query parameter {name}: {detail}"))
+            })
+        })
         .transpose()
 }
 
@@ -80,7 +84,9 @@ pub fn json_body<T: DeserializeOwned>(request: &Request, limit: usize) -> Result
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let essence = essence.to_ascii_lowercase();
     if essence != "application/json" && !essence.ends_with("+json") {
-        return Err(ApiError::bad_request("the body must be JSON, sent with Content-Type: application/json"));
+        return Err(ApiError::bad_request(
+            "the body must be JSON, sent with Content-Type: application/json",
+        ));
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))?;

@@ -47,7 +47,13 @@ impl ApiError {
     /// The problem document of this error, its status included.
     fn problem(self) -> Problem {
         let (status, code, detail, errors, shortages) = match self {
-            Self::BadRequest(detail) => (StatusCode::BAD_REQUEST, "bad_request", detail, vec![], vec![]),
+            Self::BadRequest(detail) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                detail,
+                vec![],
+                vec![],
+            ),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -63,9 +69,13 @@ impl ApiError {
                     errors,
                     vec![],
                 ),
-                Error::NotFound(what) => {
-                    (StatusCode::NOT_FOUND, "not_found", format!("no such {what}"), vec![], vec![])
-                }
+                Error::NotFound(what) => (
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no such {what}"),
+                    vec![],
+                    vec![],
+                ),
                 Error::UnknownProducts(errors) => (
                     StatusCode::NOT_FOUND,
                     "not_found",
@@ -87,11 +97,14 @@ impl ApiError {
                     vec![],
                     vec![],
                 ),
-                Error::Conflict(detail) => (StatusCode::CONFLICT, "conflict", detail, vec![], vec![]),
+                Error::Conflict(detail) => {
+                    (StatusCode::CONFLICT, "conflict", detail, vec![], vec![])
+                }
                 Error::PreconditionFailed => (
                     StatusCode::PRECONDITION_FAILED,
                     "precondition_failed",
-                    "the product has changed since the ETag given in If-Match; fetch it again".to_owned(),
+                    "the product has changed since the ETag given in If-Match; fetch it again"
+                        .to_owned(),
                     vec![],
                     vec![],
                 ),
@@ -130,12 +143,19 @@ impl ApiError {
             tracing::debug!(error = %self, "request refused");
         }
         let problem = self.problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = json(status, &problem);
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
         }
         response
     }
@@ -159,9 +179,10 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
         Ok(text) => {
             let mut response = Response::new(Body::Text(text));
             *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             response
         }
         Err(error) => ApiError::Domain(Error::internal(error)).into_response(),
@@ -176,7 +197,11 @@ pub fn no_content() -> Response<Body> {
 }
 
 /// Adds a header whose value this crate produced (an id, a number): always valid.
-pub fn with_header(mut response: Response<Body>, name: header::HeaderName, value: &str) -> Response<Body> {
+pub fn with_header(
+    mut response: Response<Body>,
+    name: header::HeaderName,
+    value: &str,
+) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, value);
     }

@@ -31,7 +31,12 @@ pub struct Route {
     pub path: &'static str,
 }
 
-const fn route(endpoint: Endpoint, function: &'static str, method: &'static str, path: &'static str) -> Route {
+const fn route(
+    endpoint: Endpoint,
+    function: &'static str,
+    method: &'static str,
+    path: &'static str,
+) -> Route {
     Route {
         endpoint,
         function,
@@ -41,18 +46,53 @@ const fn route(endpoint: Endpoint, function: &'static str, method: &'static str,
 }
 
 pub const ROUTES: &[Route] = &[
-    route(Endpoint::CreateProduct, "create-product", "POST", "/products"),
+    route(
+        Endpoint::CreateProduct,
+        "create-product",
+        "POST",
+        "/products",
+    ),
     route(Endpoint::ListProducts, "list-products", "GET", "/products"),
     route(Endpoint::GetProduct, "get-product", "GET", "/products/{id}"),
-    route(Endpoint::UpdateProduct, "update-product", "PATCH", "/products/{id}"),
-    route(Endpoint::DeleteProduct, "delete-product", "DELETE", "/products/{id}"),
-    route(Endpoint::AdjustStock, "adjust-stock", "POST", "/products/{id}/stock-adjustments"),
-    route(Endpoint::ListStockMovements, "list-stock-movements", "GET", "/products/{id}/stock-movements"),
+    route(
+        Endpoint::UpdateProduct,
+        "update-product",
+        "PATCH",
+        "/products/{id}",
+    ),
+    route(
+        Endpoint::DeleteProduct,
+        "delete-product",
+        "DELETE",
+        "/products/{id}",
+    ),
+    route(
+        Endpoint::AdjustStock,
+        "adjust-stock",
+        "POST",
+        "/products/{id}/stock-adjustments",
+    ),
+    route(
+        Endpoint::ListStockMovements,
+        "list-stock-movements",
+        "GET",
+        "/products/{id}/stock-movements",
+    ),
     route(Endpoint::CreateOrder, "create-order", "POST", "/orders"),
     route(Endpoint::ListOrders, "list-orders", "GET", "/orders"),
     route(Endpoint::GetOrder, "get-order", "GET", "/orders/{id}"),
-    route(Endpoint::CancelOrder, "cancel-order", "POST", "/orders/{id}/cancel"),
-    route(Endpoint::FulfillOrder, "fulfill-order", "POST", "/orders/{id}/fulfill"),
+    route(
+        Endpoint::CancelOrder,
+        "cancel-order",
+        "POST",
+        "/orders/{id}/cancel",
+    ),
+    route(
+        Endpoint::FulfillOrder,
+        "fulfill-order",
+        "POST",
+        "/orders/{id}/fulfill",
+    ),
     route(Endpoint::Health, "health", "GET", "/health"),
 ];
 

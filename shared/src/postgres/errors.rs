@@ -20,9 +20,9 @@ pub fn db_error(error: sqlx::Error) -> Error {
             match db.code().as_deref() {
                 // query_canceled (statement_timeout), lock_not_available (lock_timeout), deadlock_detected,
                 // serialization_failure, too_many_connections, admin/crash shutdown, cannot_connect_now.
-                Some("57014" | "55P03" | "40P01" | "40001" | "53300" | "57P01" | "57P02" | "57P03") => {
-                    Error::unavailable(error)
-                }
+                Some(
+                    "57014" | "55P03" | "40P01" | "40001" | "53300" | "57P01" | "57P02" | "57P03",
+                ) => Error::unavailable(error),
                 Some(code) if code.starts_with("08") => Error::unavailable(error),
                 _ => Error::internal(error),
             }

@@ -163,7 +163,8 @@ impl OrderStore for PgStore {
     }
 
     async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
-        self.transaction(deadline, async |tx| fetch_order(tx, id).await).await
+        self.transaction(deadline, async |tx| fetch_order(tx, id).await)
+            .await
     }
 
     async fn list_orders(

@@ -114,7 +114,10 @@ impl ProductStore for PgStore {
                 id,
                 patch.name.as_ref().map(|n| n.as_str()),
                 patch.description.is_some(),
-                patch.description.as_ref().and_then(|d| d.as_ref().map(|d| d.as_str())),
+                patch
+                    .description
+                    .as_ref()
+                    .and_then(|d| d.as_ref().map(|d| d.as_str())),
                 patch.price.map(|p| p.get()),
                 patch.low_stock_threshold.is_some(),
                 patch.low_stock_threshold.flatten().map(StockLevel::get),
@@ -127,11 +130,18 @@ impl ProductStore for PgStore {
                 return Ok(product);
             }
             // Nothing updated: either there is no such product or the precondition failed.
-            let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#, id)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(db_error)?;
-            Err(if exists { Error::PreconditionFailed } else { Error::NotFound("product") })
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
+                id
+            )
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_error)?;
+            Err(if exists {
+                Error::PreconditionFailed
+            } else {
+                Error::NotFound("product")
+            })
         })
         .await
     }
@@ -140,18 +150,28 @@ impl ProductStore for PgStore {
         self.transaction(deadline, async |tx| {
             // The condition is part of the DELETE, so an order reserving stock concurrently either commits
             // first (and the row no longer qualifies) or waits for the delete and then finds no product.
-            let deleted = sqlx::query_scalar!("DELETE FROM products WHERE id = $1 AND reserved = 0 RETURNING id", id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db_error)?;
+            let deleted = sqlx::query_scalar!(
+                "DELETE FROM products WHERE id = $1 AND reserved = 0 RETURNING id",
+                id
+            )
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
             if deleted.is_some() {
                 return Ok(());
             }
-            let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#, id)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(db_error)?;
-            Err(if exists { delete_refused() } else { Error::NotFound("product") })
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
+                id
+            )
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_error)?;
+            Err(if exists {
+                delete_refused()
+            } else {
+                Error::NotFound("product")
+            })
         })
         .await
     }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use inventory::domain::order::{OrderAction, OrderStatus};
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
-use inventory::domain::{Error, IfMatch, Note, PageRequest, PriceMinor, ProductId, ProductName, new_id};
+use inventory::domain::{
+    Error, IfMatch, Note, PageRequest, PriceMinor, ProductId, ProductName, new_id,
+};
 use inventory::ports::Store;
 use inventory::service::Inventory;
 
@@ -15,9 +17,15 @@ use super::{deadline, new_order, new_product, new_product_in};
 /// Every ledger row of a product, oldest first.
 pub async fn ledger<S: Store>(inventory: &Inventory<S>, id: ProductId) -> Vec<StockMovement> {
     let mut rows = Vec::new();
-    let mut page = PageRequest { limit: 100, after: None };
+    let mut page = PageRequest {
+        limit: 100,
+        after: None,
+    };
     loop {
-        let got = inventory.list_movements(id, page, deadline()).await.unwrap();
+        let got = inventory
+            .list_movements(id, page, deadline())
+            .await
+            .unwrap();
         rows.extend(got.items);
         match got.next_cursor {
             Some(cursor) => page.after = Some(cursor),
@@ -34,18 +42,34 @@ pub async fn assert_ledger_balances<S: Store>(inventory: &Inventory<S>, id: Prod
     let rows = ledger(inventory, id).await;
     let on_hand: i64 = rows.iter().map(|m| m.on_hand_delta).sum();
     let reserved: i64 = rows.iter().map(|m| m.reserved_delta).sum();
-    assert_eq!((on_hand, reserved), (product.on_hand, product.reserved), "ledger of {id}");
+    assert_eq!(
+        (on_hand, reserved),
+        (product.on_hand, product.reserved),
+        "ledger of {id}"
+    );
     if let Some(last) = rows.last() {
-        assert_eq!((last.on_hand_after, last.reserved_after), (product.on_hand, product.reserved));
+        assert_eq!(
+            (last.on_hand_after, last.reserved_after),
+            (product.on_hand, product.reserved)
+        );
     }
 }
 
 /// `reserved` of every product equals the sum of its pending orders' lines.
-pub async fn assert_reserved_matches_pending_orders<S: Store>(inventory: &Inventory<S>, products: &[ProductId]) {
+pub async fn assert_reserved_matches_pending_orders<S: Store>(
+    inventory: &Inventory<S>,
+    products: &[ProductId],
+) {
     let mut pending: HashMap<ProductId, i64> = HashMap::new();
-    let mut page = PageRequest { limit: 100, after: None };
+    let mut page = PageRequest {
+        limit: 100,
+        after: None,
+    };
     loop {
-        let got = inventory.list_orders(Some(OrderStatus::Pending), page, deadline()).await.unwrap();
+        let got = inventory
+            .list_orders(Some(OrderStatus::Pending), page, deadline())
+            .await
+            .unwrap();
         for order in &got.items {
             for line in &order.lines {
                 *pending.entry(line.product_id).or_default() += line.quantity;
@@ -58,49 +82,106 @@ pub async fn assert_reserved_matches_pending_orders<S: Store>(inventory: &Invent
     }
     for id in products {
         let product = inventory.get_product(*id, deadline()).await.unwrap();
-        assert_eq!(product.reserved, pending.get(id).copied().unwrap_or(0), "reserved of {id}");
+        assert_eq!(
+            product.reserved,
+            pending.get(id).copied().unwrap_or(0),
+            "reserved of {id}"
+        );
     }
 }
 
 pub async fn initial_stock_is_recorded_in_the_ledger<S: Store>(inventory: Inventory<S>) {
-    let product = inventory.create_product(new_product("A-1", 100, 7), deadline()).await.unwrap();
-    assert_eq!((product.on_hand, product.reserved, product.available(), product.version), (7, 0, 7, 1));
+    let product = inventory
+        .create_product(new_product("A-1", 100, 7), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            product.on_hand,
+            product.reserved,
+            product.available(),
+            product.version
+        ),
+        (7, 0, 7, 1)
+    );
     let rows = ledger(&inventory, product.id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].reason, MovementReason::Received);
     assert_eq!(rows[0].on_hand_delta, 7);
-    let empty = inventory.create_product(new_product("A-2", 100, 0), deadline()).await.unwrap();
+    let empty = inventory
+        .create_product(new_product("A-2", 100, 0), deadline())
+        .await
+        .unwrap();
     assert!(ledger(&inventory, empty.id).await.is_empty());
 }
 
 pub async fn a_duplicate_sku_is_refused<S: Store>(inventory: Inventory<S>) {
-    inventory.create_product(new_product("DUP", 1, 0), deadline()).await.unwrap();
-    let again = inventory.create_product(new_product("DUP", 2, 0), deadline()).await;
+    inventory
+        .create_product(new_product("DUP", 1, 0), deadline())
+        .await
+        .unwrap();
+    let again = inventory
+        .create_product(new_product("DUP", 2, 0), deadline())
+        .await;
     assert!(matches!(again, Err(Error::SkuTaken)), "{again:?}");
 }
 
 pub async fn an_order_reserves_and_cancelling_releases<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 250, 10), deadline()).await.unwrap();
-    let b = inventory.create_product(new_product("B", 1000, 3), deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 250, 10), deadline())
+        .await
+        .unwrap();
+    let b = inventory
+        .create_product(new_product("B", 1000, 3), deadline())
+        .await
+        .unwrap();
     let order = inventory
         .create_order(new_order(&[(b.id, 1), (a.id, 2), (b.id, 2)]), deadline())
         .await
         .unwrap();
     assert_eq!(order.status, OrderStatus::Pending);
     assert_eq!(order.total_minor, 3 * 1000 + 2 * 250);
-    assert_eq!(order.lines.len(), 2, "lines for the same product are summed");
-    assert_eq!((order.lines[0].product_id, order.lines[0].quantity), (b.id, 3));
-    assert_eq!(inventory.get_order(order.id, deadline()).await.unwrap(), order);
+    assert_eq!(
+        order.lines.len(),
+        2,
+        "lines for the same product are summed"
+    );
+    assert_eq!(
+        (order.lines[0].product_id, order.lines[0].quantity),
+        (b.id, 3)
+    );
+    assert_eq!(
+        inventory.get_order(order.id, deadline()).await.unwrap(),
+        order
+    );
 
     let b_now = inventory.get_product(b.id, deadline()).await.unwrap();
-    assert_eq!((b_now.on_hand, b_now.reserved, b_now.available()), (3, 3, 0));
-    assert!(b_now.version > b.version, "a reservation changes the product's version");
+    assert_eq!(
+        (b_now.on_hand, b_now.reserved, b_now.available()),
+        (3, 3, 0)
+    );
+    assert!(
+        b_now.version > b.version,
+        "a reservation changes the product's version"
+    );
 
-    let cancelled = inventory.transition_order(order.id, OrderAction::Cancel, deadline()).await.unwrap();
+    let cancelled = inventory
+        .transition_order(order.id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
-    let again = inventory.transition_order(order.id, OrderAction::Cancel, deadline()).await.unwrap();
-    assert_eq!(again.status, OrderStatus::Cancelled, "cancelling twice is a no-op");
-    let fulfil = inventory.transition_order(order.id, OrderAction::Fulfill, deadline()).await;
+    let again = inventory
+        .transition_order(order.id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status,
+        OrderStatus::Cancelled,
+        "cancelling twice is a no-op"
+    );
+    let fulfil = inventory
+        .transition_order(order.id, OrderAction::Fulfill, deadline())
+        .await;
     assert!(matches!(fulfil, Err(Error::Conflict(_))), "{fulfil:?}");
 
     for id in [a.id, b.id] {
@@ -108,71 +189,153 @@ pub async fn an_order_reserves_and_cancelling_releases<S: Store>(inventory: Inve
         assert_eq!(p.reserved, 0);
         assert_ledger_balances(&inventory, id).await;
     }
-    let reasons: Vec<MovementReason> = ledger(&inventory, b.id).await.iter().map(|m| m.reason).collect();
+    let reasons: Vec<MovementReason> = ledger(&inventory, b.id)
+        .await
+        .iter()
+        .map(|m| m.reason)
+        .collect();
     assert_eq!(
         reasons,
-        [MovementReason::Received, MovementReason::OrderReserved, MovementReason::OrderReleased]
+        [
+            MovementReason::Received,
+            MovementReason::OrderReserved,
+            MovementReason::OrderReleased
+        ]
     );
 }
 
 pub async fn fulfilling_ships_the_stock<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 100, 5), deadline()).await.unwrap();
-    let order = inventory.create_order(new_order(&[(a.id, 2)]), deadline()).await.unwrap();
-    let done = inventory.transition_order(order.id, OrderAction::Fulfill, deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 100, 5), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(a.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let done = inventory
+        .transition_order(order.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
     assert_eq!(done.status, OrderStatus::Fulfilled);
-    let repeat = inventory.transition_order(order.id, OrderAction::Fulfill, deadline()).await.unwrap();
-    assert_eq!(repeat.status, OrderStatus::Fulfilled, "fulfilling twice is a no-op");
-    let cancel = inventory.transition_order(order.id, OrderAction::Cancel, deadline()).await;
+    let repeat = inventory
+        .transition_order(order.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        repeat.status,
+        OrderStatus::Fulfilled,
+        "fulfilling twice is a no-op"
+    );
+    let cancel = inventory
+        .transition_order(order.id, OrderAction::Cancel, deadline())
+        .await;
     assert!(matches!(cancel, Err(Error::Conflict(_))), "{cancel:?}");
     let p = inventory.get_product(a.id, deadline()).await.unwrap();
     assert_eq!((p.on_hand, p.reserved), (3, 0));
     assert_ledger_balances(&inventory, a.id).await;
 }
 
-pub async fn a_shortage_names_every_short_line_and_writes_nothing<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 1, 2), deadline()).await.unwrap();
-    let b = inventory.create_product(new_product("B", 1, 5), deadline()).await.unwrap();
-    let c = inventory.create_product(new_product("C", 1, 0), deadline()).await.unwrap();
+pub async fn a_shortage_names_every_short_line_and_writes_nothing<S: Store>(
+    inventory: Inventory<S>,
+) {
+    let a = inventory
+        .create_product(new_product("A", 1, 2), deadline())
+        .await
+        .unwrap();
+    let b = inventory
+        .create_product(new_product("B", 1, 5), deadline())
+        .await
+        .unwrap();
+    let c = inventory
+        .create_product(new_product("C", 1, 0), deadline())
+        .await
+        .unwrap();
     let result = inventory
         .create_order(new_order(&[(a.id, 3), (b.id, 5), (c.id, 1)]), deadline())
         .await;
     let Err(Error::InsufficientStock(shortages)) = result else {
         panic!("expected a shortage, got {result:?}");
     };
-    let short: Vec<(ProductId, i64, i64)> =
-        shortages.iter().map(|s| (s.product_id, s.requested, s.available)).collect();
+    let short: Vec<(ProductId, i64, i64)> = shortages
+        .iter()
+        .map(|s| (s.product_id, s.requested, s.available))
+        .collect();
     assert_eq!(short, [(a.id, 3, 2), (c.id, 1, 0)]);
     for id in [a.id, b.id, c.id] {
-        assert_eq!(inventory.get_product(id, deadline()).await.unwrap().reserved, 0);
+        assert_eq!(
+            inventory
+                .get_product(id, deadline())
+                .await
+                .unwrap()
+                .reserved,
+            0
+        );
         assert_ledger_balances(&inventory, id).await;
     }
-    let orders = inventory.list_orders(None, PageRequest::default(), deadline()).await.unwrap();
+    let orders = inventory
+        .list_orders(None, PageRequest::default(), deadline())
+        .await
+        .unwrap();
     assert!(orders.items.is_empty());
 }
 
 pub async fn unknown_products_are_all_named<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 1, 2), deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 1, 2), deadline())
+        .await
+        .unwrap();
     let (x, y) = (new_id(), new_id());
-    let result = inventory.create_order(new_order(&[(x, 1), (a.id, 1), (y, 1)]), deadline()).await;
+    let result = inventory
+        .create_order(new_order(&[(x, 1), (a.id, 1), (y, 1)]), deadline())
+        .await;
     let Err(Error::UnknownProducts(errors)) = result else {
         panic!("expected unknown products, got {result:?}");
     };
     let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
     assert_eq!(pointers, ["/lines/0/product_id", "/lines/2/product_id"]);
-    assert_eq!(inventory.get_product(a.id, deadline()).await.unwrap().reserved, 0);
+    assert_eq!(
+        inventory
+            .get_product(a.id, deadline())
+            .await
+            .unwrap()
+            .reserved,
+        0
+    );
 }
 
 pub async fn one_order_has_one_currency<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product_in("A", 1, 2, "EUR"), deadline()).await.unwrap();
-    let b = inventory.create_product(new_product_in("B", 1, 2, "USD"), deadline()).await.unwrap();
-    let result = inventory.create_order(new_order(&[(a.id, 1), (b.id, 1)]), deadline()).await;
+    let a = inventory
+        .create_product(new_product_in("A", 1, 2, "EUR"), deadline())
+        .await
+        .unwrap();
+    let b = inventory
+        .create_product(new_product_in("B", 1, 2, "USD"), deadline())
+        .await
+        .unwrap();
+    let result = inventory
+        .create_order(new_order(&[(a.id, 1), (b.id, 1)]), deadline())
+        .await;
     assert!(matches!(result, Err(Error::Validation(_))), "{result:?}");
-    assert_eq!(inventory.get_product(a.id, deadline()).await.unwrap().reserved, 0);
+    assert_eq!(
+        inventory
+            .get_product(a.id, deadline())
+            .await
+            .unwrap()
+            .reserved,
+        0
+    );
 }
 
 pub async fn stock_adjustments_never_go_below_what_is_reserved<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 1, 5), deadline()).await.unwrap();
-    inventory.create_order(new_order(&[(a.id, 4)]), deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 1, 5), deadline())
+        .await
+        .unwrap();
+    inventory
+        .create_order(new_order(&[(a.id, 4)]), deadline())
+        .await
+        .unwrap();
     let adjust = |delta| StockAdjustment {
         delta,
         reason: MovementReason::Damaged,
@@ -180,35 +343,66 @@ pub async fn stock_adjustments_never_go_below_what_is_reserved<S: Store>(invento
     };
     let refused = inventory.adjust_stock(a.id, adjust(-2), deadline()).await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
-    let (movement, product) = inventory.adjust_stock(a.id, adjust(-1), deadline()).await.unwrap();
-    assert_eq!((product.on_hand, product.reserved, product.available()), (4, 4, 0));
+    let (movement, product) = inventory
+        .adjust_stock(a.id, adjust(-1), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (product.on_hand, product.reserved, product.available()),
+        (4, 4, 0)
+    );
     assert_eq!((movement.on_hand_delta, movement.on_hand_after), (-1, 4));
     assert_eq!(movement.note.as_deref(), Some("dropped a box"));
-    let (_, product) = inventory.adjust_stock(a.id, adjust(10), deadline()).await.unwrap();
+    let (_, product) = inventory
+        .adjust_stock(a.id, adjust(10), deadline())
+        .await
+        .unwrap();
     assert_eq!(product.on_hand, 14);
     assert_ledger_balances(&inventory, a.id).await;
-    let missing = inventory.adjust_stock(new_id(), adjust(1), deadline()).await;
+    let missing = inventory
+        .adjust_stock(new_id(), adjust(1), deadline())
+        .await;
     assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
 }
 
-pub async fn deleting_waits_for_reservations_and_keeps_past_orders<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 399, 5), deadline()).await.unwrap();
-    let order = inventory.create_order(new_order(&[(a.id, 1)]), deadline()).await.unwrap();
+pub async fn deleting_waits_for_reservations_and_keeps_past_orders<S: Store>(
+    inventory: Inventory<S>,
+) {
+    let a = inventory
+        .create_product(new_product("A", 399, 5), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(a.id, 1)]), deadline())
+        .await
+        .unwrap();
     let refused = inventory.delete_product(a.id, deadline()).await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
-    inventory.transition_order(order.id, OrderAction::Fulfill, deadline()).await.unwrap();
+    inventory
+        .transition_order(order.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
     inventory.delete_product(a.id, deadline()).await.unwrap();
     let gone = inventory.get_product(a.id, deadline()).await;
     assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
     let again = inventory.delete_product(a.id, deadline()).await;
     assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
     let past = inventory.get_order(order.id, deadline()).await.unwrap();
-    assert_eq!((past.lines[0].sku.as_str(), past.lines[0].unit_price_minor), ("A", 399));
+    assert_eq!(
+        (past.lines[0].sku.as_str(), past.lines[0].unit_price_minor),
+        ("A", 399)
+    );
 }
 
 pub async fn updates_honour_if_match_and_keep_order_snapshots<S: Store>(inventory: Inventory<S>) {
-    let a = inventory.create_product(new_product("A", 100, 5), deadline()).await.unwrap();
-    let order = inventory.create_order(new_order(&[(a.id, 1)]), deadline()).await.unwrap();
+    let a = inventory
+        .create_product(new_product("A", 100, 5), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(a.id, 1)]), deadline())
+        .await
+        .unwrap();
     let current = inventory.get_product(a.id, deadline()).await.unwrap();
     let patch = ProductPatch {
         name: Some(ProductName::parse("Renamed".into()).unwrap()),
@@ -217,34 +411,67 @@ pub async fn updates_honour_if_match_and_keep_order_snapshots<S: Store>(inventor
         ..ProductPatch::default()
     };
     let stale = inventory
-        .update_product(a.id, patch.clone(), Some(IfMatch::Versions(vec![a.version])), deadline())
+        .update_product(
+            a.id,
+            patch.clone(),
+            Some(IfMatch::Versions(vec![a.version])),
+            deadline(),
+        )
         .await;
     assert!(matches!(stale, Err(Error::PreconditionFailed)), "{stale:?}");
     let updated = inventory
-        .update_product(a.id, patch.clone(), Some(IfMatch::Versions(vec![current.version])), deadline())
+        .update_product(
+            a.id,
+            patch.clone(),
+            Some(IfMatch::Versions(vec![current.version])),
+            deadline(),
+        )
         .await
         .unwrap();
-    assert_eq!((updated.name.as_str(), updated.price_minor), ("Renamed", 150));
+    assert_eq!(
+        (updated.name.as_str(), updated.price_minor),
+        ("Renamed", 150)
+    );
     assert_eq!(updated.version, current.version + 1);
-    assert_eq!((updated.on_hand, updated.reserved), (5, 1), "a patch never changes stock");
-    let any = inventory.update_product(a.id, patch.clone(), Some(IfMatch::Any), deadline()).await;
+    assert_eq!(
+        (updated.on_hand, updated.reserved),
+        (5, 1),
+        "a patch never changes stock"
+    );
+    let any = inventory
+        .update_product(a.id, patch.clone(), Some(IfMatch::Any), deadline())
+        .await;
     assert!(any.is_ok());
-    let missing = inventory.update_product(new_id(), patch, None, deadline()).await;
+    let missing = inventory
+        .update_product(new_id(), patch, None, deadline())
+        .await;
     assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
     let past = inventory.get_order(order.id, deadline()).await.unwrap();
-    assert_eq!((past.lines[0].name.as_str(), past.lines[0].unit_price_minor), ("Product A", 100));
+    assert_eq!(
+        (past.lines[0].name.as_str(), past.lines[0].unit_price_minor),
+        ("Product A", 100)
+    );
 }
 
 pub async fn pages_walk_every_item_once<S: Store>(inventory: Inventory<S>) {
     let mut created = Vec::new();
     for i in 0..7 {
-        let p = inventory.create_product(new_product(&format!("P-{i}"), 1, 10), deadline()).await.unwrap();
+        let p = inventory
+            .create_product(new_product(&format!("P-{i}"), 1, 10), deadline())
+            .await
+            .unwrap();
         created.push(p.id);
     }
     let mut seen = Vec::new();
-    let mut page = PageRequest { limit: 3, after: None };
+    let mut page = PageRequest {
+        limit: 3,
+        after: None,
+    };
     loop {
-        let got = inventory.list_products(ProductFilter::default(), page, deadline()).await.unwrap();
+        let got = inventory
+            .list_products(ProductFilter::default(), page, deadline())
+            .await
+            .unwrap();
         assert!(got.items.len() <= 3);
         seen.extend(got.items.iter().map(|p| p.id));
         match got.next_cursor {
@@ -255,10 +482,16 @@ pub async fn pages_walk_every_item_once<S: Store>(inventory: Inventory<S>) {
     assert_eq!(seen, created, "products come in creation order, each once");
 
     for id in &created[..5] {
-        inventory.create_order(new_order(&[(*id, 1)]), deadline()).await.unwrap();
+        inventory
+            .create_order(new_order(&[(*id, 1)]), deadline())
+            .await
+            .unwrap();
     }
     let mut orders = Vec::new();
-    let mut page = PageRequest { limit: 2, after: None };
+    let mut page = PageRequest {
+        limit: 2,
+        after: None,
+    };
     loop {
         let got = inventory.list_orders(None, page, deadline()).await.unwrap();
         orders.extend(got.items);
@@ -268,10 +501,20 @@ pub async fn pages_walk_every_item_once<S: Store>(inventory: Inventory<S>) {
         }
     }
     assert_eq!(orders.len(), 5);
-    assert!(orders.windows(2).all(|w| w[0].id > w[1].id), "orders come newest first");
-    inventory.transition_order(orders[0].id, OrderAction::Cancel, deadline()).await.unwrap();
+    assert!(
+        orders.windows(2).all(|w| w[0].id > w[1].id),
+        "orders come newest first"
+    );
+    inventory
+        .transition_order(orders[0].id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
     let cancelled = inventory
-        .list_orders(Some(OrderStatus::Cancelled), PageRequest::default(), deadline())
+        .list_orders(
+            Some(OrderStatus::Cancelled),
+            PageRequest::default(),
+            deadline(),
+        )
         .await
         .unwrap();
     assert_eq!(cancelled.items.len(), 1);
@@ -285,28 +528,62 @@ pub async fn filters_find_skus_and_low_stock<S: Store>(inventory: Inventory<S>) 
     let mut fine = new_product("FINE", 1, 10);
     fine.low_stock_threshold = Some(inventory::domain::StockLevel::parse(3).unwrap());
     let fine = inventory.create_product(fine, deadline()).await.unwrap();
-    inventory.create_product(new_product("NONE", 1, 0), deadline()).await.unwrap();
+    inventory
+        .create_product(new_product("NONE", 1, 0), deadline())
+        .await
+        .unwrap();
 
-    let low_stock = ProductFilter { sku: None, low_stock: true };
-    let found = inventory.list_products(low_stock.clone(), PageRequest::default(), deadline()).await.unwrap();
-    assert_eq!(found.items.iter().map(|p| p.id).collect::<Vec<_>>(), [low.id]);
+    let low_stock = ProductFilter {
+        sku: None,
+        low_stock: true,
+    };
+    let found = inventory
+        .list_products(low_stock.clone(), PageRequest::default(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        found.items.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [low.id]
+    );
 
     // Reserving stock makes a product low on available stock.
-    inventory.create_order(new_order(&[(fine.id, 7)]), deadline()).await.unwrap();
-    let found = inventory.list_products(low_stock, PageRequest::default(), deadline()).await.unwrap();
-    assert_eq!(found.items.iter().map(|p| p.id).collect::<Vec<_>>(), [low.id, fine.id]);
+    inventory
+        .create_order(new_order(&[(fine.id, 7)]), deadline())
+        .await
+        .unwrap();
+    let found = inventory
+        .list_products(low_stock, PageRequest::default(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        found.items.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [low.id, fine.id]
+    );
 
-    let by_sku = ProductFilter { sku: Some("FINE".into()), low_stock: false };
-    let found = inventory.list_products(by_sku, PageRequest::default(), deadline()).await.unwrap();
-    assert_eq!(found.items.iter().map(|p| p.id).collect::<Vec<_>>(), [fine.id]);
+    let by_sku = ProductFilter {
+        sku: Some("FINE".into()),
+        low_stock: false,
+    };
+    let found = inventory
+        .list_products(by_sku, PageRequest::default(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        found.items.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [fine.id]
+    );
 }
 
 pub async fn the_ledger_of_an_unknown_product_is_not_found<S: Store>(inventory: Inventory<S>) {
-    let result = inventory.list_movements(new_id(), PageRequest::default(), deadline()).await;
+    let result = inventory
+        .list_movements(new_id(), PageRequest::default(), deadline())
+        .await;
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
     let result = inventory.get_order(new_id(), deadline()).await;
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
-    let result = inventory.transition_order(new_id(), OrderAction::Cancel, deadline()).await;
+    let result = inventory
+        .transition_order(new_id(), OrderAction::Cancel, deadline())
+        .await;
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
 }
 

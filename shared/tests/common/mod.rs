@@ -5,7 +5,9 @@ pub mod behaviour;
 
 use inventory::domain::order::{NewOrder, RequestedLine};
 use inventory::domain::product::NewProduct;
-use inventory::domain::{Currency, Deadline, PriceMinor, ProductId, ProductName, Quantity, Sku, StockLevel};
+use inventory::domain::{
+    Currency, Deadline, PriceMinor, ProductId, ProductName, Quantity, Sku, StockLevel,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -54,7 +56,8 @@ pub struct Event {
 impl Event {
     /// An HTTP API (payload format 2.0) event.
     pub fn v2(method: &str, template: &str, path: &str) -> Self {
-        let mut value: Value = serde_json::from_str(include_str!("../fixtures/apigw-v2-http-api.json")).unwrap();
+        let mut value: Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-http-api.json")).unwrap();
         value["routeKey"] = json!(format!("{method} {template}"));
         value["requestContext"]["routeKey"] = value["routeKey"].clone();
         value["rawPath"] = json!(path);
@@ -66,7 +69,8 @@ impl Event {
 
     /// A REST API (payload format 1.0) event, of stage `prod`.
     pub fn v1(method: &str, template: &str, path: &str) -> Self {
-        let mut value: Value = serde_json::from_str(include_str!("../fixtures/apigw-v1-rest-api.json")).unwrap();
+        let mut value: Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v1-rest-api.json")).unwrap();
         value["resource"] = json!(template);
         value["path"] = json!(path);
         value["httpMethod"] = json!(method);
@@ -86,14 +90,22 @@ impl Event {
     }
 
     pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
-        let map: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| ((*k).into(), json!(v))).collect();
+        let map: serde_json::Map<String, Value> =
+            pairs.iter().map(|(k, v)| ((*k).into(), json!(v))).collect();
         if self.v2 {
-            self.value["rawQueryString"] =
-                json!(pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"));
+            self.value["rawQueryString"] = json!(
+                pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            );
             self.value["queryStringParameters"] = Value::Object(map);
         } else {
-            let multi: serde_json::Map<String, Value> =
-                pairs.iter().map(|(k, v)| ((*k).into(), json!([v]))).collect();
+            let multi: serde_json::Map<String, Value> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), json!([v])))
+                .collect();
             self.value["queryStringParameters"] = Value::Object(map);
             self.value["multiValueQueryStringParameters"] = Value::Object(multi);
         }
@@ -102,7 +114,14 @@ impl Event {
 
     /// A JSON body with its content type.
     pub fn json(self, body: &Value) -> Self {
-        self.raw_body(&body.to_string()).header("content-type", "application/json")
+        self.raw_body(&body.to_string())
+            .header("content-type", "application/json")
+    }
+
+    /// As an event of a catch-all route would arrive: no path parameters.
+    pub fn without_path_parameters(mut self) -> Self {
+        self.value["pathParameters"] = Value::Null;
+        self
     }
 
     pub fn raw_body(mut self, body: &str) -> Self {
@@ -125,5 +144,9 @@ fn path_parameters(template: &str, path: &str) -> Value {
             Some((name.to_owned(), json!(value)))
         })
         .collect();
-    if params.is_empty() { Value::Null } else { Value::Object(params) }
+    if params.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(params)
+    }
 }

@@ -1,0 +1,633 @@
+//! Real API Gateway events (HTTP API v2 and REST API v1, from the JSON fixtures) through the handlers, on
+//! the in-memory store: every status and error code of the contract that the edge decides.
+
+mod common;
+
+use std::time::Duration;
+
+use inventory::http::dto::{OrderView, ProductView};
+use inventory::http::{App, Endpoint, HttpConfig};
+use inventory::memory::MemoryStore;
+use lambda_http::{Body, Response};
+use serde_json::{Value, json};
+
+use common::Event;
+
+fn app() -> App<MemoryStore> {
+    App::new(MemoryStore::new(), HttpConfig::default())
+}
+
+async fn call(app: &App<MemoryStore>, endpoint: Endpoint, event: Event) -> Response<Body> {
+    app.handle(endpoint, event.request()).await
+}
+
+fn body(response: &Response<Body>) -> Value {
+    serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null)
+}
+
+fn header<'r>(response: &'r Response<Body>, name: &str) -> Option<&'r str> {
+    response.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+/// Asserts a problem response and returns its body.
+fn problem(response: &Response<Body>, status: u16, code: &str) -> Value {
+    let body = body(response);
+    assert_eq!(response.status().as_u16(), status, "{body}");
+    assert_eq!(
+        header(response, "content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    body
+}
+
+fn v2(endpoint: Endpoint, path: &str) -> Event {
+    let route = endpoint.route();
+    Event::v2(route.method, route.path, path)
+}
+
+async fn create_product(app: &App<MemoryStore>, sku: &str, on_hand: i64) -> ProductView {
+    let event = v2(Endpoint::CreateProduct, "/products").json(&json!({
+        "sku": sku, "name": "Mug", "price_minor": 1250, "currency": "EUR", "on_hand": on_hand
+    }));
+    let response = call(app, Endpoint::CreateProduct, event).await;
+    assert_eq!(response.status(), 201, "{}", body(&response));
+    serde_json::from_value(body(&response)).unwrap()
+}
+
+#[tokio::test]
+async fn creating_a_product_answers_201_with_location_and_etag() {
+    let app = app();
+    let event = v2(Endpoint::CreateProduct, "/products").json(&json!({
+        "sku": "MUG-1", "name": "Mug", "description": "Blue", "price_minor": 1250, "currency": "EUR",
+        "on_hand": 5, "low_stock_threshold": 2
+    }));
+    let response = call(&app, Endpoint::CreateProduct, event).await;
+    assert_eq!(response.status(), 201);
+    let product: ProductView = serde_json::from_value(body(&response)).unwrap();
+    assert_eq!(
+        header(&response, "location"),
+        Some(format!("/products/{}", product.id).as_str())
+    );
+    assert_eq!(header(&response, "etag"), Some("\"1\""));
+    assert_eq!(header(&response, "content-type"), Some("application/json"));
+    assert_eq!(
+        (product.on_hand, product.reserved, product.available),
+        (5, 0, 5)
+    );
+    assert_eq!(product.description.as_deref(), Some("Blue"));
+}
+
+#[tokio::test]
+async fn a_rest_api_event_is_served_like_an_http_api_event() {
+    let app = app();
+    let product = create_product(&app, "MUG-1", 3).await;
+    let path = format!("/products/{}", product.id);
+    let response = call(
+        &app,
+        Endpoint::GetProduct,
+        Event::v1("GET", "/products/{id}", &path),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        serde_json::from_value::<ProductView>(body(&response)).unwrap(),
+        product
+    );
+
+    let order = Event::v1("POST", "/orders", "/orders")
+        .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 2 }] }));
+    let response = call(&app, Endpoint::CreateOrder, order).await;
+    assert_eq!(response.status(), 201, "{}", body(&response));
+    let listed =
+        Event::v1("GET", "/orders", "/orders").query(&[("status", "pending"), ("limit", "5")]);
+    let response = call(&app, Endpoint::ListOrders, listed).await;
+    assert_eq!(body(&response)["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_id_is_read_from_the_path_when_the_event_has_no_path_parameters() {
+    let app = app();
+    let product = create_product(&app, "MUG-1", 3).await;
+    let path = format!("/products/{}/stock-movements", product.id);
+    let mut event = v2(Endpoint::ListStockMovements, &path);
+    event = event.without_path_parameters();
+    let response = call(&app, Endpoint::ListStockMovements, event).await;
+    assert_eq!(response.status(), 200, "{}", body(&response));
+    assert_eq!(body(&response)["items"][0]["reason"], "received");
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_bad_request() {
+    let app = app();
+    let create = || v2(Endpoint::CreateProduct, "/products");
+    let cases = [
+        create()
+            .raw_body("{not json")
+            .header("content-type", "application/json"),
+        create().raw_body("{}").header("content-type", "text/plain"),
+        create().raw_body("{\"sku\":\"A\"}"),
+        create()
+            .raw_body("[1, 2]")
+            .header("content-type", "application/json"),
+        create()
+            .raw_body("")
+            .header("content-type", "application/json"),
+    ];
+    for event in cases {
+        problem(
+            &call(&app, Endpoint::CreateProduct, event).await,
+            400,
+            "bad_request",
+        );
+    }
+    let bad_id = v2(Endpoint::GetProduct, "/products/not-a-uuid");
+    problem(
+        &call(&app, Endpoint::GetProduct, bad_id).await,
+        400,
+        "bad_request",
+    );
+    for query in [
+        ("limit", "0"),
+        ("limit", "101"),
+        ("limit", "x"),
+        ("cursor", "%%%"),
+        ("low_stock", "yes"),
+    ] {
+        let event = v2(Endpoint::ListProducts, "/products").query(&[query]);
+        problem(
+            &call(&app, Endpoint::ListProducts, event).await,
+            400,
+            "bad_request",
+        );
+    }
+    let event = v2(Endpoint::ListOrders, "/orders").query(&[("status", "shipped")]);
+    problem(
+        &call(&app, Endpoint::ListOrders, event).await,
+        400,
+        "bad_request",
+    );
+}
+
+#[tokio::test]
+async fn invalid_fields_are_422_with_a_pointer_for_each() {
+    let app = app();
+    let event = v2(Endpoint::CreateProduct, "/products").json(&json!({
+        "sku": "has space", "name": "", "price_minor": -1, "currency": "eur", "on_hand": -3,
+        "low_stock_threshold": -1
+    }));
+    let body = problem(
+        &call(&app, Endpoint::CreateProduct, event).await,
+        422,
+        "validation_failed",
+    );
+    let pointers: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pointers,
+        [
+            "/sku",
+            "/name",
+            "/price_minor",
+            "/currency",
+            "/on_hand",
+            "/low_stock_threshold"
+        ]
+    );
+
+    let missing = v2(Endpoint::CreateProduct, "/products").json(&json!({}));
+    let body = problem(
+        &call(&app, Endpoint::CreateProduct, missing).await,
+        422,
+        "validation_failed",
+    );
+    assert_eq!(
+        body["errors"].as_array().unwrap().len(),
+        4,
+        "sku, name, price_minor and currency are required"
+    );
+
+    let wrong_type = v2(Endpoint::CreateProduct, "/products")
+        .json(&json!({ "sku": "A", "price_minor": "12.50" }));
+    let body = problem(
+        &call(&app, Endpoint::CreateProduct, wrong_type).await,
+        422,
+        "validation_failed",
+    );
+    assert_eq!(body["errors"][0]["pointer"], "/price_minor");
+    let float = v2(Endpoint::CreateProduct, "/products").json(&json!({ "price_minor": 12.5 }));
+    problem(
+        &call(&app, Endpoint::CreateProduct, float).await,
+        422,
+        "validation_failed",
+    );
+    let unknown_field = v2(Endpoint::CreateProduct, "/products").json(&json!({ "colour": "blue" }));
+    problem(
+        &call(&app, Endpoint::CreateProduct, unknown_field).await,
+        422,
+        "validation_failed",
+    );
+}
+
+#[tokio::test]
+async fn order_lines_are_validated_before_any_stock_is_touched() {
+    let app = app();
+    let product = create_product(&app, "MUG-1", 3).await;
+    let order =
+        |lines: Value| v2(Endpoint::CreateOrder, "/orders").json(&json!({ "lines": lines }));
+    let cases = [
+        (json!([]), "/lines"),
+        (
+            json!([{ "product_id": product.id, "quantity": 0 }]),
+            "/lines/0/quantity",
+        ),
+        (
+            json!([{ "product_id": product.id, "quantity": -1 }]),
+            "/lines/0/quantity",
+        ),
+        (
+            json!([{ "product_id": product.id, "quantity": 1_000_001 }]),
+            "/lines/0/quantity",
+        ),
+        (
+            json!([{ "product_id": "nope", "quantity": 1 }]),
+            "/lines/0/product_id",
+        ),
+        (json!([{ "quantity": 1 }]), "/lines/0/product_id"),
+        (
+            json!(
+                (0..101)
+                    .map(|_| json!({ "product_id": product.id, "quantity": 1 }))
+                    .collect::<Vec<_>>()
+            ),
+            "/lines",
+        ),
+    ];
+    for (lines, pointer) in cases {
+        let body = problem(
+            &call(&app, Endpoint::CreateOrder, order(lines.clone())).await,
+            422,
+            "validation_failed",
+        );
+        assert_eq!(body["errors"][0]["pointer"], pointer, "{lines}");
+    }
+    let huge = format!(
+        r#"{{"lines":[{{"product_id":"{}","quantity":99999999999999999999}}]}}"#,
+        product.id
+    );
+    let event = v2(Endpoint::CreateOrder, "/orders")
+        .raw_body(&huge)
+        .header("content-type", "application/json");
+    let body = problem(
+        &call(&app, Endpoint::CreateOrder, event).await,
+        422,
+        "validation_failed",
+    );
+    assert_eq!(body["errors"][0]["pointer"], "/lines/0/quantity");
+
+    let after = call(
+        &app,
+        Endpoint::GetProduct,
+        v2(Endpoint::GetProduct, &format!("/products/{}", product.id)),
+    )
+    .await;
+    assert_eq!(crate::body(&after)["reserved"], 0);
+}
+
+#[tokio::test]
+async fn an_order_of_unknown_products_names_each_of_them() {
+    let app = app();
+    let product = create_product(&app, "MUG-1", 3).await;
+    let (x, y) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let event = v2(Endpoint::CreateOrder, "/orders").json(&json!({ "lines": [
+        { "product_id": x, "quantity": 1 }, { "product_id": product.id, "quantity": 1 }, { "product_id": y, "quantity": 1 }
+    ]}));
+    let body = problem(
+        &call(&app, Endpoint::CreateOrder, event).await,
+        404,
+        "not_found",
+    );
+    let pointers: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/lines/0/product_id", "/lines/2/product_id"]);
+    assert!(
+        body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&x.to_string())
+    );
+}
+
+#[tokio::test]
+async fn an_order_answers_201_and_a_shortage_409_with_every_short_line() {
+    let app = app();
+    let a = create_product(&app, "A", 3).await;
+    let b = create_product(&app, "B", 1).await;
+    let event = v2(Endpoint::CreateOrder, "/orders").json(
+        &json!({ "lines": [{ "product_id": a.id, "quantity": 2 }], "customer_ref": "cart-7" }),
+    );
+    let response = call(&app, Endpoint::CreateOrder, event).await;
+    assert_eq!(response.status(), 201);
+    let order: OrderView = serde_json::from_value(body(&response)).unwrap();
+    assert_eq!(
+        header(&response, "location"),
+        Some(format!("/orders/{}", order.id).as_str())
+    );
+    assert_eq!(
+        (
+            order.status.as_str(),
+            order.total_minor,
+            order.customer_ref.as_deref()
+        ),
+        ("pending", 2500, Some("cart-7"))
+    );
+
+    let short = v2(Endpoint::CreateOrder, "/orders").json(&json!({ "lines": [
+        { "product_id": a.id, "quantity": 2 }, { "product_id": b.id, "quantity": 2 }
+    ]}));
+    let body = problem(
+        &call(&app, Endpoint::CreateOrder, short).await,
+        409,
+        "insufficient_stock",
+    );
+    assert_eq!(
+        body["shortages"],
+        json!([
+            { "product_id": a.id, "requested": 2, "available": 1 },
+            { "product_id": b.id, "requested": 2, "available": 1 }
+        ])
+    );
+}
+
+#[tokio::test]
+async fn cancel_and_fulfil_follow_the_status_rules() {
+    let app = app();
+    let a = create_product(&app, "A", 3).await;
+    let event = v2(Endpoint::CreateOrder, "/orders")
+        .json(&json!({ "lines": [{ "product_id": a.id, "quantity": 1 }] }));
+    let order: OrderView =
+        serde_json::from_value(body(&call(&app, Endpoint::CreateOrder, event).await)).unwrap();
+    let cancel = || {
+        v2(
+            Endpoint::CancelOrder,
+            &format!("/orders/{}/cancel", order.id),
+        )
+    };
+    let fulfil = || {
+        v2(
+            Endpoint::FulfillOrder,
+            &format!("/orders/{}/fulfill", order.id),
+        )
+    };
+    let first = call(&app, Endpoint::CancelOrder, cancel()).await;
+    assert_eq!(
+        (first.status().as_u16(), body(&first)["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    let again = call(&app, Endpoint::CancelOrder, cancel()).await;
+    assert_eq!(again.status(), 200);
+    problem(
+        &call(&app, Endpoint::FulfillOrder, fulfil()).await,
+        409,
+        "conflict",
+    );
+    let missing = v2(
+        Endpoint::CancelOrder,
+        &format!("/orders/{}/cancel", uuid::Uuid::now_v7()),
+    );
+    problem(
+        &call(&app, Endpoint::CancelOrder, missing).await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn patch_checks_if_match_and_answers_the_new_etag() {
+    let app = app();
+    let a = create_product(&app, "A", 3).await;
+    let path = format!("/products/{}", a.id);
+    let patch = |body: Value| v2(Endpoint::UpdateProduct, &path).json(&body);
+    let stale = patch(json!({ "price_minor": 99 })).header("if-match", "\"7\"");
+    problem(
+        &call(&app, Endpoint::UpdateProduct, stale).await,
+        412,
+        "precondition_failed",
+    );
+    let fresh =
+        patch(json!({ "price_minor": 99, "description": null })).header("if-match", "\"1\"");
+    let response = call(&app, Endpoint::UpdateProduct, fresh).await;
+    assert_eq!(response.status(), 200, "{}", body(&response));
+    assert_eq!(header(&response, "etag"), Some("\"2\""));
+    assert_eq!(body(&response)["price_minor"], 99);
+    let unconditional = call(
+        &app,
+        Endpoint::UpdateProduct,
+        patch(json!({ "name": "Cup" })),
+    )
+    .await;
+    assert_eq!(unconditional.status(), 200);
+    let null_name = call(
+        &app,
+        Endpoint::UpdateProduct,
+        patch(json!({ "name": null })),
+    )
+    .await;
+    problem(&null_name, 422, "validation_failed");
+    let stock = call(
+        &app,
+        Endpoint::UpdateProduct,
+        patch(json!({ "on_hand": 100 })),
+    )
+    .await;
+    problem(&stock, 422, "validation_failed");
+    let empty = call(&app, Endpoint::UpdateProduct, patch(json!({}))).await;
+    problem(&empty, 422, "validation_failed");
+}
+
+#[tokio::test]
+async fn adjustments_answer_201_with_the_movement_and_product() {
+    let app = app();
+    let a = create_product(&app, "A", 3).await;
+    let path = format!("/products/{}/stock-adjustments", a.id);
+    let adjust = |body: Value| v2(Endpoint::AdjustStock, &path).json(&body);
+    let response = call(
+        &app,
+        Endpoint::AdjustStock,
+        adjust(json!({ "delta": 5, "reason": "received", "note": "PO-1" })),
+    )
+    .await;
+    assert_eq!(response.status(), 201, "{}", body(&response));
+    let adjusted = body(&response);
+    assert_eq!(adjusted["movement"]["on_hand_delta"], 5);
+    assert_eq!(adjusted["movement"]["note"], "PO-1");
+    assert_eq!(adjusted["product"]["on_hand"], 8);
+    for bad in [
+        json!({ "delta": 0, "reason": "received" }),
+        json!({ "delta": 1, "reason": "order_reserved" }),
+        json!({ "delta": 1 }),
+    ] {
+        problem(
+            &call(&app, Endpoint::AdjustStock, adjust(bad)).await,
+            422,
+            "validation_failed",
+        );
+    }
+    let too_many = adjust(json!({ "delta": -9, "reason": "damaged" }));
+    problem(
+        &call(&app, Endpoint::AdjustStock, too_many).await,
+        409,
+        "conflict",
+    );
+}
+
+#[tokio::test]
+async fn deleting_answers_204_then_404_and_refuses_reserved_stock() {
+    let app = app();
+    let a = create_product(&app, "A", 3).await;
+    let b = create_product(&app, "B", 3).await;
+    let path = |p: &ProductView| format!("/products/{}", p.id);
+    let order = v2(Endpoint::CreateOrder, "/orders")
+        .json(&json!({ "lines": [{ "product_id": b.id, "quantity": 1 }] }));
+    call(&app, Endpoint::CreateOrder, order).await;
+    let deleted = call(
+        &app,
+        Endpoint::DeleteProduct,
+        v2(Endpoint::DeleteProduct, &path(&a)),
+    )
+    .await;
+    assert_eq!(deleted.status(), 204);
+    assert!(deleted.body().is_empty());
+    problem(
+        &call(
+            &app,
+            Endpoint::DeleteProduct,
+            v2(Endpoint::DeleteProduct, &path(&a)),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    problem(
+        &call(
+            &app,
+            Endpoint::DeleteProduct,
+            v2(Endpoint::DeleteProduct, &path(&b)),
+        )
+        .await,
+        409,
+        "conflict",
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_sku_is_409_sku_taken() {
+    let app = app();
+    create_product(&app, "A", 0).await;
+    let again = v2(Endpoint::CreateProduct, "/products")
+        .json(&json!({ "sku": "A", "name": "Other", "price_minor": 1, "currency": "EUR" }));
+    problem(
+        &call(&app, Endpoint::CreateProduct, again).await,
+        409,
+        "sku_taken",
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = App::new(
+        MemoryStore::new(),
+        HttpConfig {
+            body_limit: 1024,
+            ..HttpConfig::default()
+        },
+    );
+    let big = json!({ "lines": [], "customer_ref": "x".repeat(2000) });
+    let response = call(
+        &app,
+        Endpoint::CreateOrder,
+        v2(Endpoint::CreateOrder, "/orders").json(&big),
+    )
+    .await;
+    problem(&response, 413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_request_out_of_time_is_503_with_retry_after() {
+    let app = App::new(
+        MemoryStore::new(),
+        HttpConfig {
+            request_timeout: Duration::from_nanos(1),
+            ..HttpConfig::default()
+        },
+    );
+    let response = call(&app, Endpoint::Health, v2(Endpoint::Health, "/health")).await;
+    problem(&response, 503, "unavailable");
+    assert_eq!(header(&response, "retry-after"), Some("1"));
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let response = call(&app(), Endpoint::Health, v2(Endpoint::Health, "/health")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(body(&response), json!({ "status": "ok" }));
+}
+
+#[tokio::test]
+async fn lists_are_paginated_with_an_opaque_cursor() {
+    let app = app();
+    for i in 0..5 {
+        create_product(&app, &format!("P{i}"), 1).await;
+    }
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    loop {
+        let mut query = vec![("limit", "2")];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.as_str()));
+        }
+        let response = call(
+            &app,
+            Endpoint::ListProducts,
+            v2(Endpoint::ListProducts, "/products").query(&query),
+        )
+        .await;
+        let page = body(&response);
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 5);
+    let by_sku = v2(Endpoint::ListProducts, "/products").query(&[("sku", "P3")]);
+    let page = body(&call(&app, Endpoint::ListProducts, by_sku).await);
+    assert_eq!(page["items"][0]["sku"], "P3");
+    assert_eq!(page["next_cursor"], Value::Null);
+}
+
+#[test]
+fn internal_errors_keep_their_cause_out_of_the_response() {
+    use inventory::domain::Error;
+    use inventory::http::ApiError;
+    let error = ApiError::Domain(Error::internal(
+        "relation \"products\" does not exist: SELECT * FROM products",
+    ));
+    let response = error.into_response();
+    let text = String::from_utf8(response.body().to_vec()).unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(
+        !text.contains("SELECT") && !text.contains("relation"),
+        "{text}"
+    );
+    assert!(text.contains("\"code\":\"internal\""));
+}

@@ -1,0 +1,277 @@
+//! Races of real concurrent clients, each on its own connection, against real Postgres. Every test gets a
+//! fresh database (`#[sqlx::test]`); they run one at a time so that together they stay within the server's
+//! connection limit.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use inventory::domain::order::{Order, OrderAction};
+use inventory::domain::{Deadline, Error, ProductId};
+use inventory::postgres::PgStore;
+use inventory::service::Inventory;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::{Barrier, Mutex};
+
+use common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
+use common::{new_order, new_product};
+
+const BUYERS: usize = 64;
+
+/// One race at a time.
+static ONE_RACE: Mutex<()> = Mutex::const_new(());
+
+/// A pool with a connection for every client, all opened before the race starts. (The pool options
+/// `#[sqlx::test]` offers are capped well below that; only its database is used.)
+async fn pool_for(clients: usize, _: PgPoolOptions, options: PgConnectOptions) -> PgPool {
+    let pool = PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .min_connections(clients as u32)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .unwrap();
+    let held: Vec<_> = futures_join(clients, |_| pool.acquire()).await;
+    drop(held);
+    pool
+}
+
+async fn futures_join<T, F: Future<Output = Result<T, sqlx::Error>>>(
+    n: usize,
+    f: impl Fn(usize) -> F,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let futures: Vec<F> = (0..n).map(f).collect();
+    for fut in futures {
+        out.push(fut.await.unwrap());
+    }
+    out
+}
+
+fn long_deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(60))
+}
+
+/// A small deterministic generator, so a failing race can be replayed from its seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _race = ONE_RACE.lock().await;
+    let pool = pool_for(BUYERS, pool_options, options).await;
+    let inventory = Inventory::new(PgStore::new(pool));
+    let stock = 10;
+    let product = inventory
+        .create_product(new_product("LAST-UNITS", 999, stock), long_deadline())
+        .await
+        .unwrap();
+
+    let barrier = std::sync::Arc::new(Barrier::new(BUYERS));
+    let started = Instant::now();
+    let buyers: Vec<_> = (0..BUYERS)
+        .map(|_| {
+            let inventory = inventory.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                inventory
+                    .create_order(new_order(&[(product.id, 1)]), long_deadline())
+                    .await
+            })
+        })
+        .collect();
+    let mut sold = 0;
+    let mut refused = 0;
+    for buyer in buyers {
+        match buyer.await.unwrap() {
+            Ok(_) => sold += 1,
+            Err(Error::InsufficientStock(shortages)) => {
+                assert_eq!(shortages.len(), 1);
+                assert_eq!((shortages[0].requested, shortages[0].available), (1, 0));
+                refused += 1;
+            }
+            Err(other) => panic!("a buyer got neither an order nor a shortage: {other:?}"),
+        }
+    }
+    println!(
+        "{BUYERS} buyers for {stock} units: {sold} sold, {refused} refused in {:?}",
+        started.elapsed()
+    );
+    assert_eq!((sold, refused), (stock as usize, BUYERS - stock as usize));
+
+    let after = inventory
+        .get_product(product.id, long_deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.on_hand, after.reserved, after.available()),
+        (stock, stock, 0)
+    );
+    assert_ledger_balances(&inventory, product.id).await;
+    assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn buyers_of_several_units_never_oversell(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _race = ONE_RACE.lock().await;
+    let pool = pool_for(BUYERS, pool_options, options).await;
+    let inventory = Inventory::new(PgStore::new(pool));
+    let stock = 50;
+    let product = inventory
+        .create_product(new_product("BULK", 100, stock), long_deadline())
+        .await
+        .unwrap();
+
+    let barrier = std::sync::Arc::new(Barrier::new(BUYERS));
+    let buyers: Vec<_> = (0..BUYERS)
+        .map(|i| {
+            let inventory = inventory.clone();
+            let barrier = barrier.clone();
+            let quantity = 1 + (i % 4) as i64;
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (
+                    quantity,
+                    inventory
+                        .create_order(new_order(&[(product.id, quantity)]), long_deadline())
+                        .await,
+                )
+            })
+        })
+        .collect();
+    let mut sold = 0;
+    for buyer in buyers {
+        match buyer.await.unwrap() {
+            (quantity, Ok(_)) => sold += quantity,
+            (_, Err(Error::InsufficientStock(_))) => {}
+            (_, Err(other)) => panic!("unexpected: {other:?}"),
+        }
+    }
+    let after = inventory
+        .get_product(product.id, long_deadline())
+        .await
+        .unwrap();
+    println!("{BUYERS} buyers of 1 to 4 units for {stock}: {sold} sold");
+    assert!(sold <= stock);
+    assert!(
+        sold >= stock - 3,
+        "the stock left is less than any refused request: sold {sold}"
+    );
+    assert_eq!(after.reserved, sold);
+    assert_ledger_balances(&inventory, product.id).await;
+}
+
+/// Multi-line orders over overlapping products, lines in random order (and sometimes repeated), racing
+/// each other and concurrent cancels and fulfilments. Locking in product-id order means no deadlock (which
+/// Postgres would report as an error) ever reaches a client, and every unit stays accounted for.
+#[sqlx::test(migrations = "../migrations")]
+async fn overlapping_multi_line_orders_never_deadlock(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _race = ONE_RACE.lock().await;
+    let pool = pool_for(BUYERS, pool_options, options).await;
+    let inventory = Inventory::new(PgStore::new(pool));
+    let mut products: Vec<ProductId> = Vec::new();
+    for i in 0..6 {
+        products.push(
+            inventory
+                .create_product(
+                    new_product(&format!("SHARED-{i}"), 100 + i, 100),
+                    long_deadline(),
+                )
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+
+    let seed = 0x5eed_u64;
+    let rounds = 4;
+    let barrier = std::sync::Arc::new(Barrier::new(BUYERS));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..BUYERS)
+        .map(|client| {
+            let inventory = inventory.clone();
+            let barrier = barrier.clone();
+            let products = products.clone();
+            tokio::spawn(async move {
+                let mut rng = XorShift(seed + client as u64 * 7919);
+                let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
+                barrier.wait().await;
+                for _ in 0..rounds {
+                    let lines: Vec<(ProductId, i64)> = (0..1 + rng.below(5))
+                        .map(|_| (products[rng.below(products.len())], 1 + rng.below(3) as i64))
+                        .collect();
+                    let placed: Result<Order, Error> = inventory
+                        .create_order(new_order(&lines), long_deadline())
+                        .await;
+                    let outcome = match placed {
+                        Ok(order) => match rng.below(3) {
+                            0 => inventory
+                                .transition_order(order.id, OrderAction::Cancel, long_deadline())
+                                .await
+                                .map(|_| "cancelled"),
+                            1 => inventory
+                                .transition_order(order.id, OrderAction::Fulfill, long_deadline())
+                                .await
+                                .map(|_| "fulfilled"),
+                            _ => Ok("pending"),
+                        },
+                        Err(Error::InsufficientStock(_)) => Ok("short"),
+                        Err(other) => Err(other),
+                    };
+                    match outcome {
+                        Ok(kind) => *outcomes.entry(kind).or_default() += 1,
+                        Err(error) => panic!("client {client} got {error:?}"),
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut totals: HashMap<&'static str, usize> = HashMap::new();
+    for client in clients {
+        for (kind, n) in client.await.unwrap() {
+            *totals.entry(kind).or_default() += n;
+        }
+    }
+    println!(
+        "{BUYERS} clients x {rounds} multi-line orders over {} products in {:?}: {totals:?}",
+        products.len(),
+        started.elapsed()
+    );
+    assert_eq!(totals.values().sum::<usize>(), BUYERS * rounds);
+    assert!(totals.get("pending").copied().unwrap_or(0) > 0);
+
+    for id in &products {
+        let product = inventory.get_product(*id, long_deadline()).await.unwrap();
+        assert!(
+            0 <= product.reserved && product.reserved <= product.on_hand,
+            "{product:?}"
+        );
+        assert_ledger_balances(&inventory, *id).await;
+    }
+    assert_reserved_matches_pending_orders(&inventory, &products).await;
+}
