@@ -28,11 +28,19 @@ struct Watch {
 impl Watch {
     fn start(port: u16, database_url: &str) -> Self {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let log = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/e2e-watch.log"));
+        let log = std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/e2e-watch.log"
+        ));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new("cargo")
             .args(["lambda", "watch", "--ignore-changes", "--concurrency", "4"])
-            .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+            .args([
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+            ])
             .args(["--env-var", &format!("DATABASE_URL={database_url}")])
             .current_dir(root)
             .stdout(file.try_clone().unwrap())
@@ -65,12 +73,17 @@ impl Drop for Watch {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A new, migrated database beside the one DATABASE_URL names.
 async fn fresh_database() -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must name a Postgres server for the e2e test");
+    let base = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must name a Postgres server for the e2e test");
     let options = PgConnectOptions::from_str(&base).unwrap();
     let name = format!("inventory_e2e_{}", std::process::id());
     let url = options.database(&name).to_url_lossy().to_string();
@@ -90,7 +103,12 @@ struct Api {
 }
 
 impl Api {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -99,8 +117,15 @@ impl Api {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        assert!(status.as_u16() < 500 || status == 503, "{path}: {status} {text}");
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+        assert!(
+            status.as_u16() < 500 || status == 503,
+            "{path}: {status} {text}"
+        );
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -120,7 +145,10 @@ async fn the_api_holds_its_contract_over_http() {
     let port = free_port();
     let watch = Watch::start(port, &url);
     let api = Api {
-        client: Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+        client: Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap(),
         base: format!("http://127.0.0.1:{port}"),
     };
 
@@ -131,7 +159,10 @@ async fn the_api_holds_its_contract_over_http() {
         if ready.is_ok_and(|r| r.status() == 200) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "cargo lambda watch did not come up");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "cargo lambda watch did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -146,8 +177,13 @@ async fn the_api_holds_its_contract_over_http() {
     assert_eq!(status, 201, "{product}");
     let id = product["id"].as_str().unwrap().to_owned();
     assert_eq!(headers["location"], format!("/products/{id}").as_str());
-    let (status, headers, _) = api.send(Method::GET, &format!("/products/{id}"), None).await;
-    assert_eq!((status.as_u16(), headers["etag"].to_str().unwrap()), (200, "\"1\""));
+    let (status, headers, _) = api
+        .send(Method::GET, &format!("/products/{id}"), None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), headers["etag"].to_str().unwrap()),
+        (200, "\"1\"")
+    );
     let stale = api
         .client
         .patch(format!("{}/products/{id}", api.base))
@@ -183,50 +219,137 @@ async fn the_api_holds_its_contract_over_http() {
             other => panic!("a buyer got {other}: {body}"),
         }
     }
-    println!("{BUYERS} buyers over HTTP for {UNITS} units: {statuses:?} in {:?}", race_started.elapsed());
+    println!(
+        "{BUYERS} buyers over HTTP for {UNITS} units: {statuses:?} in {:?}",
+        race_started.elapsed()
+    );
     assert_eq!(statuses.get(&201), Some(&(UNITS as usize)));
     assert_eq!(statuses.get(&409), Some(&(BUYERS - UNITS as usize)));
 
     let (_, after) = api.get(&format!("/products/{id}")).await;
-    assert_eq!((after["on_hand"].as_i64(), after["reserved"].as_i64(), after["available"].as_i64()), (Some(UNITS), Some(UNITS), Some(0)));
+    assert_eq!(
+        (
+            after["on_hand"].as_i64(),
+            after["reserved"].as_i64(),
+            after["available"].as_i64()
+        ),
+        (Some(UNITS), Some(UNITS), Some(0))
+    );
     let (_, pending) = api.get("/orders?status=pending&limit=100").await;
     assert_eq!(pending["items"].as_array().unwrap().len(), UNITS as usize);
 
     // Cancel and fulfil.
-    let (status, cancelled) = api.post(&format!("/orders/{}/cancel", orders[0]), json!({})).await;
-    assert_eq!((status.as_u16(), cancelled["status"].as_str()), (200, Some("cancelled")));
-    let (status, fulfilled) = api.post(&format!("/orders/{}/fulfill", orders[1]), json!({})).await;
-    assert_eq!((status.as_u16(), fulfilled["status"].as_str()), (200, Some("fulfilled")));
-    let (status, refused) = api.post(&format!("/orders/{}/cancel", orders[1]), json!({})).await;
-    assert_eq!((status.as_u16(), refused["code"].as_str()), (409, Some("conflict")));
+    let (status, cancelled) = api
+        .post(&format!("/orders/{}/cancel", orders[0]), json!({}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), cancelled["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    let (status, fulfilled) = api
+        .post(&format!("/orders/{}/fulfill", orders[1]), json!({}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), fulfilled["status"].as_str()),
+        (200, Some("fulfilled"))
+    );
+    let (status, refused) = api
+        .post(&format!("/orders/{}/cancel", orders[1]), json!({}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), refused["code"].as_str()),
+        (409, Some("conflict"))
+    );
 
     // Stock adjustments and the ledger.
     let adjust = format!("/products/{id}/stock-adjustments");
-    let (status, adjusted) = api.post(&adjust, json!({ "delta": 5, "reason": "received" })).await;
+    let (status, adjusted) = api
+        .post(&adjust, json!({ "delta": 5, "reason": "received" }))
+        .await;
     assert_eq!(status, 201, "{adjusted}");
-    let (status, refused) = api.post(&adjust, json!({ "delta": -100, "reason": "damaged" })).await;
-    assert_eq!((status.as_u16(), refused["code"].as_str()), (409, Some("conflict")));
+    let (status, refused) = api
+        .post(&adjust, json!({ "delta": -100, "reason": "damaged" }))
+        .await;
+    assert_eq!(
+        (status.as_u16(), refused["code"].as_str()),
+        (409, Some("conflict"))
+    );
     let (_, product) = api.get(&format!("/products/{id}")).await;
-    let (_, ledger) = api.get(&format!("/products/{id}/stock-movements?limit=100")).await;
-    let sum = |field: &str| ledger["items"].as_array().unwrap().iter().map(|m| m[field].as_i64().unwrap()).sum::<i64>();
-    assert_eq!((sum("on_hand_delta"), sum("reserved_delta")), (product["on_hand"].as_i64().unwrap(), product["reserved"].as_i64().unwrap()));
-    assert_eq!((product["on_hand"].as_i64(), product["reserved"].as_i64()), (Some(UNITS - 1 + 5), Some(UNITS - 2)));
+    let (_, ledger) = api
+        .get(&format!("/products/{id}/stock-movements?limit=100"))
+        .await;
+    let sum = |field: &str| {
+        ledger["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[field].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (sum("on_hand_delta"), sum("reserved_delta")),
+        (
+            product["on_hand"].as_i64().unwrap(),
+            product["reserved"].as_i64().unwrap()
+        )
+    );
+    assert_eq!(
+        (product["on_hand"].as_i64(), product["reserved"].as_i64()),
+        (Some(UNITS - 1 + 5), Some(UNITS - 2))
+    );
 
     // Errors, as the contract's table says.
     let (status, body) = api.get("/products/not-a-uuid").await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (400, Some("bad_request"))
+    );
     let (status, body) = api.get("/products?limit=1000").await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (400, Some("bad_request"))
+    );
     let (status, body) = api.get(&format!("/orders/{}", uuid::Uuid::now_v7())).await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = api.post("/orders", json!({ "lines": [{ "product_id": id, "quantity": 0 }] })).await;
-    assert_eq!((status.as_u16(), body["errors"][0]["pointer"].as_str()), (422, Some("/lines/0/quantity")));
-    let malformed = api.client.post(format!("{}/orders", api.base)).header("content-type", "application/json").body("{").send().await.unwrap();
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, body) = api
+        .post(
+            "/orders",
+            json!({ "lines": [{ "product_id": id, "quantity": 0 }] }),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["errors"][0]["pointer"].as_str()),
+        (422, Some("/lines/0/quantity"))
+    );
+    let malformed = api
+        .client
+        .post(format!("{}/orders", api.base))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(malformed.status(), 400);
-    assert_eq!(malformed.headers()["content-type"], "application/problem+json");
-    let (status, body) = api.post("/orders", json!({ "customer_ref": "x".repeat(70 * 1024), "lines": [] })).await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (413, Some("payload_too_large")));
-    let (status, _, _) = api.send(Method::DELETE, &format!("/products/{id}"), None).await;
+    assert_eq!(
+        malformed.headers()["content-type"],
+        "application/problem+json"
+    );
+    let (status, body) = api
+        .post(
+            "/orders",
+            json!({ "customer_ref": "x".repeat(70 * 1024), "lines": [] }),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let (status, _, _) = api
+        .send(Method::DELETE, &format!("/products/{id}"), None)
+        .await;
     assert_eq!(status, 409, "stock is still reserved");
     let (status, body) = api.get("/health").await;
     assert_eq!((status.as_u16(), body), (200, json!({ "status": "ok" })));

@@ -13,18 +13,29 @@ fn manifest(path: &str) -> toml::Table {
 #[test]
 fn the_watch_router_serves_exactly_the_route_table() {
     let workspace = manifest("../Cargo.toml");
-    let router = workspace["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().unwrap();
+    let router = workspace["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .unwrap();
     let mut routed = BTreeSet::new();
     for (path, targets) in router {
         for target in targets.as_array().unwrap() {
             let method = target["method"].as_str().unwrap().to_owned();
             let function = target["function"].as_str().unwrap().to_owned();
-            assert!(routed.insert((method, path.clone(), function)), "{path} is routed twice");
+            assert!(
+                routed.insert((method, path.clone(), function)),
+                "{path} is routed twice"
+            );
         }
     }
     let table: BTreeSet<(String, String, String)> = ROUTES
         .iter()
-        .map(|r| (r.method.to_owned(), r.path.to_owned(), r.function.to_owned()))
+        .map(|r| {
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.function.to_owned(),
+            )
+        })
         .collect();
     assert_eq!(routed, table);
 }
@@ -39,8 +50,17 @@ fn every_route_has_a_function_binary_that_serves_its_endpoint() {
         .map(|bin| bin["name"].as_str().unwrap().to_owned())
         .collect();
     for route in ROUTES {
-        assert!(bins.contains(route.function), "no binary {}", route.function);
-        let main = std::fs::read_to_string(format!("{}/{}/main.rs", env!("CARGO_MANIFEST_DIR"), route.function)).unwrap();
+        assert!(
+            bins.contains(route.function),
+            "no binary {}",
+            route.function
+        );
+        let main = std::fs::read_to_string(format!(
+            "{}/{}/main.rs",
+            env!("CARGO_MANIFEST_DIR"),
+            route.function
+        ))
+        .unwrap();
         assert!(
             main.contains(&format!("Endpoint::{:?})", route.endpoint)),
             "{} does not serve {:?}",
@@ -48,6 +68,13 @@ fn every_route_has_a_function_binary_that_serves_its_endpoint() {
             route.endpoint
         );
     }
-    let expected: BTreeSet<String> = ROUTES.iter().map(|r| r.function.to_owned()).chain(["migrate".to_owned()]).collect();
-    assert_eq!(bins, expected, "a binary without a route, or a route without a binary");
+    let expected: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|r| r.function.to_owned())
+        .chain(["migrate".to_owned()])
+        .collect();
+    assert_eq!(
+        bins, expected,
+        "a binary without a route, or a route without a binary"
+    );
 }
