@@ -45,10 +45,14 @@ impl Config {
     /// Reads the configuration from any source of variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let url = lookup("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
-        let database = PgConnectOptions::from_str(&url).map_err(|_| ConfigError::Invalid {
+        let invalid_url = || ConfigError::Invalid {
             name: "DATABASE_URL",
             reason: "not a valid postgres:// URL".into(),
-        })?;
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid_url());
+        }
+        let database = PgConnectOptions::from_str(&url).map_err(|_| invalid_url())?;
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             lookup(name).map_or(Ok(default), |value| {
                 value.trim().parse().map_err(|_| ConfigError::Invalid {
