@@ -42,6 +42,8 @@ impl Watch {
                 &port.to_string(),
             ])
             .args(["--env-var", &format!("DATABASE_URL={database_url}")])
+            // As on Lambda with `LogFormat: JSON`, so the test can read the functions' structured logs.
+            .args(["--env-var", "AWS_LAMBDA_LOG_FORMAT=json"])
             .current_dir(root)
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -354,6 +356,42 @@ async fn the_api_holds_its_contract_over_http() {
     let (status, body) = api.get("/health").await;
     assert_eq!((status.as_u16(), body), (200, json!({ "status": "ok" })));
 
+    // Stopping sends SIGTERM, as Lambda does before it tears an instance down: every function instance
+    // closes its pool and flushes its logs.
+    let log_path = watch.log.clone();
     drop(watch);
     sqlx::Postgres::drop_database(&url).await.unwrap();
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert!(
+        requests.len() >= BUYERS,
+        "one JSON log line per request: {} found",
+        requests.len()
+    );
+    for line in &requests {
+        assert!(
+            line["span"]["requestId"].is_string(),
+            "no request id: {line}"
+        );
+        assert!(
+            line["fields"]["route"].is_string() && line["fields"]["status"].is_u64(),
+            "{line}"
+        );
+        assert!(line["fields"]["duration_ms"].is_f64(), "{line}");
+    }
+    let shutdowns = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "shut down: database connections closed")
+        .count();
+    assert!(
+        shutdowns >= 2,
+        "every function instance shuts down gracefully: {shutdowns}"
+    );
 }

@@ -631,3 +631,62 @@ fn internal_errors_keep_their_cause_out_of_the_response() {
     );
     assert!(text.contains("\"code\":\"internal\""));
 }
+
+/// On Lambda the invocation deadline (less the margin) bounds the request: an order stuck behind a lock
+/// answers 503 before Lambda would cut it off, and nothing is written.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_lambda_deadline_bounds_a_request_stuck_behind_a_lock(pool: sqlx::PgPool) {
+    use lambda_http::RequestExt;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    let config = HttpConfig {
+        deadline_margin: Duration::from_millis(200),
+        ..HttpConfig::default()
+    };
+    let app = App::new(inventory::postgres::PgStore::new(pool.clone()), config);
+    let event = v2(Endpoint::CreateProduct, "/products").json(
+        &json!({ "sku": "A", "name": "Mug", "price_minor": 1, "currency": "EUR", "on_hand": 5 }),
+    );
+    let product: ProductView = serde_json::from_value(body(
+        &app.handle(Endpoint::CreateProduct, event.request()).await,
+    ))
+    .unwrap();
+
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(product.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut context = lambda_http::Context::default();
+    context.deadline = now_ms + 700;
+    let order = v2(Endpoint::CreateOrder, "/orders")
+        .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 1 }] }))
+        .request()
+        .with_lambda_context(context);
+    let started = Instant::now();
+    let response = app.handle(Endpoint::CreateOrder, order).await;
+    let took = started.elapsed();
+    problem(&response, 503, "unavailable");
+    assert_eq!(header(&response, "retry-after"), Some("1"));
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(700),
+        "answered after {took:?}"
+    );
+    blocker.rollback().await.unwrap();
+
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let reserved: i64 = sqlx::query_scalar("SELECT reserved FROM products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((orders, reserved), (0, 0));
+}
