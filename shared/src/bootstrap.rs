@@ -36,3 +36,18 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     }))
     .await
 }
+
+/// Serves the docs function: the OpenAPI document and the Swagger UI. Needs no database.
+pub async fn run_docs() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let docs = Arc::new(crate::http::docs::Docs::new());
+    lambda_runtime::spawn_graceful_shutdown_handler(|| async {
+        let _ = std::io::stdout().flush();
+    })
+    .await;
+    lambda_http::run_concurrent(service_fn(move |request| {
+        let docs = Arc::clone(&docs);
+        async move { Ok::<_, Infallible>(docs.handle(&request)) }
+    }))
+    .await
+}

@@ -47,9 +47,12 @@ impl Error {
 }
 
 /// One invalid field, located by an RFC 6901 JSON pointer into the request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// Where in the request body, e.g. `/lines/0/quantity` (empty for the body as a whole).
+    #[schema(example = "/lines/0/quantity")]
     pub pointer: String,
+    #[schema(example = "quantity must be between 1 and 1000000")]
     pub detail: String,
 }
 
@@ -63,10 +66,13 @@ impl FieldError {
 }
 
 /// A line that cannot be served from available stock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Shortage {
+    #[schema(value_type = String, format = Uuid)]
     pub product_id: ProductId,
+    /// Units the order asked for (all its lines for this product together).
     pub requested: i64,
+    /// Units that could be reserved.
     pub available: i64,
 }
 

@@ -11,7 +11,11 @@ use super::{CustomerRef, Error, FieldError, OrderId, ProductId, Quantity, Shorta
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an order is in its life: `pending` holds stock, `fulfilled` shipped it, `cancelled` released it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
     Fulfilled,
@@ -473,6 +477,18 @@ mod tests {
             panic!("expected a validation error");
         };
         assert_eq!(errors[0].pointer, "/lines");
+    }
+
+    #[test]
+    fn statuses_serialize_as_they_parse() {
+        for status in [
+            OrderStatus::Pending,
+            OrderStatus::Fulfilled,
+            OrderStatus::Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(OrderStatus::parse(status.as_str()), Ok(status));
+        }
     }
 
     #[test]

@@ -6,7 +6,10 @@ use super::values::MAX_STOCK;
 use super::{Error, MovementId, Note, OrderId, ProductId};
 
 /// Why stock changed. The first three are written by orders; the rest are adjustment reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum MovementReason {
     OrderReserved,
     OrderReleased,
@@ -137,6 +140,24 @@ mod tests {
             Some(MovementReason::OrderReserved)
         );
     }
+
+    #[test]
+    fn the_serialized_names_are_the_stored_names() {
+        for reason in [
+            Self_::OrderReserved,
+            Self_::OrderReleased,
+            Self_::OrderFulfilled,
+        ]
+        .into_iter()
+        .chain(Self_::ADJUSTMENTS)
+        {
+            let json = serde_json::to_value(reason).unwrap();
+            assert_eq!(json, reason.as_str());
+            assert_eq!(MovementReason::parse(reason.as_str()), Some(reason));
+        }
+    }
+
+    use MovementReason as Self_;
 
     #[test]
     fn a_delta_is_nonzero_and_bounded() {

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::order::{NewOrder, Order, OrderLine, RequestedLine};
+use crate::domain::order::{NewOrder, Order, OrderLine, OrderStatus, RequestedLine};
 use crate::domain::product::{NewProduct, Product, ProductPatch};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
@@ -20,16 +21,31 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// `POST /products`.
-#[derive(Debug, Deserialize)]
+/// `POST /products`. (Fields are optional in the type so that a missing one is reported with the others.)
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "MUG-BLUE-01", "name": "Blue mug", "price_minor": 1250, "currency": "EUR", "on_hand": 40, "low_stock_threshold": 5}))]
 pub struct CreateProductBody {
+    /// Stock keeping unit, unique across products. Case-sensitive.
+    #[schema(value_type = String, required = true, pattern = r"^[A-Za-z0-9._/-]{1,64}$", example = "MUG-BLUE-01")]
     pub sku: Option<String>,
+    /// Trimmed; 1 to 200 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, example = "Blue mug")]
     pub name: Option<String>,
+    /// Trimmed; 1 to 2000 characters.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    /// Price in minor units of the currency (cents for EUR).
+    #[schema(value_type = i64, required = true, minimum = 0, example = 1250)]
     pub price_minor: Option<i64>,
+    /// ISO 4217 code of a current currency, upper case.
+    #[schema(value_type = String, required = true, pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Option<String>,
+    /// Initial stock, recorded in the ledger as `received`. Default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, default = 0)]
     pub on_hand: Option<i64>,
+    /// Available stock at or below which the product counts as low on stock.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub low_stock_threshold: Option<i64>,
 }
 
@@ -70,17 +86,23 @@ impl TryFrom<CreateProductBody> for NewProduct {
     }
 }
 
-/// `PATCH /products/{id}`: absent fields stay as they are; `null` clears the nullable ones.
-#[derive(Debug, Deserialize)]
+/// `PATCH /products/{id}`: absent fields stay as they are; `null` clears the nullable ones. At least one
+/// field must be given. Stock is changed with stock adjustments, never here.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"price_minor": 1390, "description": null}))]
 pub struct UpdateProductBody {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = i64, minimum = 0)]
     pub price_minor: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub low_stock_threshold: Option<Option<i64>>,
 }
 
@@ -135,12 +157,30 @@ impl TryFrom<UpdateProductBody> for ProductPatch {
 }
 
 /// `POST /products/{id}/stock-adjustments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"delta": 24, "reason": "received", "note": "PO-2026-118"}))]
 pub struct StockAdjustmentBody {
+    /// Change of on-hand stock: positive adds, negative removes; never zero.
+    #[schema(value_type = i64, required = true, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64, example = 24)]
     pub delta: Option<i64>,
+    #[schema(value_type = AdjustmentReason, required = true)]
     pub reason: Option<String>,
+    /// Trimmed; 1 to 500 characters.
+    #[schema(max_length = 500)]
     pub note: Option<String>,
+}
+
+/// Why stock is adjusted by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustmentReason {
+    Received,
+    Correction,
+    Damaged,
+    Shrinkage,
+    CycleCount,
+    ReturnRestock,
 }
 
 impl TryFrom<StockAdjustmentBody> for StockAdjustment {
@@ -168,17 +208,25 @@ impl TryFrom<StockAdjustmentBody> for StockAdjustment {
 }
 
 /// `POST /orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"lines": [{"product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "quantity": 2}], "customer_ref": "cart-8812"}))]
 pub struct CreateOrderBody {
+    /// 1 to 100 lines; lines for the same product are summed.
+    #[schema(value_type = Vec<OrderLineBody>, required = true, min_items = 1, max_items = 100)]
     pub lines: Option<Vec<OrderLineBody>>,
+    /// The client's own reference (customer, cart). Trimmed; 1 to 255 characters.
+    #[schema(max_length = 255)]
     pub customer_ref: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineBody {
+    #[schema(value_type = uuid::Uuid, required = true)]
     pub product_id: Option<String>,
+    /// 1 to 1,000,000 (also for all lines of one product together).
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1_000_000)]
     pub quantity: Option<i64>,
 }
 
@@ -223,8 +271,8 @@ impl TryFrom<CreateOrderBody> for NewOrder {
     }
 }
 
-/// A product in responses.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// A product: catalogue data and stock.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ProductView {
     pub id: Uuid,
     pub sku: String,
@@ -232,14 +280,20 @@ pub struct ProductView {
     pub description: Option<String>,
     pub price_minor: i64,
     pub currency: String,
+    /// Units physically in stock.
     pub on_hand: i64,
+    /// Units held by pending orders.
     pub reserved: i64,
+    /// `on_hand - reserved`: units that can still be ordered.
     pub available: i64,
     pub low_stock_threshold: Option<i64>,
+    /// Changes with every change of the product, stock included; the `ETag` is this number in quotes.
     pub version: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
@@ -263,22 +317,26 @@ impl From<Product> for ProductView {
     }
 }
 
-/// An order in responses.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// An order.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OrderView {
     pub id: Uuid,
-    pub status: String,
+    pub status: OrderStatus,
     pub customer_ref: Option<String>,
+    /// One line per product, with the product's sku, name and price as they were when the order was placed.
     pub lines: Vec<OrderLineView>,
     pub total_minor: i64,
     pub currency: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// A line of an order: a snapshot of the product at ordering time.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OrderLineView {
     pub product_id: Uuid,
     pub sku: String,
@@ -305,7 +363,7 @@ impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         Self {
             id: o.id,
-            status: o.status.as_str().to_owned(),
+            status: o.status,
             customer_ref: o.customer_ref,
             lines: o.lines.into_iter().map(Into::into).collect(),
             total_minor: o.total_minor,
@@ -316,19 +374,22 @@ impl From<Order> for OrderView {
     }
 }
 
-/// A ledger row in responses.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// A row of the stock ledger: one change of a product's on-hand or reserved stock.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct MovementView {
     pub id: Uuid,
     pub product_id: Uuid,
+    /// The order that moved the stock, if an order did.
     pub order_id: Option<Uuid>,
-    pub reason: String,
+    pub reason: MovementReason,
     pub on_hand_delta: i64,
     pub reserved_delta: i64,
+    /// Stock levels right after this change.
     pub on_hand_after: i64,
     pub reserved_after: i64,
     pub note: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
@@ -338,7 +399,7 @@ impl From<StockMovement> for MovementView {
             id: m.id,
             product_id: m.product_id,
             order_id: m.order_id,
-            reason: m.reason.as_str().to_owned(),
+            reason: m.reason,
             on_hand_delta: m.on_hand_delta,
             reserved_delta: m.reserved_delta,
             on_hand_after: m.on_hand_after,
@@ -349,17 +410,18 @@ impl From<StockMovement> for MovementView {
     }
 }
 
-/// `201` of a stock adjustment: the ledger row and the product after it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// The ledger row a stock adjustment wrote, and the product after it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct AdjustmentView {
     pub movement: MovementView,
     pub product: ProductView,
 }
 
-/// A page of any list.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// A page of a list.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PageView<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -373,7 +435,34 @@ impl<T> PageView<T> {
 }
 
 /// `GET /health`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct HealthView {
+    #[schema(example = "ok")]
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_adjustment_reasons_are_the_accepted_ones() {
+        let documented = [
+            AdjustmentReason::Received,
+            AdjustmentReason::Correction,
+            AdjustmentReason::Damaged,
+            AdjustmentReason::Shrinkage,
+            AdjustmentReason::CycleCount,
+            AdjustmentReason::ReturnRestock,
+        ];
+        let names: Vec<serde_json::Value> = documented
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        let accepted: Vec<serde_json::Value> = MovementReason::ADJUSTMENTS
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        assert_eq!(names, accepted);
+    }
 }

@@ -128,6 +128,8 @@ pub(super) async fn dispatch<S: Store>(
             let order = service.transition_order(id()?, action, deadline).await?;
             Ok(json(StatusCode::OK, &OrderView::from(order)))
         }
+        // Served by its own function (see `http::docs`), never by an API function.
+        Endpoint::Docs => Err(ApiError::Domain(crate::domain::Error::NotFound("route"))),
         Endpoint::Health => {
             service.health(deadline).await?;
             Ok(json(

@@ -1,7 +1,9 @@
 //! The HTTP edge: turns API Gateway requests into service calls and results into responses.
 
+pub mod docs;
 pub mod dto;
 mod handlers;
+pub mod openapi;
 pub mod request;
 pub mod response;
 pub mod routes;

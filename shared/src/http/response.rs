@@ -28,19 +28,43 @@ impl ApiError {
     }
 }
 
-/// The body of every error response.
-#[derive(Debug, Serialize)]
+/// The body of every error response: an RFC 9457 problem document with a machine-readable `code`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// Always `about:blank`: the `code` tells problems apart.
     #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
     pub kind: &'static str,
+    /// The HTTP status text.
+    #[schema(example = "Conflict")]
     pub title: &'static str,
+    #[schema(example = 409)]
     pub status: u16,
+    /// What went wrong, for people.
     pub detail: String,
-    pub code: &'static str,
+    pub code: ProblemCode,
+    /// With `validation_failed` (and `not_found` for order lines): one entry per bad field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// With `insufficient_stock`: one entry per short line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shortages: Vec<Shortage>,
+}
+
+/// What kind of problem it is; stable, for programs to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    BadRequest,
+    ValidationFailed,
+    NotFound,
+    InsufficientStock,
+    SkuTaken,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    Unavailable,
+    Internal,
 }
 
 impl ApiError {
@@ -49,14 +73,14 @@ impl ApiError {
         let (status, code, detail, errors, shortages) = match self {
             Self::BadRequest(detail) => (
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ProblemCode::BadRequest,
                 detail,
                 vec![],
                 vec![],
             ),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ProblemCode::PayloadTooLarge,
                 format!("the request body must not be larger than {limit} bytes"),
                 vec![],
                 vec![],
@@ -64,45 +88,49 @@ impl ApiError {
             Self::Domain(error) => match error {
                 Error::Validation(errors) => (
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
+                    ProblemCode::ValidationFailed,
                     "the request is not valid; see errors".to_owned(),
                     errors,
                     vec![],
                 ),
                 Error::NotFound(what) => (
                     StatusCode::NOT_FOUND,
-                    "not_found",
+                    ProblemCode::NotFound,
                     format!("no such {what}"),
                     vec![],
                     vec![],
                 ),
                 Error::UnknownProducts(errors) => (
                     StatusCode::NOT_FOUND,
-                    "not_found",
+                    ProblemCode::NotFound,
                     "some ordered products do not exist; see errors".to_owned(),
                     errors,
                     vec![],
                 ),
                 Error::InsufficientStock(shortages) => (
                     StatusCode::CONFLICT,
-                    "insufficient_stock",
+                    ProblemCode::InsufficientStock,
                     "not enough stock is available for some lines; see shortages".to_owned(),
                     vec![],
                     shortages,
                 ),
                 Error::SkuTaken => (
                     StatusCode::CONFLICT,
-                    "sku_taken",
+                    ProblemCode::SkuTaken,
                     "another product has this sku".to_owned(),
                     vec![],
                     vec![],
                 ),
-                Error::Conflict(detail) => {
-                    (StatusCode::CONFLICT, "conflict", detail, vec![], vec![])
-                }
+                Error::Conflict(detail) => (
+                    StatusCode::CONFLICT,
+                    ProblemCode::Conflict,
+                    detail,
+                    vec![],
+                    vec![],
+                ),
                 Error::PreconditionFailed => (
                     StatusCode::PRECONDITION_FAILED,
-                    "precondition_failed",
+                    ProblemCode::PreconditionFailed,
                     "the product has changed since the ETag given in If-Match; fetch it again"
                         .to_owned(),
                     vec![],
@@ -110,14 +138,14 @@ impl ApiError {
                 ),
                 Error::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                    ProblemCode::Unavailable,
                     "the service is temporarily unable to answer; retry shortly".to_owned(),
                     vec![],
                     vec![],
                 ),
                 Error::Internal(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    ProblemCode::Internal,
                     "an unexpected error occurred".to_owned(),
                     vec![],
                     vec![],

@@ -1,0 +1,85 @@
+//! The docs function: `GET /openapi.json`, and the Swagger UI at `/swagger/` with every asset served from
+//! the binary (no CDN, no network).
+
+use std::sync::Arc;
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+
+use super::response::{ApiError, with_header};
+use crate::domain::Error;
+
+/// The rendered document and the Swagger UI configuration, built once per cold start.
+pub struct Docs {
+    openapi: String,
+    swagger: Arc<utoipa_swagger_ui::Config<'static>>,
+}
+
+impl std::fmt::Debug for Docs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Docs")
+            .field("openapi_bytes", &self.openapi.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Docs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Docs {
+    pub fn new() -> Self {
+        let openapi = super::openapi::document()
+            .to_json()
+            .expect("the OpenAPI document serializes");
+        Self {
+            openapi,
+            swagger: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+        }
+    }
+
+    /// Serves one request; every path the docs function is routed is answered here.
+    pub fn handle(&self, request: &Request) -> Response<Body> {
+        let path = request.uri().path();
+        let response = if path == "/openapi.json" {
+            file(self.openapi.clone().into_bytes(), "application/json")
+        } else if path == "/swagger" {
+            // The page's assets are relative to it, so it must be reached with the trailing slash.
+            let mut redirect = Response::new(Body::Empty);
+            *redirect.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            with_header(redirect, header::LOCATION, "/swagger/")
+        } else {
+            let tail = path.strip_prefix("/swagger/").unwrap_or(path);
+            match utoipa_swagger_ui::serve(tail, Arc::clone(&self.swagger)) {
+                Ok(Some(asset)) => {
+                    let mut response = file(asset.bytes.into_owned(), &asset.content_type);
+                    if asset.gzpipped {
+                        response
+                            .headers_mut()
+                            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    }
+                    response
+                }
+                Ok(None) => ApiError::Domain(Error::NotFound("documentation file")).into_response(),
+                Err(error) => ApiError::Domain(Error::internal(error.to_string())).into_response(),
+            }
+        };
+        tracing::info!(
+            method = "GET",
+            route = path,
+            status = response.status().as_u16(),
+            "request"
+        );
+        response
+    }
+}
+
+fn file(bytes: Vec<u8>, content_type: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Binary(bytes));
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}

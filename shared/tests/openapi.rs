@@ -1,0 +1,189 @@
+//! The OpenAPI document against the code: every route documented and nothing else, every operation with
+//! its error responses, and the docs function serving the document and a Swagger UI that needs no network.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use inventory::http::docs::Docs;
+use inventory::http::openapi::document;
+use inventory::http::{Endpoint, ROUTES};
+use serde_json::Value;
+
+use common::Event;
+
+fn spec() -> Value {
+    serde_json::to_value(document()).unwrap()
+}
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+#[test]
+fn every_route_is_documented_and_every_documented_operation_is_routed() {
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            METHODS
+                .iter()
+                .filter(|m| item.get(**m).is_some())
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(documented, routed);
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_the_errors_of_the_contract() {
+    let spec = spec();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let codes: Vec<&str> = spec["components"]["schemas"]["ProblemCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for code in [
+        "bad_request",
+        "validation_failed",
+        "not_found",
+        "insufficient_stock",
+        "sku_taken",
+        "conflict",
+        "precondition_failed",
+        "payload_too_large",
+        "unavailable",
+        "internal",
+    ] {
+        assert!(codes.contains(&code), "{code} is not documented");
+    }
+    let retry_after = &spec["components"]["responses"]["Unavailable"]["headers"]["Retry-After"];
+    assert!(retry_after.is_object(), "503 documents Retry-After");
+}
+
+#[test]
+fn every_api_operation_documents_its_failures() {
+    let spec = spec();
+    for route in ROUTES.iter().filter(|r| r.endpoint != Endpoint::Docs) {
+        let operation = &spec["paths"][route.path][route.method.to_lowercase()];
+        let responses = operation["responses"].as_object().unwrap();
+        let mut expected = vec!["500", "503"];
+        if route.path.contains("{id}") {
+            expected.extend(["400", "404"]);
+        }
+        if operation.get("requestBody").is_some() {
+            expected.extend(["400", "413", "422"]);
+        }
+        if operation["parameters"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["in"] == "query"))
+        {
+            expected.push("400");
+        }
+        for status in expected {
+            let response = &responses[status];
+            assert!(
+                response.is_object(),
+                "{} {} does not document {status}",
+                route.method,
+                route.path
+            );
+            let reference = response["$ref"].as_str().unwrap_or_default();
+            assert!(
+                reference.starts_with("#/components/responses/"),
+                "{status} of {}: {response}",
+                route.path
+            );
+        }
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{} has no success",
+            route.path
+        );
+    }
+}
+
+#[test]
+fn location_and_etag_are_documented_where_they_are_sent() {
+    let spec = spec();
+    let headers = |path: &str, method: &str, status: &str| {
+        spec["paths"][path][method]["responses"][status]["headers"].clone()
+    };
+    assert!(headers("/products", "post", "201")["Location"].is_object());
+    assert!(headers("/products", "post", "201")["ETag"].is_object());
+    assert!(headers("/products/{id}", "get", "200")["ETag"].is_object());
+    assert!(headers("/products/{id}", "patch", "200")["ETag"].is_object());
+    assert!(headers("/orders", "post", "201")["Location"].is_object());
+}
+
+fn get(docs: &Docs, path: &str) -> lambda_http::Response<lambda_http::Body> {
+    let route = ROUTES
+        .iter()
+        .find(|r| r.endpoint == Endpoint::Docs)
+        .unwrap();
+    docs.handle(&Event::v2("GET", route.path, path).request())
+}
+
+#[test]
+fn the_docs_function_serves_the_document() {
+    let docs = Docs::new();
+    let response = get(&docs, "/openapi.json");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(served, spec());
+}
+
+#[test]
+fn the_swagger_page_and_all_its_assets_come_from_the_function() {
+    let docs = Docs::new();
+    for path in ["/swagger/", "/swagger/index.html"] {
+        let response = get(&docs, path);
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = String::from_utf8(response.body().to_vec()).unwrap();
+        assert!(page.contains("swagger-ui"), "{path}");
+        for remote in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(
+                !page.contains(remote),
+                "the page loads nothing from elsewhere ({remote})"
+            );
+        }
+        // Every asset the page refers to is served too.
+        for asset in page.split(['"', '\'']).filter(|s| s.starts_with("./")) {
+            let asset_path = format!("/swagger/{}", &asset[2..]);
+            assert_eq!(get(&docs, &asset_path).status(), 200, "{asset_path}");
+        }
+    }
+    let initializer = get(&docs, "/swagger/swagger-initializer.js");
+    let script = String::from_utf8(initializer.body().to_vec()).unwrap();
+    assert!(
+        script.contains("/openapi.json"),
+        "the UI is pointed at this API's document"
+    );
+    let missing = get(&docs, "/swagger/nope.js");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let bare = get(&docs, "/swagger");
+    assert_eq!(
+        (
+            bare.status().as_u16(),
+            bare.headers()["location"].to_str().unwrap()
+        ),
+        (308, "/swagger/")
+    );
+}
