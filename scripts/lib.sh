@@ -11,3 +11,13 @@ ensure_cargo_lambda() {
     hash -r
   fi
 }
+
+# Schemathesis from PyPI, for the contract run.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  if ! schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "installing schemathesis $SCHEMATHESIS_VERSION from PyPI" >&2
+    python3 -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+    hash -r
+  fi
+}

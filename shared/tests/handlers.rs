@@ -171,6 +171,20 @@ async fn malformed_requests_are_400_bad_request() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_utf8_is_400() {
+    let app = app();
+    // API Gateway delivers such a body base64-encoded.
+    let event = v2(Endpoint::CreateOrder, "/orders")
+        .header("content-type", "application/json")
+        .base64_body(&[0xdd, 0x95, b'h', 0xff, 0xfe]);
+    problem(
+        &call(&app, Endpoint::CreateOrder, event).await,
+        400,
+        "bad_request",
+    );
+}
+
+#[tokio::test]
 async fn invalid_fields_are_422_with_a_pointer_for_each() {
     let app = app();
     let event = v2(Endpoint::CreateProduct, "/products").json(&json!({

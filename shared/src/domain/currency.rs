@@ -31,6 +31,11 @@ impl Currency {
     pub fn as_str(&self) -> &'static str {
         self.0
     }
+
+    /// Every accepted code, sorted.
+    pub fn codes() -> &'static [&'static str] {
+        CODES
+    }
 }
 
 #[cfg(test)]

@@ -31,9 +31,7 @@ impl Default for Docs {
 
 impl Docs {
     pub fn new() -> Self {
-        let openapi = super::openapi::document()
-            .to_json()
-            .expect("the OpenAPI document serializes");
+        let openapi = super::openapi::document().to_string();
         Self {
             openapi,
             swagger: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),

@@ -29,8 +29,8 @@ pub struct CreateProductBody {
     /// Stock keeping unit, unique across products. Case-sensitive.
     #[schema(value_type = String, required = true, pattern = r"^[A-Za-z0-9._/-]{1,64}$", example = "MUG-BLUE-01")]
     pub sku: Option<String>,
-    /// Trimmed; 1 to 200 characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, example = "Blue mug")]
+    /// Trimmed; 1 to 200 characters, not all blank.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S", example = "Blue mug")]
     pub name: Option<String>,
     /// Trimmed; 1 to 2000 characters.
     #[schema(max_length = 2000)]
@@ -38,7 +38,7 @@ pub struct CreateProductBody {
     /// Price in minor units of the currency (cents for EUR).
     #[schema(value_type = i64, required = true, minimum = 0, example = 1250)]
     pub price_minor: Option<i64>,
-    /// ISO 4217 code of a current currency, upper case.
+    /// ISO 4217 code of a current currency, upper case (the document lists every accepted code).
     #[schema(value_type = String, required = true, pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Option<String>,
     /// Initial stock, recorded in the ledger as `received`. Default 0.

@@ -18,11 +18,16 @@ use super::dto::{
 use super::response::{Problem, ProblemCode};
 use crate::domain::order::OrderStatus;
 use crate::domain::stock::MovementReason;
-use crate::domain::{FieldError, Shortage};
+use crate::domain::{Currency, FieldError, Shortage};
 
-/// The OpenAPI document of the whole API.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The OpenAPI document of the whole API, as JSON.
+pub fn document() -> serde_json::Value {
+    let mut document =
+        serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    // The accepted currencies are data, not something an attribute can list: take them from the domain.
+    document["components"]["schemas"]["CreateProductBody"]["properties"]["currency"]["enum"] =
+        serde_json::json!(Currency::codes());
+    document
 }
 
 #[derive(OpenApi)]

@@ -124,6 +124,14 @@ impl Event {
         self
     }
 
+    /// A body as API Gateway sends bytes that are not text: base64-encoded.
+    pub fn base64_body(mut self, bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        self.value["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        self.value["isBase64Encoded"] = json!(true);
+        self
+    }
+
     pub fn raw_body(mut self, body: &str) -> Self {
         self.value["body"] = json!(body);
         self
