@@ -356,6 +356,31 @@ async fn the_api_holds_its_contract_over_http() {
     let (status, body) = api.get("/health").await;
     assert_eq!((status.as_u16(), body), (200, json!({ "status": "ok" })));
 
+    // The documentation, from the docs function on the same server.
+    let (status, spec) = api.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, content_type) in [
+        ("/swagger/", "text/html"),
+        ("/swagger/index.html", "text/html"),
+        ("/swagger/swagger-ui-bundle.js", "javascript"),
+        ("/swagger/swagger-ui.css", "text/css"),
+        ("/swagger/swagger-initializer.js", "javascript"),
+    ] {
+        let response = api
+            .client
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let served = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(served.contains(content_type), "{path}: {served}");
+    }
+
     // Stopping sends SIGTERM, as Lambda does before it tears an instance down: every function instance
     // closes its pool and flushes its logs.
     let log_path = watch.log.clone();

@@ -40,6 +40,7 @@ impl Docs {
 
     /// Serves one request; every path the docs function is routed is answered here.
     pub fn handle(&self, request: &Request) -> Response<Body> {
+        let started = std::time::Instant::now();
         let path = request.uri().path();
         let response = if path == "/openapi.json" {
             file(self.openapi.clone().into_bytes(), "application/json")
@@ -64,12 +65,7 @@ impl Docs {
                 Err(error) => ApiError::Domain(Error::internal(error.to_string())).into_response(),
             }
         };
-        tracing::info!(
-            method = "GET",
-            route = path,
-            status = response.status().as_u16(),
-            "request"
-        );
+        super::log_request("GET", path, &response, started);
         response
     }
 }

@@ -18,6 +18,17 @@ use crate::service::Inventory;
 pub use response::ApiError;
 pub use routes::{Endpoint, ROUTES, Route};
 
+/// The one log line of every request.
+pub(crate) fn log_request(method: &str, route: &str, response: &Response<Body>, started: Instant) {
+    tracing::info!(
+        method,
+        route,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+}
+
 /// 2020-01-01T00:00:00Z in milliseconds: no real invocation deadline is earlier.
 const EARLIEST_PLAUSIBLE_DEADLINE_MS: u64 = 1_577_836_800_000;
 
@@ -66,13 +77,7 @@ impl<S: Store> App<S> {
             .await
             .unwrap_or_else(ApiError::into_response);
         let route = endpoint.route();
-        tracing::info!(
-            method = route.method,
-            route = route.path,
-            status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        log_request(route.method, route.path, &response, started);
         response
     }
 

@@ -1,0 +1,181 @@
+//! The docker compose stack, checked without a Docker engine: the compose file, the Dockerfile and the
+//! README must agree with each other and with the code (binaries, port, environment, routes).
+
+use std::collections::BTreeSet;
+
+use serde_norway::Value;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn compose() -> Value {
+    serde_norway::from_str(&read("docker-compose.yml")).unwrap()
+}
+
+fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
+    &compose["services"][name]
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_stack_is_a_database_a_migration_and_the_api() {
+    let compose = compose();
+    let names: BTreeSet<&str> = compose["services"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["db", "migrate", "api"]));
+}
+
+#[test]
+fn the_database_is_healthchecked_and_keeps_its_data_in_a_named_volume() {
+    let compose = compose();
+    let db = service(&compose, "db");
+    assert!(
+        db["image"].as_str().unwrap().starts_with("postgres:"),
+        "an official Postgres image"
+    );
+    let check = strings(&db["healthcheck"]["test"]).join(" ");
+    assert!(check.contains("pg_isready"), "{check}");
+    let database = db["environment"]["POSTGRES_DB"].as_str().unwrap();
+    assert!(
+        check.contains(database),
+        "the healthcheck asks for the database the stack uses"
+    );
+    let volume = strings(&db["volumes"])
+        .into_iter()
+        .find(|v| v.ends_with(":/var/lib/postgresql/data"))
+        .unwrap();
+    let name = volume.split(':').next().unwrap();
+    assert!(
+        compose["volumes"].as_mapping().unwrap().contains_key(name),
+        "{name} is a named volume"
+    );
+    assert!(
+        db.get("ports").is_none(),
+        "the database is not published outside the stack"
+    );
+}
+
+#[test]
+fn migrations_run_once_the_database_is_healthy_and_the_api_waits_for_them() {
+    let compose = compose();
+    let migrate = service(&compose, "migrate");
+    let api = service(&compose, "api");
+    assert_eq!(migrate["depends_on"]["db"]["condition"], "service_healthy");
+    assert_eq!(
+        api["depends_on"]["migrate"]["condition"],
+        "service_completed_successfully"
+    );
+    assert_eq!(migrate["restart"], "no");
+    let command = strings(&migrate["command"]).join(" ");
+    let functions: toml::Table = read("functions/Cargo.toml").parse().unwrap();
+    let has_migrate = functions["bin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["name"].as_str() == Some("migrate"));
+    assert!(
+        has_migrate && command.ends_with("target/debug/migrate"),
+        "{command}"
+    );
+}
+
+#[test]
+fn both_services_use_the_stack_database() {
+    let compose = compose();
+    let db = service(&compose, "db");
+    let database = db["environment"]["POSTGRES_DB"].as_str().unwrap();
+    for name in ["migrate", "api"] {
+        let url = service(&compose, name)["environment"]["DATABASE_URL"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            url,
+            format!("postgres://postgres@db:5432/{database}"),
+            "{name}"
+        );
+        let config = inventory::config::Config::from_lookup(|var| {
+            (var == "DATABASE_URL").then(|| url.to_owned())
+        });
+        assert!(
+            config.is_ok(),
+            "{name}: the functions accept its configuration"
+        );
+    }
+}
+
+#[test]
+fn the_api_is_published_on_the_port_cargo_lambda_watch_serves() {
+    let compose = compose();
+    let api = service(&compose, "api");
+    assert_eq!(strings(&api["ports"]), ["9000:9000"]);
+    let dockerfile = read("Dockerfile");
+    let cmd = dockerfile.lines().find(|l| l.starts_with("CMD")).unwrap();
+    for part in [
+        "\"lambda\", \"watch\"",
+        "\"--invoke-address\", \"0.0.0.0\"",
+        "\"--invoke-port\", \"9000\"",
+        "--ignore-changes",
+    ] {
+        assert!(cmd.contains(part), "the image serves with {part}: {cmd}");
+    }
+    assert!(dockerfile.contains("EXPOSE 9000"));
+    let check = strings(&api["healthcheck"]["test"]).join(" ");
+    assert!(check.contains("127.0.0.1:9000/health"), "{check}");
+    assert!(inventory::http::ROUTES.iter().any(|r| r.path == "/health"));
+}
+
+#[test]
+fn the_image_builds_from_official_images_and_registries_only() {
+    let dockerfile = read("Dockerfile");
+    let from: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM"))
+        .collect();
+    assert_eq!(from.len(), 1);
+    assert!(from[0].starts_with("FROM rust:"), "{}", from[0]);
+    let lib = read("scripts/lib.sh");
+    let version = lib
+        .lines()
+        .find_map(|l| l.strip_prefix("CARGO_LAMBDA_VERSION="))
+        .unwrap();
+    assert!(
+        dockerfile.contains(&format!("cargo-lambda=={version}")),
+        "the image pins the cargo-lambda the scripts use"
+    );
+    for line in dockerfile.lines() {
+        assert!(
+            !line.contains("curl ") || line.contains("apt-get"),
+            "nothing is downloaded outside a registry: {line}"
+        );
+        assert!(!line.contains("wget"), "{line}");
+    }
+    let ignore = read(".dockerignore");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target"),
+        "the build context leaves out target/"
+    );
+}
+
+#[test]
+fn the_readme_starts_the_stack_and_names_its_addresses() {
+    let readme = read("README.md");
+    assert!(readme.contains("docker compose up"));
+    assert!(readme.contains("http://localhost:9000/swagger/"));
+    assert!(readme.contains("http://localhost:9000/openapi.json"));
+}
