@@ -19,10 +19,6 @@ impl<S: Store> Inventory<S> {
         Self { store }
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     #[instrument(skip_all, fields(sku = product.sku.as_str()))]
     pub async fn create_product(
         &self,

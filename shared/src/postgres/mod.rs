@@ -61,10 +61,6 @@ impl PgStore {
         Self { pool }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Runs `work` as one transaction that cannot outlive `deadline`: acquiring a connection, every
     /// statement (`statement_timeout`) and every lock wait (`lock_timeout`) are bounded by the time left,
     /// and the whole is abandoned (and so rolled back) shortly after the deadline in case the network

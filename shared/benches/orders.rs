@@ -1,0 +1,214 @@
+//! Orders per second through the service and the Postgres adapter, against a reference: pgbench (C, libpq)
+//! running the same transaction (lock the products in id order, then reserve, write the order, its lines
+//! and the ledger in one statement) with the same number of clients, on the same database server.
+//!
+//!   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p inventory --bench orders
+//!
+//! BENCH_CLIENTS (default 8) and BENCH_SECONDS (default 10) set the load. Prints throughput, latency
+//! percentiles and the ratio to pgbench; asserts nothing.
+
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inventory::domain::order::{NewOrder, RequestedLine};
+use inventory::domain::{Deadline, ProductId, Quantity};
+use inventory::postgres::{MIGRATOR, PgStore, PoolConfig, connect_lazy};
+use inventory::service::Inventory;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Postgres};
+
+const PRODUCTS: usize = 100;
+const LINES: usize = 3;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The transaction of `PgStore::create_order` for 3 random products, as a pgbench script.
+const PGBENCH_SCRIPT: &str = r#"
+\set a random(1, 100)
+\set b random(1, 100)
+\set c random(1, 100)
+BEGIN;
+SELECT id, sku, name, price_minor, currency, on_hand, reserved FROM products
+ WHERE id IN (bench_id(:a), bench_id(:b), bench_id(:c)) ORDER BY id FOR UPDATE;
+WITH line AS (
+  SELECT id AS product_id, 1::bigint AS quantity, sku, name, price_minor AS unit_price_minor,
+         price_minor AS line_total_minor, row_number() OVER (ORDER BY id) AS line_no
+  FROM products WHERE id IN (bench_id(:a), bench_id(:b), bench_id(:c))
+), new_id AS (SELECT uuid_v7() AS id),
+reservation AS (
+  UPDATE products p SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
+  FROM line WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
+  RETURNING p.id, line.quantity, p.on_hand, p.reserved
+), new_order AS (
+  INSERT INTO orders (id, status, customer_ref, currency, total_minor)
+  SELECT id, 'pending', NULL, 'EUR', 300 FROM new_id RETURNING created_at, updated_at
+), new_lines AS (
+  INSERT INTO order_lines (order_id, line_no, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
+  SELECT (SELECT id FROM new_id), line_no::int, product_id, sku, name, quantity, unit_price_minor, line_total_minor
+  FROM line
+), movements AS (
+  INSERT INTO stock_movements (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
+  SELECT id, (SELECT id FROM new_id), 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
+)
+SELECT (SELECT count(*) FROM reservation), created_at, updated_at FROM new_order;
+COMMIT;
+"#;
+
+#[tokio::main]
+async fn main() {
+    let clients = env_number("BENCH_CLIENTS", 8);
+    let seconds = env_number("BENCH_SECONDS", 10) as u64;
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must name a Postgres server");
+    let options = PgConnectOptions::from_str(&base)
+        .unwrap()
+        .database(&format!("inventory_bench_{}", std::process::id()));
+    let url = options.to_url_lossy().to_string();
+    Postgres::create_database(&url).await.unwrap();
+    let setup = sqlx::PgPool::connect(&url).await.unwrap();
+    MIGRATOR.run(&setup).await.unwrap();
+
+    // Products with ids pgbench can compute from a number, so both sides pick products the same way.
+    sqlx::query(
+        "CREATE FUNCTION bench_id(n int) RETURNS uuid IMMUTABLE LANGUAGE sql
+         AS $$ SELECT ('00000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid $$",
+    )
+    .execute(&setup)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, price_minor, currency, on_hand)
+         SELECT bench_id(n), 'BENCH-' || n, 'Bench product ' || n, 100, 'EUR', 1000000000
+         FROM generate_series(1, $1) n",
+    )
+    .bind(PRODUCTS as i32)
+    .execute(&setup)
+    .await
+    .unwrap();
+    let products: Vec<ProductId> = sqlx::query_scalar("SELECT id FROM products ORDER BY id")
+        .fetch_all(&setup)
+        .await
+        .unwrap();
+
+    let pool = connect_lazy(
+        options.clone(),
+        &PoolConfig {
+            max_connections: clients as u32,
+            acquire_timeout: Duration::from_secs(10),
+        },
+    );
+    let inventory = Arc::new(Inventory::new(PgStore::new(pool)));
+
+    // The service and adapter under load.
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let inventory = Arc::clone(&inventory);
+            let products = products.clone();
+            tokio::spawn(async move {
+                let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (client as u64 + 1);
+                let mut latencies = Vec::new();
+                while Instant::now() < stop {
+                    let mut lines: Vec<RequestedLine> = Vec::with_capacity(LINES);
+                    while lines.len() < LINES {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let product_id = products[(state % PRODUCTS as u64) as usize];
+                        if lines.iter().all(|l| l.product_id != product_id) {
+                            lines.push(RequestedLine {
+                                product_id,
+                                quantity: Quantity::parse(1).unwrap(),
+                            });
+                        }
+                    }
+                    let order = NewOrder::new(lines, None).unwrap();
+                    let at = Instant::now();
+                    inventory
+                        .create_order(order, Deadline::after(Duration::from_secs(30)))
+                        .await
+                        .unwrap();
+                    latencies.push(at.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let ours = latencies.len() as f64 / elapsed;
+    println!(
+        "service + adapter: {clients} clients, {} orders of {LINES} lines in {elapsed:.1} s: {ours:.0} orders/s, \
+         p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        percentile(0.50).as_secs_f64() * 1000.0,
+        percentile(0.99).as_secs_f64() * 1000.0,
+    );
+
+    // The reference: the same transaction from pgbench.
+    let script = std::env::temp_dir().join(format!("inventory-bench-{}.sql", std::process::id()));
+    std::fs::write(&script, PGBENCH_SCRIPT).unwrap();
+    let output = Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-h",
+            options.get_host(),
+            "-p",
+            &options.get_port().to_string(),
+            "-U",
+            options.get_username(),
+        ])
+        .arg("-f")
+        .arg(&script)
+        .arg(options.get_database().unwrap())
+        .output()
+        .expect("pgbench (from the PostgreSQL client packages) must be on PATH");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tps: f64 = report
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("pgbench reports tps");
+    let latency = report
+        .lines()
+        .find(|l| l.starts_with("latency average"))
+        .unwrap_or("latency average = ?");
+    println!(
+        "pgbench reference: {clients} clients, same transaction: {tps:.0} orders/s, {latency}"
+    );
+    println!("ratio service/pgbench: {:.2}", ours / tps);
+
+    setup.close().await;
+    let _ = std::fs::remove_file(script);
+    Postgres::force_drop_database(&url).await.unwrap();
+}
