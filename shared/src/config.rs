@@ -10,12 +10,22 @@ use crate::http::HttpConfig;
 use crate::postgres::PoolConfig;
 
 /// Everything a function needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Parsed from `DATABASE_URL`; never logged (it may carry a password).
     pub database: PgConnectOptions,
     pub pool: PoolConfig,
     pub http: HttpConfig,
+}
+
+/// Leaves the connection options out: they may carry a password.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("pool", &self.pool)
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A variable that is missing or does not parse. Names the variable, never echoes its value.
@@ -126,6 +136,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.pool.max_connections, 2);
+    }
+
+    #[test]
+    fn the_configuration_never_prints_the_database_password() {
+        let config = config(&[("DATABASE_URL", "postgres://app:hunter2@db/inventory")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]
