@@ -127,6 +127,33 @@ fn the_document_lists_exactly_the_accepted_currencies() {
 }
 
 #[test]
+fn links_lead_from_a_created_resource_to_existing_operations() {
+    let spec = spec();
+    let operation_ids: BTreeSet<String> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| {
+            METHODS
+                .iter()
+                .filter_map(|m| item.get(*m)?["operationId"].as_str().map(str::to_owned))
+        })
+        .collect();
+    for path in ["/products", "/orders"] {
+        let links = spec["paths"][path]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .unwrap();
+        assert!(!links.is_empty());
+        for link in links.values() {
+            assert!(
+                operation_ids.contains(link["operationId"].as_str().unwrap()),
+                "{link}"
+            );
+        }
+    }
+}
+
+#[test]
 fn location_and_etag_are_documented_where_they_are_sent() {
     let spec = spec();
     let headers = |path: &str, method: &str, status: &str| {

@@ -27,6 +27,26 @@ pub fn document() -> serde_json::Value {
     // The accepted currencies are data, not something an attribute can list: take them from the domain.
     document["components"]["schemas"]["CreateProductBody"]["properties"]["currency"]["enum"] =
         serde_json::json!(Currency::codes());
+    // Links from what a creation returns to the operations on it, for clients and for stateful testing.
+    let links = |operations: &[&str]| -> serde_json::Value {
+        operations
+            .iter()
+            .map(|operation| {
+                let link = serde_json::json!({"operationId": operation, "parameters": {"id": "$response.body#/id"}});
+                (operation.to_string(), link)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    document["paths"]["/products"]["post"]["responses"]["201"]["links"] = links(&[
+        "get_product",
+        "update_product",
+        "adjust_stock",
+        "list_stock_movements",
+        "delete_product",
+    ]);
+    document["paths"]["/orders"]["post"]["responses"]["201"]["links"] =
+        links(&["get_order", "cancel_order", "fulfill_order"]);
     document
 }
 
