@@ -41,6 +41,38 @@ fn the_watch_router_serves_exactly_the_route_table() {
 }
 
 #[test]
+fn the_watch_router_serves_exactly_the_documented_operations() {
+    let workspace = manifest("../Cargo.toml");
+    let router = workspace["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .unwrap();
+    let routed: BTreeSet<(String, String)> = router
+        .iter()
+        .flat_map(|(path, targets)| {
+            targets
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |t| (t["method"].as_str().unwrap().to_lowercase(), path.clone()))
+        })
+        .collect();
+    let document = inventory::http::openapi::document();
+    let documented: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    assert_eq!(routed, documented);
+}
+
+#[test]
 fn every_route_has_a_function_binary_that_serves_its_endpoint() {
     let functions = manifest("Cargo.toml");
     let bins: BTreeSet<String> = functions["bin"]
