@@ -79,25 +79,25 @@ impl Config {
                 reason: "expected 1 to 1000".into(),
             });
         }
+        // No request outlives a Lambda invocation (15 minutes).
         let request_timeout = number("REQUEST_TIMEOUT_MS", 10_000)?;
-        if request_timeout == 0 {
+        if request_timeout == 0 || request_timeout > 900_000 {
             return Err(ConfigError::Invalid {
                 name: "REQUEST_TIMEOUT_MS",
-                reason: "must be positive".into(),
+                reason: "expected 1 to 900000".into(),
             });
         }
+        let acquire_timeout = number("DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?.min(900_000);
+        let deadline_margin = number("DEADLINE_MARGIN_MS", 500)?.min(900_000);
         Ok(Self {
             database,
             pool: PoolConfig {
                 max_connections: max_connections as u32,
-                acquire_timeout: Duration::from_millis(number(
-                    "DATABASE_ACQUIRE_TIMEOUT_MS",
-                    3_000,
-                )?),
+                acquire_timeout: Duration::from_millis(acquire_timeout),
             },
             http: HttpConfig {
                 request_timeout: Duration::from_millis(request_timeout),
-                deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 500)?),
+                deadline_margin: Duration::from_millis(deadline_margin),
                 body_limit: number("MAX_BODY_BYTES", 64 * 1024)? as usize,
             },
         })
@@ -136,6 +136,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.pool.max_connections, 2);
+    }
+
+    #[test]
+    fn a_request_timeout_beyond_a_lambda_invocation_is_refused() {
+        let too_long = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("REQUEST_TIMEOUT_MS", "99999999999"),
+        ]);
+        assert!(matches!(
+            too_long,
+            Err(ConfigError::Invalid {
+                name: "REQUEST_TIMEOUT_MS",
+                ..
+            })
+        ));
     }
 
     #[test]

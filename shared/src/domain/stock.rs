@@ -98,8 +98,18 @@ impl StockAdjustment {
         if after < reserved {
             return Err(below_reserved());
         }
+        if after > MAX_STOCK {
+            return Err(above_ceiling());
+        }
         Ok(after)
     }
+}
+
+/// The conflict of an adjustment that would take stock past the largest level the API accepts.
+pub fn above_ceiling() -> Error {
+    Error::Conflict(format!(
+        "the adjustment would take stock on hand above {MAX_STOCK}"
+    ))
 }
 
 /// The conflict of an adjustment that would leave less on hand than is reserved (or less than nothing).
@@ -177,5 +187,10 @@ mod tests {
         assert_eq!(take(-2).apply(10, 8).unwrap(), 8);
         assert!(matches!(take(-3).apply(10, 8), Err(Error::Conflict(_))));
         assert!(matches!(take(-11).apply(10, 0), Err(Error::Conflict(_))));
+        assert!(matches!(
+            take(MAX_STOCK).apply(1, 0),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(take(MAX_STOCK - 1).apply(1, 0).unwrap(), MAX_STOCK);
     }
 }

@@ -277,6 +277,7 @@ pub struct ProductView {
     pub id: Uuid,
     pub sku: String,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub price_minor: i64,
     pub currency: String,
@@ -286,6 +287,7 @@ pub struct ProductView {
     pub reserved: i64,
     /// `on_hand - reserved`: units that can still be ordered.
     pub available: i64,
+    #[schema(required = true)]
     pub low_stock_threshold: Option<i64>,
     /// Changes with every change of the product, stock included; the `ETag` is this number in quotes.
     pub version: i64,
@@ -322,6 +324,7 @@ impl From<Product> for ProductView {
 pub struct OrderView {
     pub id: Uuid,
     pub status: OrderStatus,
+    #[schema(required = true)]
     pub customer_ref: Option<String>,
     /// One line per product, with the product's sku, name and price as they were when the order was placed.
     pub lines: Vec<OrderLineView>,
@@ -380,6 +383,7 @@ pub struct MovementView {
     pub id: Uuid,
     pub product_id: Uuid,
     /// The order that moved the stock, if an order did.
+    #[schema(required = true)]
     pub order_id: Option<Uuid>,
     pub reason: MovementReason,
     pub on_hand_delta: i64,
@@ -387,6 +391,7 @@ pub struct MovementView {
     /// Stock levels right after this change.
     pub on_hand_after: i64,
     pub reserved_after: i64,
+    #[schema(required = true)]
     pub note: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -422,6 +427,7 @@ pub struct AdjustmentView {
 pub struct PageView<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -150,7 +150,8 @@ pub struct ValidationFailed(pub Problem);
 pub struct Internal(pub Problem);
 
 /// The database is unreachable, a lock could not be had in time, or the request's deadline was about to
-/// pass. Nothing was changed; retry after the given seconds.
+/// pass. The request was rolled back; retry after the given seconds. (Only if the connection failed while
+/// the change was being committed is its outcome unknown: read the resource before retrying a change.)
 #[derive(Debug, ToResponse)]
 #[response(
     content_type = "application/problem+json",

@@ -1,7 +1,7 @@
 use sqlx::error::ErrorKind;
 
 use crate::domain::Error;
-use crate::domain::stock::below_reserved;
+use crate::domain::stock::{above_ceiling, below_reserved};
 
 /// Maps a database error into the domain: constraint violations the API can explain become client errors,
 /// anything that says "try again later" becomes `Unavailable`, and the rest is `Internal`, its cause kept for
@@ -15,6 +15,9 @@ pub fn db_error(error: sqlx::Error) -> Error {
                     ErrorKind::CheckViolation,
                     Some("products_on_hand_not_negative" | "products_reserved_within_on_hand"),
                 ) => return below_reserved(),
+                (ErrorKind::CheckViolation, Some("products_on_hand_within_ceiling")) => {
+                    return above_ceiling();
+                }
                 _ => {}
             }
             match db.code().as_deref() {
@@ -23,7 +26,13 @@ pub fn db_error(error: sqlx::Error) -> Error {
                 Some(
                     "57014" | "55P03" | "40P01" | "40001" | "53300" | "57P01" | "57P02" | "57P03",
                 ) => Error::unavailable(error),
-                Some(code) if code.starts_with("08") => Error::unavailable(error),
+                // connection exceptions, and a server that refuses us (bad credentials, no such database):
+                // the database is unreachable as far as a client can tell.
+                Some(code)
+                    if code.starts_with("08") || code.starts_with("28") || code == "3D000" =>
+                {
+                    Error::unavailable(error)
+                }
                 _ => Error::internal(error),
             }
         }

@@ -62,9 +62,11 @@ impl PgStore {
     }
 
     /// Runs `work` as one transaction that cannot outlive `deadline`: acquiring a connection, every
-    /// statement (`statement_timeout`) and every lock wait (`lock_timeout`) are bounded by the time left,
-    /// and the whole is abandoned (and so rolled back) shortly after the deadline in case the network
-    /// itself stalls. `work` returns an error to roll back; the transaction commits only on success.
+    /// statement (`statement_timeout`), every lock wait (`lock_timeout`) and any idle spell inside the
+    /// transaction (`idle_in_transaction_session_timeout`, should the client stall or its Lambda
+    /// instance be frozen) are bounded by the time left, and the whole is abandoned shortly after the
+    /// deadline in case the network itself stalls. `work` returns an error to roll back, which is awaited
+    /// so no lock outlives the request; the transaction commits only on success.
     async fn transaction<T, F>(&self, deadline: Deadline, work: F) -> Result<T, Error>
     where
         F: AsyncFnOnce(&mut Transaction<'_, Postgres>) -> Result<T, Error>,
@@ -74,13 +76,22 @@ impl PgStore {
             let budget = budget_ms(deadline)?;
             let mut tx = conn
                 .begin_with(AssertSqlSafe(format!(
-                    "BEGIN; SET LOCAL statement_timeout = {budget}; SET LOCAL lock_timeout = {budget}"
+                    "BEGIN; SET LOCAL statement_timeout = {budget}; SET LOCAL lock_timeout = {budget}; \
+                     SET LOCAL idle_in_transaction_session_timeout = {budget}"
                 )))
                 .await
                 .map_err(db_error)?;
-            let value = work(&mut tx).await?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(value)
+            match work(&mut tx).await {
+                Ok(value) => {
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    // Release the locks now rather than whenever the pool gets to it.
+                    let _ = tx.rollback().await;
+                    Err(error)
+                }
+            }
         };
         // The server enforces the deadline through the timeouts above; this client-side bound only catches
         // a stalled network or an exhausted pool, so it allows a little slack for the server to answer first.
@@ -91,13 +102,17 @@ impl PgStore {
     }
 }
 
+/// The longest budget a transaction gets: Postgres timeouts are 32-bit milliseconds, and no request lives
+/// longer than a Lambda invocation (15 minutes).
+const MAX_BUDGET: Duration = Duration::from_secs(15 * 60);
+
 /// Milliseconds left for the transaction, or `Unavailable` when there are too few to start one.
 fn budget_ms(deadline: Deadline) -> Result<u128, Error> {
     let remaining = deadline.remaining();
     if remaining < MIN_BUDGET {
         return Err(Error::unavailable("request deadline reached"));
     }
-    Ok(remaining.as_millis())
+    Ok(remaining.min(MAX_BUDGET).as_millis())
 }
 
 impl HealthProbe for PgStore {

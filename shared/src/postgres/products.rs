@@ -263,12 +263,13 @@ impl ProductStore for PgStore {
                     FROM products p
                     LEFT JOIN LATERAL (
                         SELECT * FROM stock_movements s
-                        WHERE s.product_id = p.id AND ($2::uuid IS NULL OR s.id < $2)
-                        ORDER BY s.id DESC
+                        WHERE s.product_id = p.id
+                          AND ($2::uuid IS NULL OR s.seq < (SELECT c.seq FROM stock_movements c WHERE c.id = $2))
+                        ORDER BY s.seq DESC
                         LIMIT $3
                     ) m ON true
                     WHERE p.id = $1
-                    ORDER BY m.id DESC
+                    ORDER BY m.seq DESC
                     "#,
                     id,
                     page.after.map(|c| c.0),

@@ -47,10 +47,15 @@ pub async fn assert_ledger_balances<S: Store>(inventory: &Inventory<S>, id: Prod
         (product.on_hand, product.reserved),
         "ledger of {id}"
     );
-    if let Some(last) = rows.last() {
+    // Listed in the order the changes happened: each row's balances follow from the ones before it.
+    let (mut running_on_hand, mut running_reserved) = (0, 0);
+    for row in &rows {
+        running_on_hand += row.on_hand_delta;
+        running_reserved += row.reserved_delta;
         assert_eq!(
-            (last.on_hand_after, last.reserved_after),
-            (product.on_hand, product.reserved)
+            (row.on_hand_after, row.reserved_after),
+            (running_on_hand, running_reserved),
+            "ledger of {id} out of order at {row:?}"
         );
     }
 }
@@ -353,6 +358,10 @@ pub async fn stock_adjustments_never_go_below_what_is_reserved<S: Store>(invento
     );
     assert_eq!((movement.on_hand_delta, movement.on_hand_after), (-1, 4));
     assert_eq!(movement.note.as_deref(), Some("dropped a box"));
+    let ceiling = inventory
+        .adjust_stock(a.id, adjust(1_000_000_000_000), deadline())
+        .await;
+    assert!(matches!(ceiling, Err(Error::Conflict(_))), "{ceiling:?}");
     let (_, product) = inventory
         .adjust_stock(a.id, adjust(10), deadline())
         .await
