@@ -617,3 +617,27 @@ macro_rules! behaviour_tests {
         )*
     };
 }
+
+/// Every behaviour of this module, as tests against one store: each store's test file names its store once,
+/// and a behaviour added here runs against all of them.
+#[macro_export]
+macro_rules! every_behaviour {
+    ($($store:tt)*) => {
+        $crate::behaviour_tests!(
+            $($store)*;
+            initial_stock_is_recorded_in_the_ledger,
+            a_duplicate_sku_is_refused,
+            an_order_reserves_and_cancelling_releases,
+            fulfilling_ships_the_stock,
+            a_shortage_names_every_short_line_and_writes_nothing,
+            unknown_products_are_all_named,
+            one_order_has_one_currency,
+            stock_adjustments_never_go_below_what_is_reserved,
+            deleting_waits_for_reservations_and_keeps_past_orders,
+            updates_honour_if_match_and_keep_order_snapshots,
+            pages_walk_every_item_once,
+            filters_find_skus_and_low_stock,
+            the_ledger_of_an_unknown_product_is_not_found,
+        );
+    };
+}
