@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use lambda_http::service_fn;
 
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::http::{App, Endpoint};
+use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
 
 /// Serves `endpoint`. Logs are JSON with the Lambda request id on every line when
@@ -18,8 +19,18 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config =
         Config::from_env().inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
-    let pool = postgres::connect_lazy(config.database, &config.pool);
-    let app = Arc::new(App::new(PgStore::new(pool.clone()), config.http));
+    let store = match config.database {
+        Database::Url(options) => PgStore::new(postgres::connect_lazy(*options, &config.pool)),
+        Database::Iam(target) => {
+            let pool = postgres::connect_lazy(target.connect_options(), &config.pool);
+            let iam = IamAuth::from_environment(target).await.inspect_err(
+                |error| tracing::error!(%error, "no AWS credentials for the database"),
+            )?;
+            PgStore::with_iam(pool, Arc::new(iam))
+        }
+    };
+    let pool = store.pool().clone();
+    let app = Arc::new(App::new(store, config.http));
 
     // On SIGTERM (sent before Lambda tears the instance down) close the pool's connections cleanly and
     // flush what is still buffered of the logs.

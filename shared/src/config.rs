@@ -8,24 +8,35 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::http::HttpConfig;
 use crate::postgres::PoolConfig;
+use crate::postgres::iam::IamTarget;
 
-/// Everything a function needs to start.
+/// How a function reaches its database.
 #[derive(Clone)]
-pub struct Config {
-    /// Parsed from `DATABASE_URL`; never logged (it may carry a password).
-    pub database: PgConnectOptions,
-    pub pool: PoolConfig,
-    pub http: HttpConfig,
+pub enum Database {
+    /// `DATABASE_URL`, used as it is: local development, tests, docker compose. It may carry a password.
+    Url(Box<PgConnectOptions>),
+    /// `DATABASE_HOST` and friends (on AWS: the RDS Proxy endpoint): TLS verified against the host, and
+    /// an IAM auth token signed with the function's credentials for each new connection.
+    Iam(IamTarget),
 }
 
-/// Leaves the connection options out: they may carry a password.
-impl std::fmt::Debug for Config {
+/// Leaves a URL out: it may carry a password.
+impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("pool", &self.pool)
-            .field("http", &self.http)
-            .finish_non_exhaustive()
+        match self {
+            Self::Url(_) => f.write_str("Url(..)"),
+            Self::Iam(target) => f.debug_tuple("Iam").field(target).finish(),
+        }
     }
+}
+
+/// Everything a function needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Never logged: a URL may carry a password.
+    pub database: Database,
+    pub pool: PoolConfig,
+    pub http: HttpConfig,
 }
 
 /// A variable that is missing or does not parse. Names the variable, never echoes its value.
@@ -42,7 +53,11 @@ impl Config {
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
-    /// | `DATABASE_URL` | Postgres connection URL | required |
+    /// | `DATABASE_URL` | Postgres connection URL (wins over the IAM variables) | |
+    /// | `DATABASE_HOST` | host to reach with TLS and IAM auth, when there is no URL | |
+    /// | `DATABASE_PORT` | its port | 5432 |
+    /// | `DATABASE_NAME` | database name | required with `DATABASE_HOST` |
+    /// | `DATABASE_USER` | database user the IAM token is signed for | required with `DATABASE_HOST` |
     /// | `DATABASE_MAX_CONNECTIONS` | pool size per function instance | `AWS_LAMBDA_MAX_CONCURRENCY`, else 1 |
     /// | `DATABASE_ACQUIRE_TIMEOUT_MS` | longest wait for a pooled connection | 3000 |
     /// | `REQUEST_TIMEOUT_MS` | request deadline when no Lambda deadline is nearer | 10000 |
@@ -54,15 +69,7 @@ impl Config {
 
     /// Reads the configuration from any source of variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let url = lookup("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
-        let invalid_url = || ConfigError::Invalid {
-            name: "DATABASE_URL",
-            reason: "not a valid postgres:// URL".into(),
-        };
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid_url());
-        }
-        let database = PgConnectOptions::from_str(&url).map_err(|_| invalid_url())?;
+        let database = database(&lookup)?;
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             lookup(name).map_or(Ok(default), |value| {
                 value.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -102,6 +109,47 @@ impl Config {
             },
         })
     }
+}
+
+fn database(lookup: &impl Fn(&str) -> Option<String>) -> Result<Database, ConfigError> {
+    if let Some(url) = lookup("DATABASE_URL") {
+        let invalid_url = || ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: "not a valid postgres:// URL".into(),
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid_url());
+        }
+        return PgConnectOptions::from_str(&url)
+            .map(|options| Database::Url(Box::new(options)))
+            .map_err(|_| invalid_url());
+    }
+    let Some(host) = lookup("DATABASE_HOST").filter(|h| !h.trim().is_empty()) else {
+        return Err(ConfigError::Missing("DATABASE_URL (or DATABASE_HOST)"));
+    };
+    let required = |name: &'static str| {
+        lookup(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing(name))
+    };
+    let port = match lookup("DATABASE_PORT") {
+        None => 5432,
+        Some(port) => port
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "DATABASE_PORT",
+                reason: "expected a port number".into(),
+            })?,
+    };
+    Ok(Database::Iam(IamTarget {
+        host: host.trim().to_owned(),
+        port,
+        database: required("DATABASE_NAME")?,
+        user: required("DATABASE_USER")?,
+    }))
 }
 
 #[cfg(test)]
@@ -162,7 +210,7 @@ mod tests {
     #[test]
     fn errors_name_the_variable_without_its_value() {
         let missing = config(&[]).unwrap_err().to_string();
-        assert_eq!(missing, "DATABASE_URL is not set");
+        assert_eq!(missing, "DATABASE_URL (or DATABASE_HOST) is not set");
         let invalid = config(&[("DATABASE_URL", "mysql://secret@x")])
             .unwrap_err()
             .to_string();
@@ -181,5 +229,66 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn without_a_url_the_database_is_reached_with_iam_auth() {
+        let config = config(&[
+            ("DATABASE_HOST", "proxy.example.internal"),
+            ("DATABASE_NAME", "inventory"),
+            ("DATABASE_USER", "app"),
+        ])
+        .unwrap();
+        let Database::Iam(target) = config.database else {
+            panic!("expected IAM auth");
+        };
+        assert_eq!(
+            target,
+            IamTarget {
+                host: "proxy.example.internal".into(),
+                port: 5432,
+                database: "inventory".into(),
+                user: "app".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_url_wins_over_the_iam_variables() {
+        let config = config(&[
+            ("DATABASE_URL", "postgres://local/inventory"),
+            ("DATABASE_HOST", "proxy.example.internal"),
+        ])
+        .unwrap();
+        assert!(matches!(config.database, Database::Url(_)));
+    }
+
+    #[test]
+    fn iam_auth_needs_a_database_a_user_and_a_valid_port() {
+        let host = ("DATABASE_HOST", "proxy.example.internal");
+        let name = ("DATABASE_NAME", "inventory");
+        let user = ("DATABASE_USER", "app");
+        assert!(matches!(
+            config(&[host, user]),
+            Err(ConfigError::Missing("DATABASE_NAME"))
+        ));
+        assert!(matches!(
+            config(&[host, name]),
+            Err(ConfigError::Missing("DATABASE_USER"))
+        ));
+        assert!(matches!(
+            config(&[host, name, user, ("DATABASE_PORT", "99999")]),
+            Err(ConfigError::Invalid {
+                name: "DATABASE_PORT",
+                ..
+            })
+        ));
+        let Database::Iam(target) = config(&[host, name, user, ("DATABASE_PORT", "6432")])
+            .unwrap()
+            .database
+        else {
+            panic!("expected IAM auth");
+        };
+        assert_eq!(target.port, 6432);
     }
 }

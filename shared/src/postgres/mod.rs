@@ -3,9 +3,11 @@
 //! would pin the session), and whose errors are mapped by SQLSTATE and constraint name into domain errors.
 
 mod errors;
+pub mod iam;
 mod orders;
 mod products;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -14,6 +16,7 @@ use sqlx::{AssertSqlSafe, Connection, PgPool, Postgres, Transaction};
 use crate::domain::{Deadline, Error};
 use crate::ports::HealthProbe;
 pub use errors::db_error;
+use iam::IamAuth;
 
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -54,11 +57,27 @@ pub fn connect_lazy(options: PgConnectOptions, config: &PoolConfig) -> PgPool {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Signs the password of each new connection, when the database takes IAM authentication.
+    iam: Option<Arc<IamAuth>>,
 }
 
 impl PgStore {
+    /// A store on a pool whose connection options are complete (a password, or none, in them).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, iam: None }
+    }
+
+    /// A store whose connections authenticate with IAM auth tokens (RDS Proxy on AWS).
+    pub fn with_iam(pool: PgPool, iam: Arc<IamAuth>) -> Self {
+        Self {
+            pool,
+            iam: Some(iam),
+        }
+    }
+
+    /// The pool behind the store (to close it on shutdown).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Runs `work` as one transaction that cannot outlive `deadline`: acquiring a connection, every
@@ -72,6 +91,9 @@ impl PgStore {
         F: AsyncFnOnce(&mut Transaction<'_, Postgres>) -> Result<T, Error>,
     {
         let run = async {
+            if let Some(iam) = &self.iam {
+                iam.refresh(&self.pool).await?;
+            }
             let mut conn = self.pool.acquire().await.map_err(db_error)?;
             let budget = budget_ms(deadline)?;
             let mut tx = conn
