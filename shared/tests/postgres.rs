@@ -19,12 +19,12 @@ use sqlx::postgres::PgConnectOptions;
 use common::{deadline, new_order, new_product};
 
 every_behaviour!(sqlx::test(migrations = "../migrations"), |pool: PgPool| {
-    PgStore::new(pool)
+    PgStore::new(common::served(&pool))
 });
 
 #[sqlx::test(migrations = "../migrations")]
 async fn the_database_refuses_stock_below_reserved_whoever_writes_it(pool: PgPool) {
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let a = inventory
         .create_product(new_product("A", 1, 5), deadline())
         .await
@@ -65,7 +65,7 @@ async fn the_database_refuses_stock_below_reserved_whoever_writes_it(pool: PgPoo
 
 #[sqlx::test(migrations = "../migrations")]
 async fn the_ledger_is_insert_only(pool: PgPool) {
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     inventory
         .create_product(new_product("A", 1, 5), deadline())
         .await
@@ -111,7 +111,7 @@ async fn generated_ledger_ids_are_version_7_and_time_ordered(pool: PgPool) {
 /// reports `Unavailable`, having written nothing.
 #[sqlx::test(migrations = "../migrations")]
 async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let a = inventory
         .create_product(new_product("A", 1, 5), deadline())
         .await
@@ -149,7 +149,7 @@ async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
 /// what keeps RDS Proxy from pinning it).
 #[sqlx::test(migrations = "../migrations")]
 async fn timeouts_do_not_outlive_the_transaction(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
+    let store = PgStore::new(common::served(&pool));
     store.get_product(new_id(), deadline()).await.unwrap_err();
     let mut conn = pool.acquire().await.unwrap();
     let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
@@ -165,7 +165,7 @@ async fn timeouts_do_not_outlive_the_transaction(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_passed_deadline_never_reaches_the_database(pool: PgPool) {
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let a = inventory
         .create_product(new_product("A", 1, 5), deadline())
         .await
@@ -206,9 +206,10 @@ async fn an_unreachable_database_is_unavailable_within_the_deadline() {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn health_makes_a_round_trip(pool: PgPool) {
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let served = common::served(&pool);
+    let inventory = Inventory::new(PgStore::new(served.clone()));
     inventory.health(deadline()).await.unwrap();
-    pool.close().await;
+    served.close().await;
     let closed = inventory.health(deadline()).await;
     assert!(matches!(closed, Err(Error::Unavailable(_))), "{closed:?}");
 }
@@ -385,7 +386,7 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let a = inventory
         .create_product(new_product("A", 1, 0), deadline())
         .await

@@ -30,7 +30,7 @@ async fn pool_for(clients: usize, _: PgPoolOptions, options: PgConnectOptions) -
         .max_connections(clients as u32)
         .min_connections(clients as u32)
         .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
+        .connect_with(common::served_options(options))
         .await
         .unwrap();
     let held: Vec<_> = futures_join(clients, |_| pool.acquire()).await;

@@ -158,3 +158,30 @@ fn path_parameters(template: &str, path: &str) -> Value {
         Value::Object(params)
     }
 }
+
+/// The options the code under test connects to a test database with: the test's own, or, when `POOLER_URL`
+/// names a transaction pooler in front of the same server (`scripts/test-pooled`), the same database through
+/// it, with no statement kept from one transaction to the next (pgbouncer 1.18 cannot carry them; RDS Proxy
+/// can). Whatever else ties state to a session breaks there, as it would break or pin behind RDS Proxy.
+pub fn served_options(
+    options: sqlx::postgres::PgConnectOptions,
+) -> sqlx::postgres::PgConnectOptions {
+    let Ok(url) = std::env::var("POOLER_URL") else {
+        return options;
+    };
+    let database = options.get_database().expect("a test database").to_owned();
+    let pooled: sqlx::postgres::PgConnectOptions =
+        url.parse().expect("POOLER_URL must be a postgres:// URL");
+    pooled.database(&database).statement_cache_capacity(0)
+}
+
+/// The pool the code under test uses for a test database: the test's own pool, or one of the same size
+/// through the pooler (see `served_options`).
+pub fn served(pool: &sqlx::PgPool) -> sqlx::PgPool {
+    if std::env::var_os("POOLER_URL").is_none() {
+        return pool.clone();
+    }
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .connect_lazy_with(served_options((*pool.connect_options()).clone()))
+}
