@@ -228,6 +228,6 @@ fn the_swagger_page_and_all_its_assets_come_from_the_function() {
             bare.status().as_u16(),
             bare.headers()["location"].to_str().unwrap()
         ),
-        (308, "/swagger/")
+        (308, "/swagger/index.html")
     );
 }

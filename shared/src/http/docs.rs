@@ -45,10 +45,11 @@ impl Docs {
         let response = if path == "/openapi.json" {
             file(self.openapi.clone().into_bytes(), "application/json")
         } else if path == "/swagger" {
-            // The page's assets are relative to it, so it must be reached with the trailing slash.
+            // The page's assets are relative to it, so it must be reached below /swagger/. (Its index.html,
+            // rather than /swagger/ itself: an HTTP API cannot route a path that ends with a slash.)
             let mut redirect = Response::new(Body::Empty);
             *redirect.status_mut() = StatusCode::PERMANENT_REDIRECT;
-            with_header(redirect, header::LOCATION, "/swagger/")
+            with_header(redirect, header::LOCATION, "/swagger/index.html")
         } else {
             let tail = path.strip_prefix("/swagger/").unwrap_or(path);
             match utoipa_swagger_ui::serve(tail, Arc::clone(&self.swagger)) {
