@@ -1,5 +1,11 @@
-//! Applies the migrations in `migrations/` to `DATABASE_URL`, creating the database if it does not exist.
-//! Run it before the functions are served or deployed; functions never migrate on a cold start.
+//! Applies the migrations in `migrations/`.
+//!
+//! - On Lambda (as the handler of the template's `Custom::Migrations` resource, on every deploy that
+//!   changes this function): to the Aurora cluster endpoint, with the master credentials from Secrets
+//!   Manager and TLS verified against the Amazon RDS roots (see `inventory::deploy`).
+//! - Anywhere else: to `DATABASE_URL`, creating the database if it does not exist.
+//!
+//! Functions never migrate on a cold start.
 
 use std::str::FromStr;
 
@@ -7,7 +13,10 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return inventory::deploy::run_lambda().await;
+    }
     let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set")?;
     PgConnectOptions::from_str(&url).map_err(|_| "DATABASE_URL is not a valid postgres:// URL")?;
     if !sqlx::Postgres::database_exists(&url).await? {

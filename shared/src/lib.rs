@@ -2,6 +2,7 @@
 
 pub mod bootstrap;
 pub mod config;
+pub mod deploy;
 pub mod domain;
 pub mod http;
 pub mod memory;

@@ -1,0 +1,457 @@
+//! Migrations on deploy: the migrate function as the handler of a CloudFormation custom resource.
+//!
+//! On `Create` and `Update` (the template changes a property whenever the function's code, and so its
+//! embedded migrations, change) it reads the master credentials from Secrets Manager, connects to the
+//! cluster endpoint (not the proxy: sqlx serialises migrations with a session advisory lock) with TLS
+//! verified against the Amazon RDS root certificates, and applies what is pending. `Delete` keeps the
+//! data. Whatever happens, CloudFormation gets an answer, in time, so a deploy never hangs on it; an
+//! answer's reason never carries a secret or a database message.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_lambda_events::event::cloudformation::{
+    CloudFormationCustomResourceRequest as Request, CloudFormationCustomResourceResponse as Answer,
+    CloudFormationCustomResourceResponseStatus as Status,
+};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::{ConnectOptions, Connection};
+
+/// The id of the one migrations resource. Constant: a new id would make CloudFormation delete the old one.
+pub const PHYSICAL_ID: &str = "inventory-schema";
+
+/// The root certificates of Amazon RDS (every Region, RSA2048, RSA4096 and ECC384, valid to 2061 and later),
+/// which sign the certificates of Aurora endpoints. Not Mozilla's roots, which the proxy's chain to.
+pub static RDS_ROOT_CERTIFICATES: &[u8] = include_bytes!("../certs/rds-ca-roots.pem");
+
+/// Time kept back from the invocation's deadline to send the answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(10);
+
+/// What went wrong, in words fit for a CloudFormation event (no secret, no SQL).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("AWS credentials are not available")]
+    Credentials,
+    #[error("could not read the database secret: {0}")]
+    Secret(String),
+    #[error("could not apply the migrations: {0}")]
+    Migrate(String),
+    #[error("the migrations did not finish before the deadline")]
+    Deadline,
+}
+
+/// Where the migrations go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub secret_arn: String,
+    pub region: String,
+    /// `https://secretsmanager.<region>.amazonaws.com` unless `SECRETS_MANAGER_ENDPOINT` says otherwise.
+    pub secrets_endpoint: String,
+}
+
+impl Target {
+    /// `DATABASE_HOST`, `DATABASE_PORT` (5432), `DATABASE_NAME`, `DATABASE_SECRET_ARN`, `AWS_REGION`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DeployError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(DeployError::Missing(name))
+        };
+        let region = required("AWS_REGION")?;
+        Ok(Self {
+            host: required("DATABASE_HOST")?,
+            port: lookup("DATABASE_PORT")
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(5432),
+            database: required("DATABASE_NAME")?,
+            secret_arn: required("DATABASE_SECRET_ARN")?,
+            secrets_endpoint: lookup("SECRETS_MANAGER_ENDPOINT")
+                .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
+            region,
+        })
+    }
+}
+
+/// The master credentials, as RDS and the proxy store them in the secret.
+#[derive(Deserialize)]
+pub struct DatabaseSecret {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DatabaseSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSecret")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signed `GetSecretValue` call for `secret_arn`, as of `now`.
+pub fn get_secret_value_request(
+    endpoint: &str,
+    region: &str,
+    secret_arn: &str,
+    credentials: &Credentials,
+    now: SystemTime,
+) -> Result<http::Request<Vec<u8>>, DeployError> {
+    let failed = |_| DeployError::Secret("could not sign the request".into());
+    let body = serde_json::to_vec(&serde_json::json!({ "SecretId": secret_arn }))
+        .map_err(|_| DeployError::Secret("could not encode the request".into()))?;
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "secretsmanager.GetSecretValue"),
+    ];
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("secretsmanager")
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|_| DeployError::Secret("could not sign the request".into()))?
+        .into();
+    let url = format!("{}/", endpoint.trim_end_matches('/'));
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(&body),
+    )
+    .map_err(failed)?;
+    let (instructions, _) = sign(signable, &params).map_err(failed)?.into_parts();
+    let mut builder = http::Request::builder().method("POST").uri(&url);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let mut request = builder
+        .body(body)
+        .map_err(|_| DeployError::Secret("could not build the request".into()))?;
+    instructions.apply_to_request_http1x(&mut request);
+    Ok(request)
+}
+
+/// Reads the master credentials from Secrets Manager.
+pub async fn read_secret(
+    client: &reqwest::Client,
+    target: &Target,
+    credentials: &Credentials,
+) -> Result<DatabaseSecret, DeployError> {
+    let request = get_secret_value_request(
+        &target.secrets_endpoint,
+        &target.region,
+        &target.secret_arn,
+        credentials,
+        SystemTime::now(),
+    )?;
+    let request = reqwest::Request::try_from(request)
+        .map_err(|_| DeployError::Secret("could not build the request".into()))?;
+    let response = client
+        .execute(request)
+        .await
+        .map_err(|_| DeployError::Secret("Secrets Manager is unreachable".into()))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| DeployError::Secret("the answer was cut short".into()))?;
+    if !status.is_success() {
+        // The error type (AccessDeniedException, ResourceNotFoundException, ...) says what to fix.
+        let kind = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["__type"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "no error type".into());
+        return Err(DeployError::Secret(format!("status {status} ({kind})")));
+    }
+    #[derive(Deserialize)]
+    struct SecretValue {
+        #[serde(rename = "SecretString")]
+        secret_string: String,
+    }
+    let value: SecretValue = serde_json::from_slice(&body)
+        .map_err(|_| DeployError::Secret("the answer has no SecretString".into()))?;
+    serde_json::from_str(&value.secret_string)
+        .map_err(|_| DeployError::Secret("the secret has no username and password".into()))
+}
+
+/// Connection options for the cluster endpoint: TLS verified against the Amazon RDS roots.
+pub fn cluster_options(target: &Target, secret: &DatabaseSecret) -> PgConnectOptions {
+    PgConnectOptions::new_without_pgpass()
+        .host(&target.host)
+        .port(target.port)
+        .database(&target.database)
+        .username(&secret.username)
+        .password(&secret.password)
+        .ssl_mode(PgSslMode::VerifyFull)
+        .ssl_root_cert_from_pem(RDS_ROOT_CERTIFICATES.to_vec())
+        .application_name("inventory-migrate")
+}
+
+/// Applies the pending migrations; answers how many the database now has. Migrations the database has
+/// but this code does not are accepted: CloudFormation rolls a failed deploy back by running the previous
+/// function, whose list is shorter, and the schema stays as it is (the migrations only ever add).
+pub async fn migrate(options: PgConnectOptions) -> Result<usize, DeployError> {
+    let failed = |error: sqlx::Error| {
+        tracing::error!(%error, "migration failed");
+        DeployError::Migrate(match &error {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
+                "the database is unreachable".into()
+            }
+            _ => "see the migrate function's log".into(),
+        })
+    };
+    let mut conn = options.connect().await.map_err(failed)?;
+    let migrator = sqlx::migrate::Migrator {
+        migrations: crate::postgres::MIGRATOR.migrations.clone(),
+        ignore_missing: true,
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    let result = migrator.run(&mut conn).await;
+    let applied: Result<i64, sqlx::Error> =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut conn)
+            .await;
+    let _ = conn.close().await;
+    result.map_err(|error| failed(error.into()))?;
+    Ok(applied.map_err(failed)? as usize)
+}
+
+/// The answer to `request`, once `work` has run (or timed out): `Data.Migrations` is the number of
+/// migrations the database has.
+pub fn answer(request: &Request, outcome: Result<Option<usize>, DeployError>) -> Answer {
+    let (stack_id, request_id, logical_resource_id) = match request {
+        Request::Create(r) => (&r.stack_id, &r.request_id, &r.logical_resource_id),
+        Request::Update(r) => (&r.stack_id, &r.request_id, &r.logical_resource_id),
+        Request::Delete(r) => (&r.stack_id, &r.request_id, &r.logical_resource_id),
+        _ => unreachable!("a request type this crate does not know"),
+    };
+    let mut answer = Answer::default();
+    answer.physical_resource_id = PHYSICAL_ID.into();
+    answer.stack_id = stack_id.clone();
+    answer.request_id = request_id.clone();
+    answer.logical_resource_id = logical_resource_id.clone();
+    match outcome {
+        Ok(applied) => {
+            answer.status = Status::Success;
+            if let Some(applied) = applied {
+                answer.data = HashMap::from([("Migrations".into(), applied.to_string())]);
+            }
+        }
+        Err(error) => {
+            answer.status = Status::Failed;
+            answer.reason = Some(error.to_string());
+        }
+    }
+    answer
+}
+
+fn response_url(request: &Request) -> &str {
+    match request {
+        Request::Create(r) => &r.response_url,
+        Request::Update(r) => &r.response_url,
+        Request::Delete(r) => &r.response_url,
+        _ => unreachable!("a request type this crate does not know"),
+    }
+}
+
+/// Handles one event: runs `work` for `Create` and `Update` within `budget`, keeps everything on
+/// `Delete`, and sends CloudFormation the answer. Fails only if the answer could not be delivered.
+pub async fn handle<W>(
+    client: &reqwest::Client,
+    request: &Request,
+    budget: Duration,
+    work: W,
+) -> Result<Answer, DeployError>
+where
+    W: AsyncFnOnce() -> Result<usize, DeployError>,
+{
+    let outcome = match request {
+        Request::Delete(_) => {
+            tracing::info!("stack deletion: the database and its schema are kept");
+            Ok(None)
+        }
+        _ => match tokio::time::timeout(budget, work()).await {
+            Ok(Ok(applied)) => {
+                tracing::info!(applied, "schema up to date");
+                Ok(Some(applied))
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(DeployError::Deadline),
+        },
+    };
+    if let Err(error) = &outcome {
+        tracing::error!(%error, "answering FAILED");
+    }
+    let answer = answer(request, outcome);
+    let body = serde_json::to_vec(&answer)
+        .map_err(|_| DeployError::Secret("could not encode the answer".into()))?;
+    // No content type: the pre-signed URL was signed without one.
+    let delivered = client
+        .put(response_url(request))
+        .header(reqwest::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status());
+    if let Err(error) = delivered {
+        tracing::error!(%error, "could not deliver the answer to CloudFormation");
+        return Err(DeployError::Migrate(
+            "could not deliver the answer to CloudFormation".into(),
+        ));
+    }
+    Ok(answer)
+}
+
+/// Serves custom resource events until Lambda shuts the instance down.
+pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let target = Target::from_lookup(|name| std::env::var(name).ok());
+    let credentials = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+        .credentials_provider();
+    lambda_runtime::run(lambda_runtime::service_fn(
+        async |event: lambda_runtime::LambdaEvent<Request>| {
+            let budget = event
+                .context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(ANSWER_MARGIN);
+            let work = async || {
+                let target = target
+                    .as_ref()
+                    .map_err(|e| DeployError::Missing(missing(e)))?;
+                let credentials = credentials
+                    .as_ref()
+                    .ok_or(DeployError::Credentials)?
+                    .provide_credentials()
+                    .await
+                    .map_err(|_| DeployError::Credentials)?;
+                let secret = read_secret(&client, target, &credentials).await?;
+                migrate(cluster_options(target, &secret)).await
+            };
+            handle(&client, &event.payload, budget, work)
+                .await
+                .map(|_| ())
+                .map_err(lambda_runtime::Error::from)
+        },
+    ))
+    .await
+}
+
+fn missing(error: &DeployError) -> &'static str {
+    match error {
+        DeployError::Missing(name) => name,
+        _ => "the migrate function's configuration",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The expected signature was computed by an independent implementation (botocore 1.43's SigV4Auth)
+    /// for the same keys, Region, endpoint, headers, body and time.
+    #[test]
+    fn the_secret_is_read_with_a_signed_get_secret_value_call() {
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_608_000);
+        let request = get_secret_value_request(
+            "https://secretsmanager.eu-west-1.amazonaws.com",
+            "eu-west-1",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+            &credentials,
+            now,
+        )
+        .unwrap();
+        assert_eq!(request.method(), "POST");
+        assert_eq!(
+            request.uri().to_string(),
+            "https://secretsmanager.eu-west-1.amazonaws.com/"
+        );
+        let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("x-amz-target"), "secretsmanager.GetSecretValue");
+        assert_eq!(header("x-amz-date"), "20261125T120000Z");
+        let authorization = header("authorization");
+        assert!(
+            authorization.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261125/eu-west-1/secretsmanager/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
+            ),
+            "{authorization}"
+        );
+        assert_eq!(
+            authorization.rsplit_once("Signature=").unwrap().1,
+            "eded6739604e5419993bbd258559fd51b537772645256f29f6c34141a3573a08"
+        );
+        assert_eq!(
+            request.body(),
+            br#"{"SecretId":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf"}"#
+        );
+    }
+
+    #[test]
+    fn the_secret_never_prints_its_password() {
+        let secret: DatabaseSecret = serde_json::from_str(
+            r#"{"username":"admin","password":"hunter2","engine":"postgres"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_rds_roots_are_certificates() {
+        let text = std::str::from_utf8(RDS_ROOT_CERTIFICATES).unwrap();
+        assert!(text.matches("-----BEGIN CERTIFICATE-----").count() >= 80);
+        assert_eq!(
+            text.matches("-----BEGIN CERTIFICATE-----").count(),
+            text.matches("-----END CERTIFICATE-----").count()
+        );
+    }
+
+    #[test]
+    fn the_configuration_names_what_is_missing() {
+        let target = Target::from_lookup(|name| {
+            (name != "DATABASE_SECRET_ARN").then(|| match name {
+                "AWS_REGION" => "eu-west-1".into(),
+                _ => "x".into(),
+            })
+        });
+        assert!(matches!(
+            target,
+            Err(DeployError::Missing("DATABASE_SECRET_ARN"))
+        ));
+        let target = Target::from_lookup(|name| match name {
+            "AWS_REGION" => Some("eu-west-1".into()),
+            "DATABASE_PORT" | "SECRETS_MANAGER_ENDPOINT" => None,
+            _ => Some("x".into()),
+        })
+        .unwrap();
+        assert_eq!(target.port, 5432);
+        assert_eq!(
+            target.secrets_endpoint,
+            "https://secretsmanager.eu-west-1.amazonaws.com"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! The migrate function's custom resource protocol, against a stand-in for CloudFormation's response URL
+//! and for Secrets Manager (local HTTP servers), and real migrations on a fresh Postgres database (needs
+//! DATABASE_URL and fails without it).
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest as Request;
+use inventory::deploy::{self, DeployError, PHYSICAL_ID, Target};
+use serde_json::{Value, json};
+use sqlx::ConnectOptions;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgConnectOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One request a stand-in server received.
+#[derive(Debug, Clone)]
+struct Received {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+}
+
+/// An HTTP/1.1 server on a free port that records each request and answers `status` with `body`.
+async fn stand_in(status: u16, answer: &'static str) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&received);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buffer = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = socket.read(&mut buffer).await.unwrap();
+                    data.extend_from_slice(&buffer[..n]);
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..end]).into_owned();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        while data.len() < end + 4 + length {
+                            let n = socket.read(&mut buffer).await.unwrap();
+                            data.extend_from_slice(&buffer[..n]);
+                        }
+                        break (head, data[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                log.lock().unwrap().push(Received { head, body });
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: application/x-amz-json-1.1\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            });
+        }
+    });
+    (address, received)
+}
+
+fn event(kind: &str, response_url: &str) -> Request {
+    let mut event = json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:migrate",
+        "ResponseURL": response_url,
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/inventory/1",
+        "RequestId": format!("request-{kind}"),
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "Migrations",
+        "ResourceProperties": { "MigrateFunctionVersion": "2" }
+    });
+    if kind != "Create" {
+        event["PhysicalResourceId"] = json!(PHYSICAL_ID);
+    }
+    if kind == "Update" {
+        event["OldResourceProperties"] = json!({ "MigrateFunctionVersion": "1" });
+    }
+    serde_json::from_value(event).unwrap()
+}
+
+/// A new, empty database beside the one DATABASE_URL names.
+async fn empty_database(name: &str) -> PgConnectOptions {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must name a Postgres server");
+    let options = PgConnectOptions::from_str(&base)
+        .unwrap()
+        .database(&format!("{name}_{}", std::process::id()));
+    let url = options.to_url_lossy().to_string();
+    let _ = sqlx::Postgres::force_drop_database(&url).await;
+    sqlx::Postgres::create_database(&url).await.unwrap();
+    options
+}
+
+fn answer_of(received: &Received) -> Value {
+    serde_json::from_slice(&received.body).unwrap()
+}
+
+#[tokio::test]
+async fn create_and_update_apply_the_migrations_and_answer_success() {
+    let options = empty_database("inventory_deploy_create").await;
+    let (cloudformation, received) = stand_in(200, "").await;
+    let client = reqwest::Client::new();
+    let url = format!("{cloudformation}/response?X-Amz-Signature=abc");
+    let budget = Duration::from_secs(60);
+
+    for kind in ["Create", "Update"] {
+        let request = event(kind, &url);
+        let answer = deploy::handle(&client, &request, budget, async || {
+            deploy::migrate(options.clone()).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer.data["Migrations"], "2", "{kind}");
+    }
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2);
+    for (request, kind) in received.iter().zip(["Create", "Update"]) {
+        assert!(
+            request
+                .head
+                .starts_with("PUT /response?X-Amz-Signature=abc ")
+        );
+        // The pre-signed URL was signed without a content type.
+        assert_eq!(request.header("content-type"), None);
+        let answer = answer_of(request);
+        assert_eq!(answer["Status"], "SUCCESS");
+        assert_eq!(answer["PhysicalResourceId"], PHYSICAL_ID);
+        assert_eq!(answer["RequestId"], format!("request-{kind}"));
+        assert_eq!(answer["LogicalResourceId"], "Migrations");
+        assert_eq!(
+            answer["StackId"],
+            "arn:aws:cloudformation:eu-west-1:123456789012:stack/inventory/1"
+        );
+        assert_eq!(answer["Data"]["Migrations"], "2");
+    }
+    let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('products', 'orders', 'stock_movements')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 3);
+
+    // A rollback runs the previous function, which knows fewer migrations than the database has: the
+    // schema stays, and CloudFormation hears success.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let rollback = event("Update", &url);
+    let answer = deploy::handle(&client, &rollback, budget, async || {
+        deploy::migrate(options.clone()).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer.data["Migrations"], "3");
+    pool.close().await;
+    let url = options.to_url_lossy().to_string();
+    sqlx::Postgres::force_drop_database(&url).await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_keeps_the_database_and_answers_success() {
+    let (cloudformation, received) = stand_in(200, "").await;
+    let request = event("Delete", &format!("{cloudformation}/response"));
+    deploy::handle(
+        &reqwest::Client::new(),
+        &request,
+        Duration::from_secs(5),
+        async || -> Result<usize, DeployError> { panic!("nothing runs on delete") },
+    )
+    .await
+    .unwrap();
+    let answer = answer_of(&received.lock().unwrap()[0]);
+    assert_eq!(answer["Status"], "SUCCESS");
+    assert_eq!(answer["PhysicalResourceId"], PHYSICAL_ID);
+}
+
+#[tokio::test]
+async fn failures_answer_failed_with_a_reason_and_no_secret() {
+    let (cloudformation, received) = stand_in(200, "").await;
+    let client = reqwest::Client::new();
+    let url = format!("{cloudformation}/response");
+
+    // Nothing listens on port 1.
+    let unreachable = PgConnectOptions::new_without_pgpass()
+        .host("127.0.0.1")
+        .port(1)
+        .username("admin")
+        .password("hunter2");
+    deploy::handle(
+        &client,
+        &event("Create", &url),
+        Duration::from_secs(30),
+        async || deploy::migrate(unreachable.clone()).await,
+    )
+    .await
+    .unwrap();
+    // Out of time: CloudFormation still hears about it before the function is cut off.
+    deploy::handle(
+        &client,
+        &event("Update", &url),
+        Duration::from_millis(50),
+        async || {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(0)
+        },
+    )
+    .await
+    .unwrap();
+
+    let received = received.lock().unwrap().clone();
+    let reasons: Vec<(String, String)> = received
+        .iter()
+        .map(|r| {
+            let answer = answer_of(r);
+            (
+                answer["Status"].as_str().unwrap().to_owned(),
+                answer["Reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "FAILED".to_owned(),
+                "could not apply the migrations: the database is unreachable".to_owned()
+            ),
+            (
+                "FAILED".to_owned(),
+                "the migrations did not finish before the deadline".to_owned()
+            ),
+        ]
+    );
+    assert!(
+        !received
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("hunter2"))
+    );
+}
+
+#[tokio::test]
+async fn an_undeliverable_answer_fails_the_invocation() {
+    let (cloudformation, _) = stand_in(403, "").await;
+    let delivered = deploy::handle(
+        &reqwest::Client::new(),
+        &event("Delete", &format!("{cloudformation}/response")),
+        Duration::from_secs(5),
+        async || Ok(0),
+    )
+    .await;
+    assert!(delivered.is_err());
+}
+
+fn target(endpoint: &str) -> Target {
+    Target {
+        host: "cluster.example.internal".into(),
+        port: 5432,
+        database: "inventory".into(),
+        secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf".into(),
+        region: "eu-west-1".into(),
+        secrets_endpoint: endpoint.into(),
+    }
+}
+
+#[tokio::test]
+async fn the_master_credentials_come_from_secrets_manager() {
+    let (endpoint, received) = stand_in(
+        200,
+        r#"{"ARN":"arn","Name":"db","SecretString":"{\"username\":\"inventory_admin\",\"password\":\"s3cret\"}"}"#,
+    )
+    .await;
+    let credentials = Credentials::new("AKIDEXAMPLE", "secret", Some("token".into()), None, "test");
+    let secret = deploy::read_secret(&reqwest::Client::new(), &target(&endpoint), &credentials)
+        .await
+        .unwrap();
+    assert_eq!(
+        (secret.username.as_str(), secret.password.as_str()),
+        ("inventory_admin", "s3cret")
+    );
+    let request = received.lock().unwrap()[0].clone();
+    assert!(request.head.starts_with("POST / "));
+    assert_eq!(
+        request.header("x-amz-target").as_deref(),
+        Some("secretsmanager.GetSecretValue")
+    );
+    assert_eq!(
+        request.header("x-amz-security-token").as_deref(),
+        Some("token")
+    );
+    assert!(
+        request
+            .header("authorization")
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    );
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["SecretId"], target(&endpoint).secret_arn);
+
+    // The options then point at the cluster with TLS verified against the RDS roots.
+    let options = deploy::cluster_options(&target(&endpoint), &secret);
+    assert_eq!(options.get_host(), "cluster.example.internal");
+    assert_eq!(options.get_username(), "inventory_admin");
+    assert!(matches!(
+        options.get_ssl_mode(),
+        sqlx::postgres::PgSslMode::VerifyFull
+    ));
+}
+
+#[tokio::test]
+async fn a_refused_secret_names_the_error_type() {
+    let (endpoint, _) = stand_in(
+        400,
+        r#"{"__type":"AccessDeniedException","Message":"not authorized"}"#,
+    )
+    .await;
+    let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+    let error = deploy::read_secret(&reqwest::Client::new(), &target(&endpoint), &credentials)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "could not read the database secret: status 400 Bad Request (AccessDeniedException)"
+    );
+}
