@@ -83,10 +83,11 @@ fn every_binary_is_deployed_as_an_arm64_function() {
     assert_eq!(globals["Architectures"][0], "arm64");
     assert_eq!(globals["LoggingConfig"]["LogFormat"], "JSON");
     let deployed: BTreeSet<String> = functions(&template).into_keys().collect();
-    let manifest: toml::Table = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let manifest: toml::Table =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
     let binaries: BTreeSet<String> = manifest["bin"]
         .as_array()
         .unwrap()
@@ -109,7 +110,12 @@ fn api_functions_reach_the_proxy_with_iam_auth_and_nothing_else() {
         // What shared/src/config.rs reads for IAM auth; no DATABASE_URL, so no password anywhere.
         assert_eq!(
             names,
-            BTreeSet::from(["DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER"]),
+            BTreeSet::from([
+                "DATABASE_HOST",
+                "DATABASE_PORT",
+                "DATABASE_NAME",
+                "DATABASE_USER"
+            ]),
             "{binary}"
         );
         let host = serde_norway::to_string(&variables["DATABASE_HOST"]).unwrap();
@@ -119,7 +125,10 @@ fn api_functions_reach_the_proxy_with_iam_auth_and_nothing_else() {
             "!GetAtt ApiFunctionRole.Arn",
             "{binary}"
         );
-        assert!(properties["VpcConfig"].is_mapping(), "{binary} is not in the VPC");
+        assert!(
+            properties["VpcConfig"].is_mapping(),
+            "{binary} is not in the VPC"
+        );
     }
     // The docs function needs no database and no VPC.
     let docs = &functions(&template)["docs"]["Properties"];

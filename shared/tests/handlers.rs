@@ -657,7 +657,10 @@ async fn the_lambda_deadline_bounds_a_request_stuck_behind_a_lock(pool: sqlx::Pg
         deadline_margin: Duration::from_millis(200),
         ..HttpConfig::default()
     };
-    let app = App::new(inventory::postgres::PgStore::new(common::served(&pool)), config);
+    let app = App::new(
+        inventory::postgres::PgStore::new(common::served(&pool)),
+        config,
+    );
     let event = v2(Endpoint::CreateProduct, "/products").json(
         &json!({ "sku": "A", "name": "Mug", "price_minor": 1, "currency": "EUR", "on_hand": 5 }),
     );
