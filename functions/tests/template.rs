@@ -120,6 +120,9 @@ fn api_functions_reach_the_proxy_with_iam_auth_and_nothing_else() {
         );
         let host = serde_norway::to_string(&variables["DATABASE_HOST"]).unwrap();
         assert!(host.contains("Proxy.Endpoint"), "{binary}: {host}");
+        // As the API's own database user, not the owner of the schema.
+        let user = serde_norway::to_string(&variables["DATABASE_USER"]).unwrap();
+        assert_eq!(user.trim(), "!Ref AppUsername", "{binary}");
         assert_eq!(
             serde_norway::to_string(&properties["Role"]).unwrap().trim(),
             "!GetAtt ApiFunctionRole.Arn",
@@ -152,4 +155,18 @@ fn migrations_run_on_deploy_against_the_cluster_not_the_proxy() {
     assert!(host.contains("DatabaseCluster.Endpoint.Address"), "{host}");
     let secret = serde_norway::to_string(&variables["DATABASE_SECRET_ARN"]).unwrap();
     assert!(secret.contains("DatabaseSecret"), "{secret}");
+    let app_secret = serde_norway::to_string(&variables["DATABASE_APP_SECRET_ARN"]).unwrap();
+    assert!(app_secret.contains("AppUserSecret"), "{app_secret}");
+    // The proxy logs in as the API's user, never as the owner.
+    let proxy = &template["Resources"]["Proxy"]["Properties"]["Auth"];
+    let proxy = serde_norway::to_string(proxy).unwrap();
+    assert!(
+        proxy.contains("AppUserSecret") && proxy.contains("IAMAuth: REQUIRED"),
+        "{proxy}"
+    );
+    assert!(!proxy.contains("DatabaseSecret"), "{proxy}");
+    assert_eq!(
+        template["Resources"]["Proxy"]["Properties"]["RequireTLS"],
+        true
+    );
 }

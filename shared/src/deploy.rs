@@ -54,13 +54,16 @@ pub struct Target {
     pub port: u16,
     pub database: String,
     pub secret_arn: String,
+    /// The secret of the user the API functions connect as (through the proxy, which reads it too).
+    pub app_secret_arn: String,
     pub region: String,
     /// `https://secretsmanager.<region>.amazonaws.com` unless `SECRETS_MANAGER_ENDPOINT` says otherwise.
     pub secrets_endpoint: String,
 }
 
 impl Target {
-    /// `DATABASE_HOST`, `DATABASE_PORT` (5432), `DATABASE_NAME`, `DATABASE_SECRET_ARN`, `AWS_REGION`.
+    /// `DATABASE_HOST`, `DATABASE_PORT` (5432), `DATABASE_NAME`, `DATABASE_SECRET_ARN` (the master user),
+    /// `DATABASE_APP_SECRET_ARN` (the API's user), `AWS_REGION`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DeployError> {
         let required = |name: &'static str| {
             lookup(name)
@@ -75,6 +78,7 @@ impl Target {
                 .unwrap_or(5432),
             database: required("DATABASE_NAME")?,
             secret_arn: required("DATABASE_SECRET_ARN")?,
+            app_secret_arn: required("DATABASE_APP_SECRET_ARN")?,
             secrets_endpoint: lookup("SECRETS_MANAGER_ENDPOINT")
                 .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
             region,
@@ -142,16 +146,17 @@ pub fn get_secret_value_request(
     Ok(request)
 }
 
-/// Reads the master credentials from Secrets Manager.
+/// Reads a database user's credentials from Secrets Manager.
 pub async fn read_secret(
     client: &reqwest::Client,
     target: &Target,
+    secret_arn: &str,
     credentials: &Credentials,
 ) -> Result<DatabaseSecret, DeployError> {
     let request = get_secret_value_request(
         &target.secrets_endpoint,
         &target.region,
-        &target.secret_arn,
+        secret_arn,
         credentials,
         SystemTime::now(),
     )?;
@@ -201,7 +206,13 @@ pub fn cluster_options(target: &Target, secret: &DatabaseSecret) -> PgConnectOpt
 /// Applies the pending migrations; answers how many the database now has. Migrations the database has
 /// but this code does not are accepted: CloudFormation rolls a failed deploy back by running the previous
 /// function, whose list is shorter, and the schema stays as it is (the migrations only ever add).
-pub async fn migrate(options: PgConnectOptions) -> Result<usize, DeployError> {
+///
+/// With `app`, it then makes sure the API's user exists with that password and exactly the privileges the
+/// API needs ([`APP_GRANTS`]): it cannot change the schema, the migrations' record or the ledger's history.
+pub async fn migrate(
+    options: PgConnectOptions,
+    app: Option<&DatabaseSecret>,
+) -> Result<usize, DeployError> {
     let failed = |error: sqlx::Error| {
         tracing::error!(%error, "migration failed");
         DeployError::Migrate(match &error {
@@ -217,14 +228,68 @@ pub async fn migrate(options: PgConnectOptions) -> Result<usize, DeployError> {
         ignore_missing: true,
         ..sqlx::migrate::Migrator::DEFAULT
     };
-    let result = migrator.run(&mut conn).await;
+    let mut result = migrator.run(&mut conn).await.map_err(sqlx::Error::from);
+    if let (Ok(()), Some(app)) = (&result, app) {
+        result = grant_app_role(&mut conn, app).await;
+    }
     let applied: Result<i64, sqlx::Error> =
         sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
             .fetch_one(&mut conn)
             .await;
     let _ = conn.close().await;
-    result.map_err(|error| failed(error.into()))?;
+    result.map_err(failed)?;
     Ok(applied.map_err(failed)? as usize)
+}
+
+/// What the API's user may do, table by table: everything the adapter's statements need, nothing more.
+/// Every table of the schema is listed (a test holds the list to the migrations).
+pub const APP_GRANTS: &[(&str, &str)] = &[
+    ("products", "SELECT, INSERT, UPDATE, DELETE"),
+    ("orders", "SELECT, INSERT, UPDATE"),
+    ("order_lines", "SELECT, INSERT"),
+    ("stock_movements", "SELECT, INSERT"),
+    ("_sqlx_migrations", ""),
+];
+
+/// Creates the API's user if needed, sets its password, and grants it [`APP_GRANTS`], in one transaction.
+pub async fn grant_app_role(
+    conn: &mut sqlx::PgConnection,
+    app: &DatabaseSecret,
+) -> Result<(), sqlx::Error> {
+    let role = quote_identifier(&app.username);
+    let mut tx = conn.begin().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+            .bind(&app.username)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role} LOGIN")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    // A password cannot be a bound parameter here; it is quoted as a literal, and the server stores only
+    // its SCRAM verifier.
+    let password = app.password.replace('\'', "''");
+    let mut script = format!(
+        "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}';\n\
+         GRANT USAGE ON SCHEMA public TO {role};\n"
+    );
+    for (table, privileges) in APP_GRANTS {
+        let table = quote_identifier(table);
+        script.push_str(&format!("REVOKE ALL ON {table} FROM {role};\n"));
+        if !privileges.is_empty() {
+            script.push_str(&format!("GRANT {privileges} ON {table} TO {role};\n"));
+        }
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The answer to `request`, once `work` has run (or timed out): `Data.Migrations` is the number of
@@ -342,8 +407,10 @@ pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
                     .provide_credentials()
                     .await
                     .map_err(|_| DeployError::Credentials)?;
-                let secret = read_secret(&client, target, &credentials).await?;
-                migrate(cluster_options(target, &secret)).await
+                let master = read_secret(&client, target, &target.secret_arn, &credentials).await?;
+                let app =
+                    read_secret(&client, target, &target.app_secret_arn, &credentials).await?;
+                migrate(cluster_options(target, &master), Some(&app)).await
             };
             handle(&client, &event.payload, budget, work)
                 .await
@@ -433,14 +500,14 @@ mod tests {
     #[test]
     fn the_configuration_names_what_is_missing() {
         let target = Target::from_lookup(|name| {
-            (name != "DATABASE_SECRET_ARN").then(|| match name {
+            (name != "DATABASE_APP_SECRET_ARN").then(|| match name {
                 "AWS_REGION" => "eu-west-1".into(),
                 _ => "x".into(),
             })
         });
         assert!(matches!(
             target,
-            Err(DeployError::Missing("DATABASE_SECRET_ARN"))
+            Err(DeployError::Missing("DATABASE_APP_SECRET_ARN"))
         ));
         let target = Target::from_lookup(|name| match name {
             "AWS_REGION" => Some("eu-west-1".into()),

@@ -15,6 +15,8 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+
 /// One request a stand-in server received.
 #[derive(Debug, Clone)]
 struct Received {
@@ -124,7 +126,7 @@ async fn create_and_update_apply_the_migrations_and_answer_success() {
     for kind in ["Create", "Update"] {
         let request = event(kind, &url);
         let answer = deploy::handle(&client, &request, budget, async || {
-            deploy::migrate(options.clone()).await
+            deploy::migrate(options.clone(), None).await
         })
         .await
         .unwrap();
@@ -171,7 +173,7 @@ async fn create_and_update_apply_the_migrations_and_answer_success() {
     .unwrap();
     let rollback = event("Update", &url);
     let answer = deploy::handle(&client, &rollback, budget, async || {
-        deploy::migrate(options.clone()).await
+        deploy::migrate(options.clone(), None).await
     })
     .await
     .unwrap();
@@ -214,7 +216,7 @@ async fn failures_answer_failed_with_a_reason_and_no_secret() {
         &client,
         &event("Create", &url),
         Duration::from_secs(30),
-        async || deploy::migrate(unreachable.clone()).await,
+        async || deploy::migrate(unreachable.clone(), None).await,
     )
     .await
     .unwrap();
@@ -281,6 +283,7 @@ fn target(endpoint: &str) -> Target {
         port: 5432,
         database: "inventory".into(),
         secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf".into(),
+        app_secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-AbCdEf".into(),
         region: "eu-west-1".into(),
         secrets_endpoint: endpoint.into(),
     }
@@ -294,9 +297,15 @@ async fn the_master_credentials_come_from_secrets_manager() {
     )
     .await;
     let credentials = Credentials::new("AKIDEXAMPLE", "secret", Some("token".into()), None, "test");
-    let secret = deploy::read_secret(&reqwest::Client::new(), &target(&endpoint), &credentials)
-        .await
-        .unwrap();
+    let target = target(&endpoint);
+    let secret = deploy::read_secret(
+        &reqwest::Client::new(),
+        &target,
+        &target.secret_arn,
+        &credentials,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (secret.username.as_str(), secret.password.as_str()),
         ("inventory_admin", "s3cret")
@@ -318,10 +327,10 @@ async fn the_master_credentials_come_from_secrets_manager() {
             .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     );
     let body: Value = serde_json::from_slice(&request.body).unwrap();
-    assert_eq!(body["SecretId"], target(&endpoint).secret_arn);
+    assert_eq!(body["SecretId"], target.secret_arn);
 
     // The options then point at the cluster with TLS verified against the RDS roots.
-    let options = deploy::cluster_options(&target(&endpoint), &secret);
+    let options = deploy::cluster_options(&target, &secret);
     assert_eq!(options.get_host(), "cluster.example.internal");
     assert_eq!(options.get_username(), "inventory_admin");
     assert!(matches!(
@@ -338,11 +347,117 @@ async fn a_refused_secret_names_the_error_type() {
     )
     .await;
     let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-    let error = deploy::read_secret(&reqwest::Client::new(), &target(&endpoint), &credentials)
-        .await
-        .unwrap_err();
+    let target = target(&endpoint);
+    let error = deploy::read_secret(
+        &reqwest::Client::new(),
+        &target,
+        &target.app_secret_arn,
+        &credentials,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         error.to_string(),
         "could not read the database secret: status 400 Bad Request (AccessDeniedException)"
     );
+}
+
+/// A fresh database migrated by the migrate function with the API's user `app`, and a pool connected as
+/// that user. (The local server trusts every user, so no password is needed here: what is checked is what
+/// the user may do.)
+async fn database_as_app(
+    name: &str,
+    app: &deploy::DatabaseSecret,
+) -> (PgConnectOptions, sqlx::PgPool) {
+    let options = empty_database(name).await;
+    // Twice: every deploy after the first finds the user and sets it up again.
+    for _ in 0..2 {
+        deploy::migrate(options.clone(), Some(app)).await.unwrap();
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone().username(&app.username))
+        .await
+        .unwrap();
+    (options, pool)
+}
+
+/// The API's user, as the migrate function sets it up: it can do everything the API does, and nothing
+/// that changes the schema, the record of migrations or the ledger's history.
+#[tokio::test]
+async fn the_api_user_can_serve_the_api_and_nothing_more() {
+    use inventory::postgres::PgStore;
+    use inventory::service::Inventory;
+
+    let user = format!("inventory_app_{}", std::process::id());
+    let app: deploy::DatabaseSecret =
+        serde_json::from_value(json!({ "username": user, "password": "it's-a-secret" })).unwrap();
+    let mut databases = Vec::new();
+
+    // Every kind of statement the API runs, as the API's user (each scenario on its own database).
+    macro_rules! as_app {
+        ($($scenario:ident),*) => {$(
+            let (options, pool) = database_as_app(stringify!($scenario), &app).await;
+            common::behaviour::$scenario(Inventory::new(PgStore::new(pool.clone()))).await;
+            pool.close().await;
+            databases.push(options);
+        )*};
+    }
+    as_app!(
+        an_order_reserves_and_cancelling_releases,
+        fulfilling_ships_the_stock,
+        stock_adjustments_never_go_below_what_is_reserved,
+        deleting_waits_for_reservations_and_keeps_past_orders,
+        updates_honour_if_match_and_keep_order_snapshots
+    );
+
+    let (options, as_app) = database_as_app("inventory_deploy_role", &app).await;
+    for forbidden in [
+        "DROP TABLE orders",
+        "CREATE TABLE scratch (id int)",
+        "ALTER TABLE products ADD COLUMN x int",
+        "DELETE FROM _sqlx_migrations",
+        "SELECT * FROM _sqlx_migrations",
+        "DELETE FROM stock_movements",
+        "UPDATE stock_movements SET note = 'x'",
+        "DELETE FROM orders",
+        "TRUNCATE order_lines",
+    ] {
+        let refused = sqlx::query(forbidden).execute(&as_app).await.unwrap_err();
+        let code = refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default();
+        assert_eq!(code, "42501", "{forbidden}: {refused}");
+    }
+    as_app.close().await;
+    databases.push(options.clone());
+
+    let admin = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    let tables: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&admin)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let granted: std::collections::BTreeSet<String> = deploy::APP_GRANTS
+        .iter()
+        .map(|(t, _)| (*t).to_owned())
+        .collect();
+    assert_eq!(
+        tables, granted,
+        "every table of the schema has its line in APP_GRANTS"
+    );
+    admin.close().await;
+    for options in databases {
+        let url = options.to_url_lossy().to_string();
+        sqlx::Postgres::force_drop_database(&url).await.unwrap();
+    }
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let server = sqlx::PgPool::connect(&base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE \"{user}\"")))
+        .execute(&server)
+        .await
+        .unwrap();
 }
