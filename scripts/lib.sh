@@ -64,3 +64,21 @@ ensure_sam_cli() {
   ensure_venv "$TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
   SAM_CLI="$TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION/bin/sam"
 }
+
+# Zig, the cross-compiler and linker of `cargo lambda build`, from PyPI into its own virtualenv under TOOLS_DIR, so
+# a global ziglang of another version is left alone. cargo-lambda (through cargo-zigbuild) asks
+# `$CARGO_ZIGBUILD_PYTHON_PATH -m ziglang` first, then `zig` on PATH: both are pointed at the pinned one.
+# 0.15.2 is the last release before the `zig ar` regression of 0.16.0, which breaks every crate that archives C
+# code with cc-rs (ring, aws-lc-sys): rust-cross/cargo-zigbuild#433, aws/aws-lc-rs#993.
+ZIG_VERSION=0.15.2
+ensure_zig() {
+  local dir="$TOOLS_DIR/ziglang-$ZIG_VERSION" zig_dir
+  ensure_venv "$dir" "ziglang==$ZIG_VERSION"
+  zig_dir=$("$dir/bin/python" -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))')
+  export CARGO_ZIGBUILD_PYTHON_PATH="$dir/bin/python" CARGO_ZIGBUILD_ZIG_PATH="$zig_dir/zig" PATH="$zig_dir:$PATH"
+  hash -r
+  if [[ "$(zig version)" != "$ZIG_VERSION" ]]; then
+    echo "ensure_zig: expected zig $ZIG_VERSION, found $(zig version) at $(command -v zig)" >&2
+    return 1
+  fi
+}
