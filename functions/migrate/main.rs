@@ -9,8 +9,9 @@
 
 use std::str::FromStr;
 
+use sqlx::Connection;
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -23,19 +24,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         sqlx::Postgres::create_database(&url).await?;
         eprintln!("migrate: created the database");
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await?;
+    let mut conn = PgConnection::connect(&url).await?;
     let migrator = &inventory::postgres::MIGRATOR;
-    migrator.run(&pool).await?;
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
-        .await?;
+    migrator.run(&mut conn).await?;
+    let applied = inventory::postgres::schema::applied_migrations(&mut conn).await?;
     eprintln!(
         "migrate: {applied} of {} migrations applied, schema up to date",
         migrator.iter().count()
     );
-    pool.close().await;
+    conn.close().await?;
     Ok(())
 }

@@ -20,7 +20,6 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-use sqlx::{ConnectOptions, Connection};
 
 /// The id of the one migrations resource. Constant: a new id would make CloudFormation delete the old one.
 pub const PHYSICAL_ID: &str = "inventory-schema";
@@ -45,6 +44,8 @@ pub enum DeployError {
     Migrate(String),
     #[error("the migrations did not finish before the deadline")]
     Deadline,
+    #[error("{0}")]
+    Answer(String),
 }
 
 /// Where the migrations go.
@@ -208,7 +209,8 @@ pub fn cluster_options(target: &Target, secret: &DatabaseSecret) -> PgConnectOpt
 /// function, whose list is shorter, and the schema stays as it is (the migrations only ever add).
 ///
 /// With `app`, it then makes sure the API's user exists with that password and exactly the privileges the
-/// API needs ([`APP_GRANTS`]): it cannot change the schema, the migrations' record or the ledger's history.
+/// API needs (`postgres::schema::APP_GRANTS`): it cannot change the schema, the migrations' record or the
+/// ledger's history.
 pub async fn migrate(
     options: PgConnectOptions,
     app: Option<&DatabaseSecret>,
@@ -222,74 +224,12 @@ pub async fn migrate(
             _ => "see the migrate function's log".into(),
         })
     };
-    let mut conn = options.connect().await.map_err(failed)?;
-    let migrator = sqlx::migrate::Migrator {
-        migrations: crate::postgres::MIGRATOR.migrations.clone(),
-        ignore_missing: true,
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
-    let mut result = migrator.run(&mut conn).await.map_err(sqlx::Error::from);
-    if let (Ok(()), Some(app)) = (&result, app) {
-        result = grant_app_role(&mut conn, app).await;
-    }
-    let applied: Result<i64, sqlx::Error> =
-        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut conn)
-            .await;
-    let _ = conn.close().await;
-    result.map_err(failed)?;
-    Ok(applied.map_err(failed)? as usize)
-}
-
-/// What the API's user may do, table by table: everything the adapter's statements need, nothing more.
-/// Every table of the schema is listed (a test holds the list to the migrations).
-pub const APP_GRANTS: &[(&str, &str)] = &[
-    ("products", "SELECT, INSERT, UPDATE, DELETE"),
-    ("orders", "SELECT, INSERT, UPDATE"),
-    ("order_lines", "SELECT, INSERT"),
-    ("stock_movements", "SELECT, INSERT"),
-    ("_sqlx_migrations", ""),
-];
-
-/// Creates the API's user if needed, sets its password, and grants it [`APP_GRANTS`], in one transaction.
-pub async fn grant_app_role(
-    conn: &mut sqlx::PgConnection,
-    app: &DatabaseSecret,
-) -> Result<(), sqlx::Error> {
-    let role = quote_identifier(&app.username);
-    let mut tx = conn.begin().await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
-            .bind(&app.username)
-            .fetch_one(&mut *tx)
-            .await?;
-    if !exists {
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role} LOGIN")))
-            .execute(&mut *tx)
-            .await?;
-    }
-    // A password cannot be a bound parameter here; it is quoted as a literal, and the server stores only
-    // its SCRAM verifier.
-    let password = app.password.replace('\'', "''");
-    let mut script = format!(
-        "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}';\n\
-         GRANT USAGE ON SCHEMA public TO {role};\n"
-    );
-    for (table, privileges) in APP_GRANTS {
-        let table = quote_identifier(table);
-        script.push_str(&format!("REVOKE ALL ON {table} FROM {role};\n"));
-        if !privileges.is_empty() {
-            script.push_str(&format!("GRANT {privileges} ON {table} TO {role};\n"));
-        }
-    }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
-}
-
-fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    crate::postgres::schema::migrate(
+        options,
+        app.map(|a| (a.username.as_str(), a.password.as_str())),
+    )
+    .await
+    .map_err(failed)
 }
 
 /// The answer to `request`, once `work` has run (or timed out): `Data.Migrations` is the number of
@@ -360,7 +300,7 @@ where
     }
     let answer = answer(request, outcome);
     let body = serde_json::to_vec(&answer)
-        .map_err(|_| DeployError::Secret("could not encode the answer".into()))?;
+        .map_err(|_| DeployError::Answer("could not encode the answer".into()))?;
     // No content type: the pre-signed URL was signed without one.
     let delivered = client
         .put(response_url(request))
@@ -371,7 +311,7 @@ where
         .and_then(|r| r.error_for_status());
     if let Err(error) = delivered {
         tracing::error!(%error, "could not deliver the answer to CloudFormation");
-        return Err(DeployError::Migrate(
+        return Err(DeployError::Answer(
             "could not deliver the answer to CloudFormation".into(),
         ));
     }

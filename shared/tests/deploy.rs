@@ -441,7 +441,7 @@ async fn the_api_user_can_serve_the_api_and_nothing_more() {
             .unwrap()
             .into_iter()
             .collect();
-    let granted: std::collections::BTreeSet<String> = deploy::APP_GRANTS
+    let granted: std::collections::BTreeSet<String> = inventory::postgres::schema::APP_GRANTS
         .iter()
         .map(|(t, _)| (*t).to_owned())
         .collect();

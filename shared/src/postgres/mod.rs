@@ -6,6 +6,7 @@ mod errors;
 pub mod iam;
 mod orders;
 mod products;
+pub mod schema;
 
 use std::sync::Arc;
 use std::time::Duration;
