@@ -1,18 +1,21 @@
 //! An in-memory adapter of the ports, with the same semantics as the Postgres adapter: one lock stands in
 //! for the database's transactions. For service and handler tests, and for nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
 
+use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, Once, Replay};
 use crate::domain::order::{
     NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order,
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId, new_id};
-use crate::ports::{HealthProbe, OrderStore, ProductStore};
+use crate::ports::{
+    HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write, Written,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -24,6 +27,21 @@ struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
     movements: Vec<StockMovement>,
+    keys: HashMap<String, StoredKey>,
+}
+
+/// An idempotency key with the response of its request.
+#[derive(Debug)]
+struct StoredKey {
+    fingerprint: Fingerprint,
+    replay: Replay,
+    created_at: OffsetDateTime,
+}
+
+impl StoredKey {
+    fn expired(&self, now: OffsetDateTime) -> bool {
+        now - self.created_at >= KEY_LIFETIME
+    }
 }
 
 impl MemoryStore {
@@ -40,6 +58,15 @@ impl MemoryStore {
             .map_err(|_| Error::internal("memory store lock poisoned"))
     }
 
+    /// Makes every idempotency key look `age` older (for tests of their lifetime).
+    pub fn age_keys(&self, age: std::time::Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            for stored in state.keys.values_mut() {
+                stored.created_at -= age;
+            }
+        }
+    }
+
     /// Every ledger row, oldest first (for tests that reconcile the ledger with stock levels).
     pub fn movements(&self) -> Vec<StockMovement> {
         self.state
@@ -50,6 +77,134 @@ impl MemoryStore {
 }
 
 impl State {
+    fn create_product(&mut self, new: NewProduct) -> Result<Product, Error> {
+        if self.products.values().any(|p| p.sku == new.sku.as_str()) {
+            return Err(Error::SkuTaken);
+        }
+        let now = OffsetDateTime::now_utc();
+        let product = Product {
+            id: new_id(),
+            sku: new.sku.as_str().to_owned(),
+            name: new.name.into_inner(),
+            description: new.description.map(|d| d.into_inner()),
+            price_minor: new.price.get(),
+            currency: new.currency.as_str().to_owned(),
+            on_hand: 0,
+            reserved: 0,
+            low_stock_threshold: new.low_stock_threshold.map(|t| t.get()),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let id = product.id;
+        self.products.insert(id, product);
+        if new.on_hand.get() > 0 {
+            self.move_stock(
+                id,
+                None,
+                MovementReason::Received,
+                (new.on_hand.get(), 0),
+                Some("initial stock".into()),
+            )?;
+            // The initial stock is part of creating the product, not a change after it.
+            self.product_mut(id)?.version = 1;
+        }
+        Ok(self.products[&id].clone())
+    }
+
+    fn adjust_stock(
+        &mut self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+    ) -> Result<(StockMovement, Product), Error> {
+        let product = self.product_mut(id)?;
+        let on_hand = adjustment.apply(product.on_hand, product.reserved)?;
+        let delta = on_hand - product.on_hand;
+        let note = adjustment.note.map(|n| n.into_inner());
+        let movement = self.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
+        Ok((movement, self.products[&id].clone()))
+    }
+
+    fn create_order(&mut self, order: NewOrder) -> Result<Order, Error> {
+        let snapshots: Vec<ProductSnapshot> = order
+            .lock_order()
+            .iter()
+            .filter_map(|id| self.products.get(id))
+            .map(|p| ProductSnapshot {
+                id: p.id,
+                sku: p.sku.clone(),
+                name: p.name.clone(),
+                price_minor: p.price_minor,
+                currency: p.currency.clone(),
+                on_hand: p.on_hand,
+                reserved: p.reserved,
+            })
+            .collect();
+        let plan = plan_order(&order, &snapshots)?;
+        let id = new_id();
+        for line in &plan.lines {
+            self.move_stock(
+                line.product_id,
+                Some(id),
+                MovementReason::OrderReserved,
+                (0, line.quantity),
+                None,
+            )?;
+        }
+        let now = OffsetDateTime::now_utc();
+        let order = Order {
+            id,
+            status: OrderStatus::Pending,
+            customer_ref: order.customer_ref.map(|c| c.into_inner()),
+            lines: plan.lines,
+            total_minor: plan.total_minor,
+            currency: plan.currency,
+            created_at: now,
+            updated_at: now,
+        };
+        self.orders.insert(id, order.clone());
+        Ok(order)
+    }
+
+    fn transition_order(&mut self, id: OrderId, action: OrderAction) -> Result<Order, Error> {
+        let order = self
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound("order"))?;
+        let Transition::To(status) = order.status.apply(action)? else {
+            return Ok(order);
+        };
+        let reason = action.reason();
+        for line in &order.lines {
+            self.move_stock(
+                line.product_id,
+                Some(id),
+                reason,
+                action.stock_deltas(line.quantity),
+                None,
+            )?;
+        }
+        let order = self.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
+        order.status = status;
+        order.updated_at = OffsetDateTime::now_utc();
+        Ok(order.clone())
+    }
+
+    fn apply(&mut self, write: Write) -> Result<Written, Error> {
+        Ok(match write {
+            Write::CreateProduct(new) => Written::ProductCreated(self.create_product(new)?),
+            Write::AdjustStock(id, adjustment) => {
+                let (movement, product) = self.adjust_stock(id, adjustment)?;
+                Written::StockAdjusted(movement, product)
+            }
+            Write::CreateOrder(order) => Written::OrderPlaced(self.create_order(order)?),
+            Write::TransitionOrder(id, action) => {
+                Written::OrderTransitioned(self.transition_order(id, action)?)
+            }
+        })
+    }
+
     fn product_mut(&mut self, id: ProductId) -> Result<&mut Product, Error> {
         self.products.get_mut(&id).ok_or(Error::NotFound("product"))
     }
@@ -93,39 +248,7 @@ impl State {
 
 impl ProductStore for MemoryStore {
     async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
-        let mut state = self.lock(deadline)?;
-        if state.products.values().any(|p| p.sku == new.sku.as_str()) {
-            return Err(Error::SkuTaken);
-        }
-        let now = OffsetDateTime::now_utc();
-        let product = Product {
-            id: new_id(),
-            sku: new.sku.as_str().to_owned(),
-            name: new.name.into_inner(),
-            description: new.description.map(|d| d.into_inner()),
-            price_minor: new.price.get(),
-            currency: new.currency.as_str().to_owned(),
-            on_hand: 0,
-            reserved: 0,
-            low_stock_threshold: new.low_stock_threshold.map(|t| t.get()),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let id = product.id;
-        state.products.insert(id, product);
-        if new.on_hand.get() > 0 {
-            state.move_stock(
-                id,
-                None,
-                MovementReason::Received,
-                (new.on_hand.get(), 0),
-                Some("initial stock".into()),
-            )?;
-            // The initial stock is part of creating the product, not a change after it.
-            state.product_mut(id)?.version = 1;
-        }
-        Ok(state.products[&id].clone())
+        self.lock(deadline)?.create_product(new)
     }
 
     async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
@@ -175,7 +298,8 @@ impl ProductStore for MemoryStore {
 
     async fn delete_product(&self, id: ProductId, deadline: Deadline) -> Result<(), Error> {
         let mut state = self.lock(deadline)?;
-        if state.product_mut(id)?.reserved > 0 {
+        let product = state.product_mut(id)?;
+        if product.reserved > 0 || product.on_hand > 0 {
             return Err(delete_refused());
         }
         state.products.remove(&id);
@@ -188,13 +312,7 @@ impl ProductStore for MemoryStore {
         adjustment: StockAdjustment,
         deadline: Deadline,
     ) -> Result<(StockMovement, Product), Error> {
-        let mut state = self.lock(deadline)?;
-        let product = state.product_mut(id)?;
-        let on_hand = adjustment.apply(product.on_hand, product.reserved)?;
-        let delta = on_hand - product.on_hand;
-        let note = adjustment.note.map(|n| n.into_inner());
-        let movement = state.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
-        Ok((movement, state.products[&id].clone()))
+        self.lock(deadline)?.adjust_stock(id, adjustment)
     }
 
     async fn list_movements(
@@ -222,45 +340,7 @@ impl ProductStore for MemoryStore {
 
 impl OrderStore for MemoryStore {
     async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
-        let mut state = self.lock(deadline)?;
-        let snapshots: Vec<ProductSnapshot> = order
-            .lock_order()
-            .iter()
-            .filter_map(|id| state.products.get(id))
-            .map(|p| ProductSnapshot {
-                id: p.id,
-                sku: p.sku.clone(),
-                name: p.name.clone(),
-                price_minor: p.price_minor,
-                currency: p.currency.clone(),
-                on_hand: p.on_hand,
-                reserved: p.reserved,
-            })
-            .collect();
-        let plan = plan_order(&order, &snapshots)?;
-        let id = new_id();
-        for line in &plan.lines {
-            state.move_stock(
-                line.product_id,
-                Some(id),
-                MovementReason::OrderReserved,
-                (0, line.quantity),
-                None,
-            )?;
-        }
-        let now = OffsetDateTime::now_utc();
-        let order = Order {
-            id,
-            status: OrderStatus::Pending,
-            customer_ref: order.customer_ref.map(|c| c.into_inner()),
-            lines: plan.lines,
-            total_minor: plan.total_minor,
-            currency: plan.currency,
-            created_at: now,
-            updated_at: now,
-        };
-        state.orders.insert(id, order.clone());
-        Ok(order)
+        self.lock(deadline)?.create_order(order)
     }
 
     async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
@@ -289,7 +369,7 @@ impl OrderStore for MemoryStore {
             .take(page.fetch())
             .cloned()
             .collect();
-        Ok(Page::from_rows(rows, page, |o: &Order| o.id))
+        Ok(Page::of_orders(rows, page))
     }
 
     async fn transition_order(
@@ -298,29 +378,55 @@ impl OrderStore for MemoryStore {
         action: OrderAction,
         deadline: Deadline,
     ) -> Result<Order, Error> {
+        self.lock(deadline)?.transition_order(id, action)
+    }
+}
+
+impl IdempotentStore for MemoryStore {
+    async fn write_once(
+        &self,
+        claim: &Claim,
+        write: Write,
+        render: &Render,
+        deadline: Deadline,
+    ) -> Result<Once, Error> {
         let mut state = self.lock(deadline)?;
-        let order = state
-            .orders
-            .get(&id)
-            .cloned()
-            .ok_or(Error::NotFound("order"))?;
-        let Transition::To(status) = order.status.apply(action)? else {
-            return Ok(order);
-        };
-        let reason = action.reason();
-        for line in &order.lines {
-            state.move_stock(
-                line.product_id,
-                Some(id),
-                reason,
-                action.stock_deltas(line.quantity),
-                None,
-            )?;
+        let now = OffsetDateTime::now_utc();
+        if let Some(stored) = state.keys.get(claim.key.as_str())
+            && !stored.expired(now)
+        {
+            return if stored.fingerprint == claim.fingerprint {
+                Ok(Once::Replayed(stored.replay.clone()))
+            } else {
+                Err(Error::IdempotencyKeyReused)
+            };
         }
-        let order = state.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
-        order.status = status;
-        order.updated_at = OffsetDateTime::now_utc();
-        Ok(order.clone())
+        // One lock stands for the transaction: the write, then the key with its response, or neither.
+        let replay = render(&state.apply(write)?);
+        let stored = StoredKey {
+            fingerprint: claim.fingerprint,
+            replay: replay.clone(),
+            created_at: now,
+        };
+        state.keys.insert(claim.key.as_str().to_owned(), stored);
+        Ok(Once::Fresh(replay))
+    }
+
+    async fn purge_expired_keys(&self, batch: u32, deadline: Deadline) -> Result<u64, Error> {
+        let mut state = self.lock(deadline)?;
+        let now = OffsetDateTime::now_utc();
+        let mut expired: Vec<(OffsetDateTime, String)> = state
+            .keys
+            .iter()
+            .filter(|(_, stored)| stored.expired(now))
+            .map(|(key, stored)| (stored.created_at, key.clone()))
+            .collect();
+        expired.sort();
+        expired.truncate(batch as usize);
+        for (_, key) in &expired {
+            state.keys.remove(key);
+        }
+        Ok(expired.len() as u64)
     }
 }
 

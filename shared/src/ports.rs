@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::domain::idempotency::{Claim, Once, Replay};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
@@ -103,12 +104,57 @@ pub trait OrderStore: Send + Sync {
     ) -> impl Future<Output = Result<Order, Error>> + Send;
 }
 
+/// A write that can be made idempotent with a key.
+#[derive(Debug, Clone)]
+pub enum Write {
+    CreateProduct(NewProduct),
+    AdjustStock(ProductId, StockAdjustment),
+    CreateOrder(NewOrder),
+    TransitionOrder(OrderId, OrderAction),
+}
+
+/// What a [`Write`] produced.
+#[derive(Debug, Clone)]
+pub enum Written {
+    ProductCreated(Product),
+    StockAdjusted(StockMovement, Product),
+    OrderPlaced(Order),
+    OrderTransitioned(Order),
+}
+
+/// Turns what a write produced into the response to store and send; given by the HTTP edge, so the store
+/// keeps the exact response without knowing HTTP.
+pub type Render = dyn Fn(&Written) -> Replay + Send + Sync;
+
+/// Writes done at most once per idempotency key.
+pub trait IdempotentStore: Send + Sync {
+    /// Makes `write` unless the key was already used: the key, the request's fingerprint and the response
+    /// (`render` of what was written) are stored in the same transaction as the write, and only if it
+    /// succeeds. A repeat with the same fingerprint within the key's lifetime is answered with the stored
+    /// response and changes nothing; with another fingerprint it is `IdempotencyKeyReused`; while the first
+    /// is still running it waits briefly, then is `RequestInProgress`.
+    fn write_once(
+        &self,
+        claim: &Claim,
+        write: Write,
+        render: &Render,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Once, Error>> + Send;
+
+    /// Deletes at most `batch` keys older than their lifetime, oldest first; answers how many it deleted.
+    fn purge_expired_keys(
+        &self,
+        batch: u32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
+}
+
 /// Whether the store can be reached.
 pub trait HealthProbe: Send + Sync {
     fn ping(&self, deadline: Deadline) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// Everything the service needs: implemented by any type that has all the ports.
-pub trait Store: ProductStore + OrderStore + HealthProbe {}
+pub trait Store: ProductStore + OrderStore + IdempotentStore + HealthProbe {}
 
-impl<T: ProductStore + OrderStore + HealthProbe> Store for T {}
+impl<T: ProductStore + OrderStore + IdempotentStore + HealthProbe> Store for T {}

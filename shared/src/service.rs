@@ -2,11 +2,12 @@
 
 use tracing::instrument;
 
+use crate::domain::idempotency::{Claim, Once};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId};
-use crate::ports::Store;
+use crate::ports::{Render, Store, Write, Written};
 
 /// The inventory and order service over a store.
 #[derive(Debug, Clone)]
@@ -124,6 +125,65 @@ impl<S: Store> Inventory<S> {
         let order = self.store.transition_order(id, action, deadline).await?;
         tracing::info!(status = order.status.as_str(), "order transitioned");
         Ok(order)
+    }
+
+    /// Makes a write (of a request without an idempotency key).
+    pub async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
+        Ok(match write {
+            Write::CreateProduct(new) => {
+                Written::ProductCreated(self.create_product(new, deadline).await?)
+            }
+            Write::AdjustStock(id, adjustment) => {
+                let (movement, product) = self.adjust_stock(id, adjustment, deadline).await?;
+                Written::StockAdjusted(movement, product)
+            }
+            Write::CreateOrder(order) => {
+                Written::OrderPlaced(self.create_order(order, deadline).await?)
+            }
+            Write::TransitionOrder(id, action) => {
+                Written::OrderTransitioned(self.transition_order(id, action, deadline).await?)
+            }
+        })
+    }
+
+    /// Makes a write at most once for its idempotency key; repeats get the first response back.
+    #[instrument(skip_all, fields(idempotency_key = claim.key.as_str()))]
+    pub async fn write_once(
+        &self,
+        claim: &Claim,
+        write: Write,
+        render: &Render,
+        deadline: Deadline,
+    ) -> Result<Once, Error> {
+        let once = self
+            .store
+            .write_once(claim, write, render, deadline)
+            .await?;
+        if once.replayed() {
+            tracing::info!("replayed the stored response");
+        } else {
+            tracing::info!(
+                status = once.response().status,
+                "write made and its response stored"
+            );
+        }
+        Ok(once)
+    }
+
+    /// Deletes expired idempotency keys in batches of `batch` until none is left or `deadline` is near;
+    /// answers how many it deleted.
+    pub async fn purge_expired_keys(&self, batch: u32, deadline: Deadline) -> Result<u64, Error> {
+        let mut total = 0;
+        loop {
+            let deleted = self.store.purge_expired_keys(batch, deadline).await?;
+            total += deleted;
+            tracing::info!(deleted, total, "purged a batch of expired idempotency keys");
+            if deleted < u64::from(batch)
+                || deadline.remaining() < std::time::Duration::from_secs(1)
+            {
+                return Ok(total);
+            }
+        }
     }
 
     pub async fn health(&self, deadline: Deadline) -> Result<(), Error> {

@@ -507,7 +507,7 @@ async fn adjustments_answer_201_with_the_movement_and_product() {
 #[tokio::test]
 async fn deleting_answers_204_then_404_and_refuses_reserved_stock() {
     let app = app();
-    let a = create_product(&app, "A", 3).await;
+    let a = create_product(&app, "A", 0).await;
     let b = create_product(&app, "B", 3).await;
     let path = |p: &ProductView| format!("/products/{}", p.id);
     let order = v2(Endpoint::CreateOrder, "/orders")
@@ -706,4 +706,119 @@ async fn the_lambda_deadline_bounds_a_request_stuck_behind_a_lock(pool: sqlx::Pg
         .await
         .unwrap();
     assert_eq!((orders, reserved), (0, 0));
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_replays_the_response_with_a_header() {
+    let app = app();
+    let a = create_product(&app, "A", 5).await;
+    let order = || {
+        v2(Endpoint::CreateOrder, "/orders")
+            .json(&json!({ "lines": [{ "product_id": a.id, "quantity": 2 }] }))
+            .header("Idempotency-Key", "cart-42-attempt")
+    };
+    let first = call(&app, Endpoint::CreateOrder, order()).await;
+    assert_eq!(first.status(), 201);
+    assert_eq!(header(&first, "idempotent-replayed"), None);
+    // The same body laid out differently is the same request.
+    let again = call(
+        &app,
+        Endpoint::CreateOrder,
+        v2(Endpoint::CreateOrder, "/orders")
+            .raw_body(&format!(
+                r#"{{ "lines" : [ {{ "quantity": 2, "product_id": "{}" }} ] }}"#,
+                a.id
+            ))
+            .header("content-type", "application/json")
+            .header("Idempotency-Key", "cart-42-attempt"),
+    )
+    .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
+    assert_eq!(header(&again, "location"), header(&first, "location"));
+    assert_eq!(header(&again, "content-type"), Some("application/json"));
+    assert_eq!(again.body(), first.body());
+    let product = call(
+        &app,
+        Endpoint::GetProduct,
+        v2(Endpoint::GetProduct, &format!("/products/{}", a.id)),
+    )
+    .await;
+    assert_eq!(body(&product)["reserved"], 2);
+
+    // The same key with another body, or on another route, is refused and changes nothing.
+    let other = v2(Endpoint::CreateOrder, "/orders")
+        .json(&json!({ "lines": [{ "product_id": a.id, "quantity": 1 }] }))
+        .header("Idempotency-Key", "cart-42-attempt");
+    problem(
+        &call(&app, Endpoint::CreateOrder, other).await,
+        422,
+        "idempotency_key_reused",
+    );
+    let adjust = v2(
+        Endpoint::AdjustStock,
+        &format!("/products/{}/stock-adjustments", a.id),
+    )
+    .json(&json!({ "delta": 2, "reason": "received" }))
+    .header("Idempotency-Key", "cart-42-attempt");
+    problem(
+        &call(&app, Endpoint::AdjustStock, adjust).await,
+        422,
+        "idempotency_key_reused",
+    );
+    let product = call(
+        &app,
+        Endpoint::GetProduct,
+        v2(Endpoint::GetProduct, &format!("/products/{}", a.id)),
+    )
+    .await;
+    assert_eq!(
+        (
+            body(&product)["on_hand"].clone(),
+            body(&product)["reserved"].clone()
+        ),
+        (json!(5), json!(2))
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_400() {
+    let app = app();
+    let long = "k".repeat(256);
+    for key in ["", long.as_str(), "two words", "caf\u{e9}"] {
+        let event = v2(Endpoint::CreateProduct, "/products")
+            .json(&json!({ "sku": "K", "name": "K", "price_minor": 1, "currency": "EUR" }))
+            .header("Idempotency-Key", key);
+        problem(
+            &call(&app, Endpoint::CreateProduct, event).await,
+            400,
+            "bad_request",
+        );
+    }
+    let listed = call(
+        &app,
+        Endpoint::ListProducts,
+        v2(Endpoint::ListProducts, "/products"),
+    )
+    .await;
+    assert_eq!(body(&listed)["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_nul_or_invalid_utf8_in_the_query_is_400() {
+    let app = app();
+    for (raw, decoded) in [
+        ("sku=%00", "\u{0}"),
+        ("sku=%FF", "\u{fffd}"),
+        ("sku=a%0Ab", "a\nb"),
+    ] {
+        let event = v2(Endpoint::ListProducts, "/products").raw_query(raw, &[("sku", decoded)]);
+        problem(
+            &call(&app, Endpoint::ListProducts, event).await,
+            400,
+            "bad_request",
+        );
+    }
+    let fine = v2(Endpoint::ListProducts, "/products").raw_query("sku=A%2FB", &[("sku", "A/B")]);
+    assert_eq!(call(&app, Endpoint::ListProducts, fine).await.status(), 200);
 }

@@ -25,9 +25,20 @@ pub enum Error {
     Conflict(String),
     #[error("precondition failed")]
     PreconditionFailed,
-    /// The store could not answer in time (unreachable, lock timeout, deadline reached): safe to retry.
+    /// The `Idempotency-Key` was first used with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    /// Another request with the same `Idempotency-Key` is still running.
+    #[error("a request with this idempotency key is in progress")]
+    RequestInProgress,
+    /// The store could not answer in time (unreachable, lock timeout, deadline reached) and nothing was
+    /// committed: safe to retry.
     #[error("service unavailable")]
     Unavailable(#[source] Cause),
+    /// The connection was lost or the deadline passed after the commit was sent: the change may or may not
+    /// have happened. Retry with the same idempotency key to find out.
+    #[error("outcome unknown")]
+    OutcomeUnknown(#[source] Cause),
     #[error("internal error")]
     Internal(#[source] Cause),
 }
@@ -35,6 +46,10 @@ pub enum Error {
 impl Error {
     pub fn unavailable(cause: impl Into<Cause>) -> Self {
         Self::Unavailable(cause.into())
+    }
+
+    pub fn outcome_unknown(cause: impl Into<Cause>) -> Self {
+        Self::OutcomeUnknown(cause.into())
     }
 
     pub fn internal(cause: impl Into<Cause>) -> Self {

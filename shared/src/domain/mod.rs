@@ -3,6 +3,7 @@
 mod currency;
 mod deadline;
 mod error;
+pub mod idempotency;
 pub mod order;
 mod page;
 pub mod product;
@@ -12,7 +13,7 @@ mod values;
 pub use currency::Currency;
 pub use deadline::Deadline;
 pub use error::{Error, FieldError, Shortage, Validator};
-pub use page::{Cursor, Page, PageRequest};
+pub use page::{Cursor, MAX_PAGE_LINES, Page, PageRequest};
 pub use values::{
     CustomerRef, Description, IfMatch, Note, PriceMinor, ProductName, Quantity, Sku, StockLevel,
     etag,

@@ -2,6 +2,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
+/// Most order lines one page of orders holds (orders have up to 100 lines each): a page stops before the
+/// order that would take it over, so that no response can approach Lambda's 6 MB limit (the worst case is
+/// worked out by a test of the HTTP edge).
+pub const MAX_PAGE_LINES: usize = 1000;
+
 /// Default and largest page sizes of every list endpoint.
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
@@ -62,6 +67,35 @@ impl PageRequest {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<Cursor>,
+}
+
+impl Page<crate::domain::order::Order> {
+    /// A page of orders from up to `request.fetch()` rows in list order, which also ends before the order
+    /// that would take it over [`MAX_PAGE_LINES`] lines (always holding at least one order).
+    pub fn of_orders(mut rows: Vec<crate::domain::order::Order>, request: PageRequest) -> Self {
+        let mut lines = 0;
+        let fits = rows
+            .iter()
+            .take_while(|order| {
+                lines += order.lines.len();
+                lines <= MAX_PAGE_LINES
+            })
+            .count()
+            .max(1);
+        if fits < rows.len() && fits < request.limit as usize {
+            // Cut short by size: keep one more row so that `from_rows` sees there is a next page.
+            rows.truncate(fits + 1);
+            return Self::from_rows(
+                rows,
+                PageRequest {
+                    limit: fits as u32,
+                    ..request
+                },
+                |o| o.id,
+            );
+        }
+        Self::from_rows(rows, request, |o| o.id)
+    }
 }
 
 impl<T> Page<T> {

@@ -40,7 +40,9 @@ impl Product {
 /// The conflict of deleting a product that pending orders hold stock of.
 pub fn delete_refused() -> super::Error {
     super::Error::Conflict(
-        "the product has stock reserved by pending orders; cancel or fulfil them first".into(),
+        "the product still has stock: pending orders must be cancelled or fulfilled and on-hand stock \
+         adjusted to zero (through the ledger) before it can be deleted"
+            .into(),
     )
 }
 

@@ -6,17 +6,23 @@ use lambda_http::{Body, Request, Response};
 
 use super::App;
 use super::dto::{
-    AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView,
-    PageView, ProductView, StockAdjustmentBody, UpdateProductBody,
+    CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView, PageView, ProductView,
+    StockAdjustmentBody, UpdateProductBody,
 };
-use super::request::{if_match, json_body, page_request, path_id, query, query_parsed};
+use super::idempotency::{fingerprint, render, response};
+use super::request::{
+    check_query, idempotency_key, if_match, json_body, json_body_value, page_request, path_id,
+    query, query_parsed,
+};
 use super::response::{ApiError, json, no_content, with_header};
 use super::routes::Endpoint;
+use crate::domain::idempotency::Claim;
 use crate::domain::order::{NewOrder, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::StockAdjustment;
 use crate::domain::{Deadline, etag};
 use crate::ports::Store;
+use crate::ports::Write;
 
 type Result = std::result::Result<Response<Body>, ApiError>;
 
@@ -28,18 +34,13 @@ pub(super) async fn dispatch<S: Store>(
 ) -> Result {
     let id = || path_id(request, endpoint.route());
     let service = &app.inventory;
+    let limit = app.config.body_limit;
+    check_query(request)?;
     match endpoint {
         Endpoint::CreateProduct => {
-            let body: CreateProductBody = json_body(request, app.config.body_limit)?;
-            let product = service
-                .create_product(NewProduct::try_from(body)?, deadline)
-                .await?;
-            let location = format!("/products/{}", product.id);
-            Ok(with_header(
-                product_response(StatusCode::CREATED, product),
-                header::LOCATION,
-                &location,
-            ))
+            let (body, value) = json_body_value::<CreateProductBody>(request, limit)?;
+            let write = Write::CreateProduct(NewProduct::try_from(body)?);
+            write_once(app, endpoint, request, None, Some(&value), write, deadline).await
         }
         Endpoint::ListProducts => {
             let filter = ProductFilter {
@@ -73,19 +74,18 @@ pub(super) async fn dispatch<S: Store>(
         }
         Endpoint::AdjustStock => {
             let id = id()?;
-            let body: StockAdjustmentBody = json_body(request, app.config.body_limit)?;
-            let adjustment = StockAdjustment::try_from(body)?;
-            let (movement, product) = service.adjust_stock(id, adjustment, deadline).await?;
-            let version = product.version;
-            let view = AdjustmentView {
-                movement: movement.into(),
-                product: product.into(),
-            };
-            Ok(with_header(
-                json(StatusCode::CREATED, &view),
-                header::ETAG,
-                &etag(version),
-            ))
+            let (body, value) = json_body_value::<StockAdjustmentBody>(request, limit)?;
+            let write = Write::AdjustStock(id, StockAdjustment::try_from(body)?);
+            write_once(
+                app,
+                endpoint,
+                request,
+                Some(id),
+                Some(&value),
+                write,
+                deadline,
+            )
+            .await
         }
         Endpoint::ListStockMovements => {
             let id = id()?;
@@ -98,13 +98,9 @@ pub(super) async fn dispatch<S: Store>(
             ))
         }
         Endpoint::CreateOrder => {
-            let body: CreateOrderBody = json_body(request, app.config.body_limit)?;
-            let order = service
-                .create_order(NewOrder::try_from(body)?, deadline)
-                .await?;
-            let location = format!("/orders/{}", order.id);
-            let response = json(StatusCode::CREATED, &OrderView::from(order));
-            Ok(with_header(response, header::LOCATION, &location))
+            let (body, value) = json_body_value::<CreateOrderBody>(request, limit)?;
+            let write = Write::CreateOrder(NewOrder::try_from(body)?);
+            write_once(app, endpoint, request, None, Some(&value), write, deadline).await
         }
         Endpoint::ListOrders => {
             let status = query_parsed(request, "status", OrderStatus::parse)?;
@@ -125,8 +121,9 @@ pub(super) async fn dispatch<S: Store>(
                 Endpoint::CancelOrder => OrderAction::Cancel,
                 _ => OrderAction::Fulfill,
             };
-            let order = service.transition_order(id()?, action, deadline).await?;
-            Ok(json(StatusCode::OK, &OrderView::from(order)))
+            let id = id()?;
+            let write = Write::TransitionOrder(id, action);
+            write_once(app, endpoint, request, Some(id), None, write, deadline).await
         }
         // Served by its own function (see `http::docs`), never by an API function.
         Endpoint::Docs => Err(ApiError::Domain(crate::domain::Error::NotFound("route"))),
@@ -138,6 +135,35 @@ pub(super) async fn dispatch<S: Store>(
                     status: "ok".into(),
                 },
             ))
+        }
+    }
+}
+
+/// Makes a write of one of the idempotent routes: at most once per `Idempotency-Key` when the request has one
+/// (a repeat gets the stored response, marked `Idempotent-Replayed: true`), as a plain write otherwise. Both
+/// answer with the same rendering of what was written.
+async fn write_once<S: Store>(
+    app: &App<S>,
+    endpoint: Endpoint,
+    request: &Request,
+    id: Option<uuid::Uuid>,
+    body: Option<&serde_json::Value>,
+    write: Write,
+    deadline: Deadline,
+) -> Result {
+    let service = &app.inventory;
+    match idempotency_key(request)? {
+        Some(key) => {
+            let claim = Claim {
+                key,
+                fingerprint: fingerprint(endpoint.route(), id, body),
+            };
+            let once = service.write_once(&claim, write, &render, deadline).await?;
+            Ok(response(once.response(), once.replayed()))
+        }
+        None => {
+            let written = service.write(write, deadline).await?;
+            Ok(response(&render(&written), false))
         }
     }
 }

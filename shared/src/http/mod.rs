@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod dto;
 mod handlers;
+pub mod idempotency;
 pub mod openapi;
 pub mod request;
 pub mod response;

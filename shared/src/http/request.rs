@@ -7,7 +7,11 @@ use uuid::Uuid;
 
 use super::response::ApiError;
 use super::routes::Route;
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::{Cursor, Error, FieldError, IfMatch, PageRequest};
+
+/// The header that makes a write idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The `{id}` of a route's path: from the event's path parameters (API Gateway, `cargo lambda watch`), or
 /// read off the raw path by aligning it with the route template from the end (which also copes with a
@@ -27,6 +31,64 @@ pub fn path_id(request: &Request, route: &Route) -> Result<Uuid, ApiError> {
     });
     let raw = raw.ok_or_else(|| ApiError::bad_request("the path has no id"))?;
     Uuid::try_parse(&raw).map_err(|_| ApiError::bad_request("the id in the path is not a UUID"))
+}
+
+/// Refuses a query string that no parameter could be read from faithfully: percent-encoded bytes that are not
+/// UTF-8, or control characters (a NUL cannot even be stored in Postgres text).
+pub fn check_query(request: &Request) -> Result<(), ApiError> {
+    let raw = request.uri().query().unwrap_or_default();
+    let decoded = percent_decode(raw);
+    let text = std::str::from_utf8(&decoded)
+        .map_err(|_| ApiError::bad_request("the query string is not valid UTF-8"))?;
+    let parsed = request.query_string_parameters_ref();
+    let values = parsed.iter().flat_map(|params| params.iter());
+    if text.chars().any(char::is_control)
+        || values
+            .flat_map(|(name, value)| [name, value])
+            .any(|s| s.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            "the query string must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// `%XX` escapes and `+` of a URL query, decoded to bytes (a malformed escape is kept as it is).
+fn percent_decode(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The `Idempotency-Key` header, if present: 1 to 255 visible ASCII characters, or a 400.
+pub fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError::bad_request("Idempotency-Key may contain only visible ASCII characters")
+    })?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(ApiError::bad_request)
 }
 
 /// A query parameter, if present.
@@ -72,6 +134,14 @@ pub fn if_match(request: &Request) -> Option<IfMatch> {
 /// The body as `T`: over `limit` bytes is a 413; not JSON (by content type or by syntax) is a 400; JSON of
 /// the wrong shape (a wrong type, an unknown field) is a 422 pointing at the offending value.
 pub fn json_body<T: DeserializeOwned>(request: &Request, limit: usize) -> Result<T, ApiError> {
+    json_body_value(request, limit).map(|(body, _)| body)
+}
+
+/// [`json_body`], with the JSON value it was read from.
+pub fn json_body_value<T: DeserializeOwned>(
+    request: &Request,
+    limit: usize,
+) -> Result<(T, serde_json::Value), ApiError> {
     let body: &[u8] = request.body().as_ref();
     if body.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
@@ -93,11 +163,12 @@ pub fn json_body<T: DeserializeOwned>(request: &Request, limit: usize) -> Result
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    serde_path_to_error::deserialize(value).map_err(|error| {
+    let body = serde_path_to_error::deserialize(&value).map_err(|error| {
         let pointer = pointer(error.path());
         let detail = error.into_inner().to_string();
         ApiError::Domain(Error::Validation(vec![FieldError::new(pointer, detail)]))
-    })
+    })?;
+    Ok((body, value))
 }
 
 /// The RFC 6901 JSON pointer of a serde path.

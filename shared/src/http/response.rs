@@ -63,7 +63,10 @@ pub enum ProblemCode {
     Conflict,
     PreconditionFailed,
     PayloadTooLarge,
+    IdempotencyKeyReused,
+    RequestInProgress,
     Unavailable,
+    OutcomeUnknown,
     Internal,
 }
 
@@ -136,6 +139,33 @@ impl ApiError {
                     vec![],
                     vec![],
                 ),
+                Error::IdempotencyKeyReused => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ProblemCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was first used with a different request; use a new key for a new \
+                     request"
+                        .to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::RequestInProgress => (
+                    StatusCode::CONFLICT,
+                    ProblemCode::RequestInProgress,
+                    "a request with this Idempotency-Key is still in progress; retry after the given seconds \
+                     to get its response"
+                        .to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::OutcomeUnknown(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ProblemCode::OutcomeUnknown,
+                    "the connection to the database was lost while the change was being committed: it may or \
+                     may not have happened; retry with the same Idempotency-Key to find out"
+                        .to_owned(),
+                    vec![],
+                    vec![],
+                ),
                 Error::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ProblemCode::Unavailable,
@@ -165,7 +195,9 @@ impl ApiError {
 
     /// Logs the error (with its whole cause chain when the fault is ours) and renders it.
     pub fn into_response(self) -> Response<Body> {
-        if let Self::Domain(Error::Unavailable(_) | Error::Internal(_)) = &self {
+        if let Self::Domain(Error::Unavailable(_) | Error::OutcomeUnknown(_) | Error::Internal(_)) =
+            &self
+        {
             tracing::error!(error = %chain(&self), "request failed");
         } else {
             tracing::debug!(error = %self, "request refused");
@@ -179,7 +211,9 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            || problem.code == ProblemCode::RequestInProgress
+        {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -3,6 +3,19 @@ use sqlx::error::ErrorKind;
 use crate::domain::Error;
 use crate::domain::stock::{above_ceiling, below_reserved};
 
+/// `lock_not_available`: a lock wait ran out (`lock_timeout`).
+pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The SQLSTATE of an error the server sent.
+pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .map(|e| e.code()),
+        _ => None,
+    }
+}
+
 /// Maps a database error into the domain: constraint violations the API can explain become client errors,
 /// anything that says "try again later" becomes `Unavailable`, and the rest is `Internal`, its cause kept for
 /// the logs only.
@@ -21,11 +34,16 @@ pub fn db_error(error: sqlx::Error) -> Error {
                 _ => {}
             }
             match db.code().as_deref() {
-                // query_canceled (statement_timeout), lock_not_available (lock_timeout), deadlock_detected,
-                // serialization_failure, too_many_connections, admin/crash shutdown, cannot_connect_now.
+                // Transient: query_canceled (statement_timeout), lock_not_available (lock_timeout),
+                // deadlock_detected, serialization_failure, too_many_connections, admin/crash shutdown,
+                // cannot_connect_now (starting up or in recovery), read_only_sql_transaction (a read-only
+                // server, as after a failover), idle_in_transaction_session_timeout, out of memory or disk
+                // (53xxx: insufficient resources).
                 Some(
-                    "57014" | "55P03" | "40P01" | "40001" | "53300" | "57P01" | "57P02" | "57P03",
+                    "57014" | "55P03" | "40P01" | "40001" | "57P01" | "57P02" | "57P03" | "25006"
+                    | "25P03",
                 ) => Error::unavailable(error),
+                Some(code) if code.starts_with("53") => Error::unavailable(error),
                 // connection exceptions, and a server that refuses us (bad credentials, no such database):
                 // the database is unreachable as far as a client can tell.
                 Some(code)

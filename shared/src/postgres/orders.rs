@@ -3,10 +3,10 @@ use time::OffsetDateTime;
 use crate::domain::order::{
     NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot, Transition, plan_order,
 };
-use crate::domain::{Deadline, Error, OrderId, Page, PageRequest, new_id};
+use crate::domain::{Deadline, Error, MAX_PAGE_LINES, OrderId, Page, PageRequest, new_id};
 use crate::ports::OrderStore;
 
-use super::{PgStore, db_error};
+use super::{PgStore, Tx, db_error};
 
 /// One line of an order joined with its order's header, as the order queries return them.
 struct OrderLineRow {
@@ -55,7 +55,7 @@ fn group_orders(rows: Vec<OrderLineRow>) -> Result<Vec<Order>, Error> {
 }
 
 /// Reads one order with its lines.
-async fn fetch_order(conn: &mut sqlx::PgConnection, id: OrderId) -> Result<Order, Error> {
+async fn fetch_order(tx: &mut Tx<'_>, id: OrderId) -> Result<Order, Error> {
     let rows = sqlx::query_as!(
         OrderLineRow,
         r#"
@@ -67,7 +67,7 @@ async fn fetch_order(conn: &mut sqlx::PgConnection, id: OrderId) -> Result<Order
         "#,
         id
     )
-    .fetch_all(conn)
+    .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error)?;
     group_orders(rows)?.pop().ok_or(Error::NotFound("order"))
@@ -75,95 +75,12 @@ async fn fetch_order(conn: &mut sqlx::PgConnection, id: OrderId) -> Result<Order
 
 impl OrderStore for PgStore {
     async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
-        let id = new_id();
-        self.transaction(deadline, async |tx| {
-            // Round trip 1: lock every product of the order, in id order (the one global lock order, so two
-            // orders over the same products queue instead of deadlocking), and read what pricing needs.
-            let products = sqlx::query_as!(
-                ProductSnapshot,
-                r#"
-                SELECT id, sku, name, price_minor, currency, on_hand, reserved
-                FROM products
-                WHERE id = ANY($1)
-                ORDER BY id
-                FOR UPDATE
-                "#,
-                &order.lock_order(),
-            )
-            .fetch_all(&mut **tx)
+        self.transaction(deadline, async |tx| place_order(tx, order).await)
             .await
-            .map_err(db_error)?;
-
-            let plan = plan_order(&order, &products)?;
-
-            // Round trip 2: every line in one statement. The reservation is a conditional UPDATE, and the
-            // CHECK constraint (reserved <= on_hand) stands behind it; the order, its snapshot lines and one
-            // ledger row per product are written alongside.
-            let lines = &plan.lines;
-            let written = sqlx::query!(
-                r#"
-                WITH line AS (
-                    SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
-                        WITH ORDINALITY AS l(product_id, quantity, sku, name, unit_price_minor, line_total_minor, line_no)
-                ), reservation AS (
-                    UPDATE products p
-                    SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
-                    FROM line
-                    WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
-                    RETURNING p.id, line.quantity, p.on_hand, p.reserved
-                ), new_order AS (
-                    INSERT INTO orders (id, status, customer_ref, currency, total_minor)
-                    VALUES ($1, 'pending', $8, $9, $10)
-                    RETURNING created_at, updated_at
-                ), new_lines AS (
-                    INSERT INTO order_lines
-                        (order_id, line_no, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
-                    SELECT $1, line_no::int, product_id, sku, name, quantity, unit_price_minor, line_total_minor
-                    FROM line
-                ), movements AS (
-                    INSERT INTO stock_movements
-                        (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-                    SELECT id, $1, 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
-                )
-                SELECT (SELECT count(*) FROM reservation) AS "reserved!", created_at, updated_at
-                FROM new_order
-                "#,
-                id,
-                &lines.iter().map(|l| l.product_id).collect::<Vec<_>>(),
-                &lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
-                &lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>(),
-                &lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
-                &lines.iter().map(|l| l.unit_price_minor).collect::<Vec<_>>(),
-                &lines.iter().map(|l| l.line_total_minor).collect::<Vec<_>>(),
-                order.customer_ref.as_ref().map(|c| c.as_str()),
-                &plan.currency,
-                plan.total_minor,
-            )
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db_error)?;
-
-            // The rows are locked and the plan checked availability, so every reservation must have applied;
-            // if not, something broke that invariant and the transaction is rolled back.
-            if written.reserved != lines.len() as i64 {
-                return Err(Error::internal("a reservation did not apply under lock"));
-            }
-            Ok(Order {
-                id,
-                status: OrderStatus::Pending,
-                customer_ref: order.customer_ref.as_ref().map(|c| c.as_str().to_owned()),
-                lines: plan.lines,
-                total_minor: plan.total_minor,
-                currency: plan.currency,
-                created_at: written.created_at,
-                updated_at: written.updated_at,
-            })
-        })
-        .await
     }
 
     async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
-        self.transaction(deadline, async |tx| fetch_order(tx, id).await)
+        self.read(deadline, async |tx| fetch_order(tx, id).await)
             .await
     }
 
@@ -174,15 +91,24 @@ impl OrderStore for PgStore {
         deadline: Deadline,
     ) -> Result<Page<Order>, Error> {
         let rows = self
-            .transaction(deadline, async |tx| {
+            .read(deadline, async |tx| {
                 sqlx::query_as!(
                     OrderLineRow,
                     r#"
-                    WITH page AS (
-                        SELECT * FROM orders
+                    WITH candidate AS (
+                        SELECT o.*, (SELECT count(*) FROM order_lines c WHERE c.order_id = o.id) AS line_count
+                        FROM orders o
                         WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)
                         ORDER BY id DESC
                         LIMIT $3
+                    ), page AS (
+                        -- The orders whose lines start within the page's line budget: the page itself and
+                        -- the one after it, which tells whether another page follows.
+                        SELECT * FROM (
+                            SELECT c.*, sum(c.line_count) OVER (ORDER BY c.id DESC) - c.line_count AS lines_before
+                            FROM candidate c
+                        ) w
+                        WHERE lines_before <= $4
                     )
                     SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
                            l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
@@ -192,13 +118,14 @@ impl OrderStore for PgStore {
                     status.map(OrderStatus::as_str),
                     page.after.map(|c| c.0),
                     page.fetch() as i64,
+                    MAX_PAGE_LINES as i64,
                 )
-                .fetch_all(&mut **tx)
+                .fetch_all(tx.conn().await?)
                 .await
                 .map_err(db_error)
             })
             .await?;
-        Ok(Page::from_rows(group_orders(rows)?, page, |o| o.id))
+        Ok(Page::of_orders(group_orders(rows)?, page))
     }
 
     async fn transition_order(
@@ -207,63 +134,157 @@ impl OrderStore for PgStore {
         action: OrderAction,
         deadline: Deadline,
     ) -> Result<Order, Error> {
-        self.transaction(deadline, async |tx| {
-            let status = sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1 FOR UPDATE", id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("order"))?;
-            let current = OrderStatus::parse(&status).map_err(Error::internal)?;
-            let Transition::To(next) = current.apply(action)? else {
-                return fetch_order(tx, id).await;
-            };
-
-            // Lock the order's products in the global (id) order before changing any of them.
-            sqlx::query_scalar!(
-                r#"
-                SELECT id FROM products
-                WHERE id IN (SELECT product_id FROM order_lines WHERE order_id = $1)
-                ORDER BY id
-                FOR UPDATE
-                "#,
-                id
-            )
-            .fetch_all(&mut **tx)
+        self.transaction(deadline, async |tx| transition(tx, id, action).await)
             .await
-            .map_err(db_error)?;
-
-            let fulfil = matches!(action, OrderAction::Fulfill);
-            sqlx::query!(
-                r#"
-                WITH line AS (
-                    SELECT product_id, quantity FROM order_lines WHERE order_id = $1
-                ), changed AS (
-                    UPDATE products p
-                    SET on_hand = p.on_hand - CASE WHEN $3 THEN line.quantity ELSE 0 END,
-                        reserved = p.reserved - line.quantity,
-                        version = p.version + 1,
-                        updated_at = now()
-                    FROM line
-                    WHERE p.id = line.product_id
-                    RETURNING p.id, line.quantity, p.on_hand, p.reserved
-                ), movements AS (
-                    INSERT INTO stock_movements
-                        (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-                    SELECT id, $1, $4, CASE WHEN $3 THEN -quantity ELSE 0 END, -quantity, on_hand, reserved
-                    FROM changed
-                )
-                UPDATE orders SET status = $2, updated_at = now() WHERE id = $1
-                "#,
-                id,
-                next.as_str(),
-                fulfil,
-                action.reason().as_str(),
-            )
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
-            fetch_order(tx, id).await
-        })
-        .await
     }
+}
+
+/// Places an order in `tx`: locks its products, plans it, reserves and writes everything (see
+/// [`OrderStore::create_order`]).
+pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Order, Error> {
+    let id = new_id();
+    // Round trip 1: lock every product of the order, in id order (the one global lock order, so two
+    // orders over the same products queue instead of deadlocking), and read what pricing needs.
+    let products = sqlx::query_as!(
+        ProductSnapshot,
+        r#"
+        SELECT id, sku, name, price_minor, currency, on_hand, reserved
+        FROM products
+        WHERE id = ANY($1)
+        ORDER BY id
+        FOR UPDATE
+        "#,
+        &order.lock_order(),
+    )
+    .fetch_all(tx.conn().await?)
+    .await
+    .map_err(db_error)?;
+
+    let plan = plan_order(&order, &products)?;
+
+    // Round trip 2: every line in one statement. The reservation is a conditional UPDATE, and the
+    // CHECK constraint (reserved <= on_hand) stands behind it; the order, its snapshot lines and one
+    // ledger row per product are written alongside.
+    let lines = &plan.lines;
+    let written = sqlx::query!(
+        r#"
+        WITH line AS (
+            SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+                WITH ORDINALITY AS l(product_id, quantity, sku, name, unit_price_minor, line_total_minor, line_no)
+        ), reservation AS (
+            UPDATE products p
+            SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
+            FROM line
+            WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+        ), new_order AS (
+            INSERT INTO orders (id, status, customer_ref, currency, total_minor)
+            VALUES ($1, 'pending', $8, $9, $10)
+            RETURNING created_at, updated_at
+        ), new_lines AS (
+            INSERT INTO order_lines
+                (order_id, line_no, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
+            SELECT $1, line_no::int, product_id, sku, name, quantity, unit_price_minor, line_total_minor
+            FROM line
+        ), movements AS (
+            INSERT INTO stock_movements
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
+            SELECT id, $1, 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
+        )
+        SELECT (SELECT count(*) FROM reservation) AS "reserved!", created_at, updated_at
+        FROM new_order
+        "#,
+        id,
+        &lines.iter().map(|l| l.product_id).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.unit_price_minor).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.line_total_minor).collect::<Vec<_>>(),
+        order.customer_ref.as_ref().map(|c| c.as_str()),
+        &plan.currency,
+        plan.total_minor,
+    )
+    .fetch_one(tx.conn().await?)
+    .await
+    .map_err(db_error)?;
+
+    // The rows are locked and the plan checked availability, so every reservation must have applied;
+    // if not, something broke that invariant and the transaction is rolled back.
+    if written.reserved != lines.len() as i64 {
+        return Err(Error::internal("a reservation did not apply under lock"));
+    }
+    Ok(Order {
+        id,
+        status: OrderStatus::Pending,
+        customer_ref: order.customer_ref.as_ref().map(|c| c.as_str().to_owned()),
+        lines: plan.lines,
+        total_minor: plan.total_minor,
+        currency: plan.currency,
+        created_at: written.created_at,
+        updated_at: written.updated_at,
+    })
+}
+
+/// Cancels or fulfils an order in `tx` (see [`OrderStore::transition_order`]).
+pub(super) async fn transition(
+    tx: &mut Tx<'_>,
+    id: OrderId,
+    action: OrderAction,
+) -> Result<Order, Error> {
+    let status = sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(tx.conn().await?)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound("order"))?;
+    let current = OrderStatus::parse(&status).map_err(Error::internal)?;
+    let Transition::To(next) = current.apply(action)? else {
+        return fetch_order(tx, id).await;
+    };
+
+    // Lock the order's products in the global (id) order before changing any of them.
+    sqlx::query_scalar!(
+        r#"
+        SELECT id FROM products
+        WHERE id IN (SELECT product_id FROM order_lines WHERE order_id = $1)
+        ORDER BY id
+        FOR UPDATE
+        "#,
+        id
+    )
+    .fetch_all(tx.conn().await?)
+    .await
+    .map_err(db_error)?;
+
+    let fulfil = matches!(action, OrderAction::Fulfill);
+    sqlx::query!(
+        r#"
+        WITH line AS (
+            SELECT product_id, quantity FROM order_lines WHERE order_id = $1
+        ), changed AS (
+            UPDATE products p
+            SET on_hand = p.on_hand - CASE WHEN $3 THEN line.quantity ELSE 0 END,
+                reserved = p.reserved - line.quantity,
+                version = p.version + 1,
+                updated_at = now()
+            FROM line
+            WHERE p.id = line.product_id
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+        ), movements AS (
+            INSERT INTO stock_movements
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
+            SELECT id, $1, $4, CASE WHEN $3 THEN -quantity ELSE 0 END, -quantity, on_hand, reserved
+            FROM changed
+        )
+        UPDATE orders SET status = $2, updated_at = now() WHERE id = $1
+        "#,
+        id,
+        next.as_str(),
+        fulfil,
+        action.reason().as_str(),
+    )
+    .execute(tx.conn().await?)
+    .await
+    .map_err(db_error)?;
+    fetch_order(tx, id).await
 }

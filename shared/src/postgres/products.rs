@@ -3,50 +3,18 @@ use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, Page, PageRequest, ProductId, StockLevel, new_id};
 use crate::ports::ProductStore;
 
-use super::{PgStore, db_error};
+use super::{PgStore, Tx, db_error};
 
 impl ProductStore for PgStore {
     async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
-        // One statement: the product and, when it starts with stock, the ledger row that explains it.
-        self.transaction(deadline, async |tx| {
-            sqlx::query_as!(
-                Product,
-                r#"
-                WITH product AS (
-                    INSERT INTO products (id, sku, name, description, price_minor, currency, on_hand, low_stock_threshold)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                    RETURNING *
-                ), initial_stock AS (
-                    INSERT INTO stock_movements
-                        (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
-                    SELECT id, 'received', on_hand, 0, on_hand, 0, 'initial stock' FROM product WHERE on_hand > 0
-                )
-                SELECT id AS "id!", sku AS "sku!", name AS "name!", description, price_minor AS "price_minor!",
-                       currency AS "currency!", on_hand AS "on_hand!", reserved AS "reserved!",
-                       low_stock_threshold, version AS "version!", created_at AS "created_at!",
-                       updated_at AS "updated_at!"
-                FROM product
-                "#,
-                new_id(),
-                new.sku.as_str(),
-                new.name.as_str(),
-                new.description.as_ref().map(|d| d.as_str()),
-                new.price.get(),
-                new.currency.as_str(),
-                new.on_hand.get(),
-                new.low_stock_threshold.map(StockLevel::get),
-            )
-            .fetch_one(&mut **tx)
+        self.transaction(deadline, async |tx| insert_product(tx, new).await)
             .await
-            .map_err(db_error)
-        })
-        .await
     }
 
     async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
-        self.transaction(deadline, async |tx| {
+        self.read(deadline, async |tx| {
             sqlx::query_as!(Product, "SELECT * FROM products WHERE id = $1", id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(tx.conn().await?)
                 .await
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("product"))
@@ -61,7 +29,7 @@ impl ProductStore for PgStore {
         deadline: Deadline,
     ) -> Result<Page<Product>, Error> {
         let rows = self
-            .transaction(deadline, async |tx| {
+            .read(deadline, async |tx| {
                 sqlx::query_as!(
                     Product,
                     r#"
@@ -77,7 +45,7 @@ impl ProductStore for PgStore {
                     filter.low_stock,
                     page.fetch() as i64,
                 )
-                .fetch_all(&mut **tx)
+                .fetch_all(tx.conn().await?)
                 .await
                 .map_err(db_error)
             })
@@ -123,7 +91,7 @@ impl ProductStore for PgStore {
                 patch.low_stock_threshold.flatten().map(StockLevel::get),
                 versions.as_deref(),
             )
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx.conn().await?)
             .await
             .map_err(db_error)?;
             if let Some(product) = updated {
@@ -134,7 +102,7 @@ impl ProductStore for PgStore {
                 r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
                 id
             )
-            .fetch_one(&mut **tx)
+            .fetch_one(tx.conn().await?)
             .await
             .map_err(db_error)?;
             Err(if exists {
@@ -150,11 +118,13 @@ impl ProductStore for PgStore {
         self.transaction(deadline, async |tx| {
             // The condition is part of the DELETE, so an order reserving stock concurrently either commits
             // first (and the row no longer qualifies) or waits for the delete and then finds no product.
+            // Stock on hand must be adjusted to zero first, through the ledger, so the ledger of a deleted
+            // product still sums to its (zero) stock.
             let deleted = sqlx::query_scalar!(
-                "DELETE FROM products WHERE id = $1 AND reserved = 0 RETURNING id",
+                "DELETE FROM products WHERE id = $1 AND reserved = 0 AND on_hand = 0 RETURNING id",
                 id
             )
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx.conn().await?)
             .await
             .map_err(db_error)?;
             if deleted.is_some() {
@@ -164,7 +134,7 @@ impl ProductStore for PgStore {
                 r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
                 id
             )
-            .fetch_one(&mut **tx)
+            .fetch_one(tx.conn().await?)
             .await
             .map_err(db_error)?;
             Err(if exists {
@@ -182,67 +152,8 @@ impl ProductStore for PgStore {
         adjustment: StockAdjustment,
         deadline: Deadline,
     ) -> Result<(StockMovement, Product), Error> {
-        // One statement: the conditional change (guarded by the CHECK constraints) and its ledger row.
-        let row = self
-            .transaction(deadline, async |tx| {
-                sqlx::query!(
-                    r#"
-                    WITH product AS (
-                        UPDATE products
-                        SET on_hand = on_hand + $2, version = version + 1, updated_at = now()
-                        WHERE id = $1
-                        RETURNING *
-                    ), movement AS (
-                        INSERT INTO stock_movements
-                            (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
-                        SELECT id, $3, $2, 0, on_hand, reserved, $4 FROM product
-                        RETURNING id, created_at
-                    )
-                    SELECT p.id AS "id!", p.sku AS "sku!", p.name AS "name!", p.description,
-                           p.price_minor AS "price_minor!", p.currency AS "currency!", p.on_hand AS "on_hand!",
-                           p.reserved AS "reserved!", p.low_stock_threshold, p.version AS "version!",
-                           p.created_at AS "created_at!", p.updated_at AS "updated_at!",
-                           m.id AS "movement_id!", m.created_at AS "movement_created_at!"
-                    FROM product p, movement m
-                    "#,
-                    id,
-                    adjustment.delta,
-                    adjustment.reason.as_str(),
-                    adjustment.note.as_ref().map(|n| n.as_str()),
-                )
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("product"))
-            })
-            .await?;
-        let movement = StockMovement {
-            id: row.movement_id,
-            product_id: row.id,
-            order_id: None,
-            reason: adjustment.reason,
-            on_hand_delta: adjustment.delta,
-            reserved_delta: 0,
-            on_hand_after: row.on_hand,
-            reserved_after: row.reserved,
-            note: adjustment.note.map(|n| n.into_inner()),
-            created_at: row.movement_created_at,
-        };
-        let product = Product {
-            id: row.id,
-            sku: row.sku,
-            name: row.name,
-            description: row.description,
-            price_minor: row.price_minor,
-            currency: row.currency,
-            on_hand: row.on_hand,
-            reserved: row.reserved,
-            low_stock_threshold: row.low_stock_threshold,
-            version: row.version,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        };
-        Ok((movement, product))
+        self.transaction(deadline, async |tx| adjust(tx, id, adjustment).await)
+            .await
     }
 
     async fn list_movements(
@@ -253,7 +164,7 @@ impl ProductStore for PgStore {
     ) -> Result<Page<StockMovement>, Error> {
         // One statement answers both "does the product exist" (a row at all) and "its ledger page".
         let rows = self
-            .transaction(deadline, async |tx| {
+            .read(deadline, async |tx| {
                 sqlx::query!(
                     r#"
                     SELECT m.id AS "id?", m.order_id, m.reason AS "reason?",
@@ -275,7 +186,7 @@ impl ProductStore for PgStore {
                     page.after.map(|c| c.0),
                     page.fetch() as i64,
                 )
-                .fetch_all(&mut **tx)
+                .fetch_all(tx.conn().await?)
                 .await
                 .map_err(db_error)
             })
@@ -307,4 +218,104 @@ impl ProductStore for PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(movements, page, |m| m.id))
     }
+}
+
+/// Creates a product in `tx`: the product and, when it starts with stock, the ledger row that explains it,
+/// in one statement.
+pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<Product, Error> {
+    sqlx::query_as!(
+        Product,
+        r#"
+        WITH product AS (
+            INSERT INTO products (id, sku, name, description, price_minor, currency, on_hand, low_stock_threshold)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            RETURNING *
+        ), initial_stock AS (
+            INSERT INTO stock_movements
+                (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
+            SELECT id, 'received', on_hand, 0, on_hand, 0, 'initial stock' FROM product WHERE on_hand > 0
+        )
+        SELECT id AS "id!", sku AS "sku!", name AS "name!", description, price_minor AS "price_minor!",
+               currency AS "currency!", on_hand AS "on_hand!", reserved AS "reserved!",
+               low_stock_threshold, version AS "version!", created_at AS "created_at!",
+               updated_at AS "updated_at!"
+        FROM product
+        "#,
+        new_id(),
+        new.sku.as_str(),
+        new.name.as_str(),
+        new.description.as_ref().map(|d| d.as_str()),
+        new.price.get(),
+        new.currency.as_str(),
+        new.on_hand.get(),
+        new.low_stock_threshold.map(StockLevel::get),
+    )
+    .fetch_one(tx.conn().await?)
+    .await
+    .map_err(db_error)
+}
+
+/// Adjusts on-hand stock in `tx`: the conditional change (guarded by the CHECK constraints) and its ledger
+/// row, in one statement.
+pub(super) async fn adjust(
+    tx: &mut Tx<'_>,
+    id: ProductId,
+    adjustment: StockAdjustment,
+) -> Result<(StockMovement, Product), Error> {
+    let row = sqlx::query!(
+        r#"
+        WITH product AS (
+            UPDATE products
+            SET on_hand = on_hand + $2, version = version + 1, updated_at = now()
+            WHERE id = $1
+            RETURNING *
+        ), movement AS (
+            INSERT INTO stock_movements
+                (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
+            SELECT id, $3, $2, 0, on_hand, reserved, $4 FROM product
+            RETURNING id, created_at
+        )
+        SELECT p.id AS "id!", p.sku AS "sku!", p.name AS "name!", p.description,
+               p.price_minor AS "price_minor!", p.currency AS "currency!", p.on_hand AS "on_hand!",
+               p.reserved AS "reserved!", p.low_stock_threshold, p.version AS "version!",
+               p.created_at AS "created_at!", p.updated_at AS "updated_at!",
+               m.id AS "movement_id!", m.created_at AS "movement_created_at!"
+        FROM product p, movement m
+        "#,
+        id,
+        adjustment.delta,
+        adjustment.reason.as_str(),
+        adjustment.note.as_ref().map(|n| n.as_str()),
+    )
+    .fetch_optional(tx.conn().await?)
+    .await
+    .map_err(db_error)?
+    .ok_or(Error::NotFound("product"))?;
+    let movement = StockMovement {
+        id: row.movement_id,
+        product_id: row.id,
+        order_id: None,
+        reason: adjustment.reason,
+        on_hand_delta: adjustment.delta,
+        reserved_delta: 0,
+        on_hand_after: row.on_hand,
+        reserved_after: row.reserved,
+        note: adjustment.note.map(|n| n.into_inner()),
+        created_at: row.movement_created_at,
+    };
+    let product = Product {
+        id: row.id,
+        sku: row.sku,
+        name: row.name,
+        description: row.description,
+        price_minor: row.price_minor,
+        currency: row.currency,
+        on_hand: row.on_hand,
+        reserved: row.reserved,
+        low_stock_threshold: row.low_stock_threshold,
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    };
+    Ok((movement, product))
 }

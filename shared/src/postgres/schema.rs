@@ -13,6 +13,8 @@ pub const APP_GRANTS: &[(&str, &str)] = &[
     ("orders", "SELECT, INSERT, UPDATE"),
     ("order_lines", "SELECT, INSERT"),
     ("stock_movements", "SELECT, INSERT"),
+    // DELETE for the scheduled purge of expired keys.
+    ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),
     ("_sqlx_migrations", ""),
 ];
 

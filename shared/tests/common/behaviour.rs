@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 
+use inventory::domain::idempotency::{Claim, Fingerprint, IdempotencyKey, Once};
 use inventory::domain::order::{OrderAction, OrderStatus};
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use inventory::domain::{
     Error, IfMatch, Note, PageRequest, PriceMinor, ProductId, ProductName, new_id,
 };
-use inventory::ports::Store;
+use inventory::http::idempotency::render;
+use inventory::ports::{Store, Write};
 use inventory::service::Inventory;
 
 use super::{deadline, new_order, new_product, new_product_in};
@@ -374,7 +376,7 @@ pub async fn stock_adjustments_never_go_below_what_is_reserved<S: Store>(invento
     assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
 }
 
-pub async fn deleting_waits_for_reservations_and_keeps_past_orders<S: Store>(
+pub async fn deleting_waits_for_reservations_and_stock_and_keeps_past_orders<S: Store>(
     inventory: Inventory<S>,
 ) {
     let a = inventory
@@ -391,9 +393,31 @@ pub async fn deleting_waits_for_reservations_and_keeps_past_orders<S: Store>(
         .transition_order(order.id, OrderAction::Fulfill, deadline())
         .await
         .unwrap();
+    // Stock still on hand: it must leave through the ledger first, so the ledger keeps adding up.
+    let refused = inventory.delete_product(a.id, deadline()).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let write_off = StockAdjustment {
+        delta: -4,
+        reason: MovementReason::Damaged,
+        note: None,
+    };
+    inventory
+        .adjust_stock(a.id, write_off, deadline())
+        .await
+        .unwrap();
+    let rows = ledger(&inventory, a.id).await;
+    assert_eq!(rows.iter().map(|m| m.on_hand_delta).sum::<i64>(), 0);
     inventory.delete_product(a.id, deadline()).await.unwrap();
     let gone = inventory.get_product(a.id, deadline()).await;
     assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    // The ledger of a deleted product is kept but no longer listed: its product is not found.
+    let ledger_gone = inventory
+        .list_movements(a.id, PageRequest::default(), deadline())
+        .await;
+    assert!(
+        matches!(ledger_gone, Err(Error::NotFound(_))),
+        "{ledger_gone:?}"
+    );
     let again = inventory.delete_product(a.id, deadline()).await;
     assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
     let past = inventory.get_order(order.id, deadline()).await.unwrap();
@@ -596,6 +620,167 @@ pub async fn the_ledger_of_an_unknown_product_is_not_found<S: Store>(inventory: 
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
 }
 
+/// A claim of `key` for the request whose fingerprint is all `n`.
+pub fn claim(key: &str, n: u8) -> Claim {
+    Claim {
+        key: IdempotencyKey::parse(key).unwrap(),
+        fingerprint: Fingerprint([n; 32]),
+    }
+}
+
+/// One write of every idempotent route on a fresh product `sku` (10 on hand) and a pending order of it:
+/// (route name, write).
+pub async fn every_idempotent_write<S: Store>(
+    inventory: &Inventory<S>,
+    sku: &str,
+) -> Vec<(&'static str, Write)> {
+    let product = inventory
+        .create_product(new_product(sku, 100, 10), deadline())
+        .await
+        .unwrap();
+    let to_cancel = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
+    let to_fulfil = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
+    vec![
+        (
+            "create product",
+            Write::CreateProduct(new_product(&format!("{sku}-NEW"), 5, 3)),
+        ),
+        (
+            "adjust stock",
+            Write::AdjustStock(
+                product.id,
+                StockAdjustment {
+                    delta: 4,
+                    reason: MovementReason::Received,
+                    note: None,
+                },
+            ),
+        ),
+        (
+            "place order",
+            Write::CreateOrder(new_order(&[(product.id, 2)])),
+        ),
+        (
+            "cancel order",
+            Write::TransitionOrder(to_cancel.id, OrderAction::Cancel),
+        ),
+        (
+            "fulfil order",
+            Write::TransitionOrder(to_fulfil.id, OrderAction::Fulfill),
+        ),
+    ]
+}
+
+/// What a store holds, to tell whether a write had an effect: every product and every order.
+pub async fn snapshot<S: Store>(inventory: &Inventory<S>) -> String {
+    let page = PageRequest {
+        limit: 100,
+        after: None,
+    };
+    let products = inventory
+        .list_products(ProductFilter::default(), page, deadline())
+        .await
+        .unwrap();
+    let orders = inventory.list_orders(None, page, deadline()).await.unwrap();
+    format!("{:?}\n{:?}", products.items, orders.items)
+}
+
+pub async fn a_repeated_key_replays_the_first_response_and_writes_once<S: Store>(
+    inventory: Inventory<S>,
+) {
+    for (i, (route, write)) in every_idempotent_write(&inventory, "IDEM")
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let key = claim(&format!("key-{i}"), 1);
+        let first = inventory
+            .write_once(&key, write.clone(), &render, deadline())
+            .await
+            .unwrap();
+        let Once::Fresh(response) = first else {
+            panic!("{route}: the first request was replayed");
+        };
+        assert!(
+            matches!(response.status, 200 | 201),
+            "{route}: {response:?}"
+        );
+        let after_first = snapshot(&inventory).await;
+        for _ in 0..2 {
+            let again = inventory
+                .write_once(&key, write.clone(), &render, deadline())
+                .await
+                .unwrap();
+            assert_eq!(again, Once::Replayed(response.clone()), "{route}");
+        }
+        assert_eq!(
+            snapshot(&inventory).await,
+            after_first,
+            "{route}: a repeat changed something"
+        );
+    }
+}
+
+pub async fn a_key_reused_for_another_request_is_refused<S: Store>(inventory: Inventory<S>) {
+    let writes = every_idempotent_write(&inventory, "REUSE").await;
+    let (_, first) = &writes[1];
+    inventory
+        .write_once(&claim("shared-key", 1), first.clone(), &render, deadline())
+        .await
+        .unwrap();
+    let before = snapshot(&inventory).await;
+    for (route, write) in writes {
+        let result = inventory
+            .write_once(&claim("shared-key", 2), write, &render, deadline())
+            .await;
+        assert!(
+            matches!(result, Err(Error::IdempotencyKeyReused)),
+            "{route}: {result:?}"
+        );
+    }
+    assert_eq!(snapshot(&inventory).await, before);
+}
+
+pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S>) {
+    let a = inventory
+        .create_product(new_product("FREE", 100, 1), deadline())
+        .await
+        .unwrap();
+    let key = claim("retry-me", 7);
+    let order = Write::CreateOrder(new_order(&[(a.id, 3)]));
+    let short = inventory
+        .write_once(&key, order.clone(), &render, deadline())
+        .await;
+    assert!(
+        matches!(short, Err(Error::InsufficientStock(_))),
+        "{short:?}"
+    );
+    let restock = StockAdjustment {
+        delta: 2,
+        reason: MovementReason::Received,
+        note: None,
+    };
+    inventory
+        .adjust_stock(a.id, restock, deadline())
+        .await
+        .unwrap();
+    let placed = inventory
+        .write_once(&key, order, &render, deadline())
+        .await
+        .unwrap();
+    assert!(!placed.replayed());
+    assert_eq!(placed.response().status, 201);
+    let a = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!(a.reserved, 3);
+    assert_ledger_balances(&inventory, a.id).await;
+}
+
 /// Declares one test per named behaviour (a function of this module), run against the store `$store`;
 /// the test function takes the arguments given (e.g. the pool of `#[sqlx::test]`).
 #[macro_export]
@@ -633,7 +818,10 @@ macro_rules! every_behaviour {
             unknown_products_are_all_named,
             one_order_has_one_currency,
             stock_adjustments_never_go_below_what_is_reserved,
-            deleting_waits_for_reservations_and_keeps_past_orders,
+            deleting_waits_for_reservations_and_stock_and_keeps_past_orders,
+            a_repeated_key_replays_the_first_response_and_writes_once,
+            a_key_reused_for_another_request_is_refused,
+            a_failed_write_leaves_its_key_free,
             updates_honour_if_match_and_keep_order_snapshots,
             pages_walk_every_item_once,
             filters_find_skus_and_low_stock,

@@ -112,6 +112,18 @@ impl Event {
         self
     }
 
+    /// A query string exactly as the client sent it, with the parameters API Gateway decoded from it.
+    pub fn raw_query(mut self, raw: &str, decoded: &[(&str, &str)]) -> Self {
+        self = self.query(&[]);
+        let map: serde_json::Map<String, Value> = decoded
+            .iter()
+            .map(|(k, v)| ((*k).into(), json!(v)))
+            .collect();
+        self.value["rawQueryString"] = json!(raw);
+        self.value["queryStringParameters"] = Value::Object(map);
+        self
+    }
+
     /// A JSON body with its content type.
     pub fn json(self, body: &Value) -> Self {
         self.raw_body(&body.to_string())

@@ -1,0 +1,157 @@
+//! Idempotent writes on Postgres: the key is claimed by the first statement of the write's transaction and
+//! its response stored by the last, so the key, the change and the response commit together or not at all.
+
+use crate::domain::idempotency::{Claim, KEY_LIFETIME, Once, Replay};
+use crate::domain::{Deadline, Error};
+use crate::ports::{IdempotentStore, Render, Write, Written};
+
+use super::errors::{LOCK_NOT_AVAILABLE, sqlstate};
+use super::orders::{place_order, transition};
+use super::products::{adjust, insert_product};
+use super::{PgStore, Tx, db_error};
+
+/// What claiming a key found.
+enum Claimed {
+    /// The key is ours until this transaction ends.
+    New,
+    /// A committed request holds it.
+    Taken(Option<Replay>, Vec<u8>),
+}
+
+/// Claims the key for this transaction. A key older than its lifetime is taken over as if it were new. A
+/// concurrent transaction holding the same (uncommitted) key makes this wait, within the lock timeout, for it
+/// to end: then either the key is committed (and its response replayed) or free again (and claimed here).
+async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
+    let lifetime_secs = KEY_LIFETIME.as_secs_f64();
+    let claimed = sqlx::query_scalar!(
+        r#"
+        INSERT INTO idempotency_keys AS k (key, fingerprint) VALUES ($1, $2)
+        ON CONFLICT (key) DO UPDATE
+            SET fingerprint = EXCLUDED.fingerprint, status = NULL, headers = NULL, body = NULL,
+                created_at = now()
+            WHERE k.created_at < now() - make_interval(secs => $3)
+        RETURNING true AS "claimed!"
+        "#,
+        claim.key.as_str(),
+        &claim.fingerprint.0[..],
+        lifetime_secs,
+    )
+    .fetch_optional(tx.conn().await?)
+    .await
+    .map_err(|error| match sqlstate(&error) {
+        // The lock timeout ran out while the first request with this key was still running.
+        Some(LOCK_NOT_AVAILABLE) => Error::RequestInProgress,
+        _ => db_error(error),
+    })?;
+    if claimed.is_some() {
+        return Ok(Claimed::New);
+    }
+    // Taken by a committed request: a new statement sees it.
+    let row = sqlx::query!(
+        "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1",
+        claim.key.as_str(),
+    )
+    .fetch_optional(tx.conn().await?)
+    .await
+    .map_err(db_error)?
+    // Purged between the two statements (only possible once expired): a retry claims it anew.
+    .ok_or(Error::RequestInProgress)?;
+    let replay = match (row.status, row.headers, row.body) {
+        (Some(status), Some(headers), Some(body)) => Some(Replay {
+            status: status as u16,
+            headers: headers
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect(),
+            body,
+        }),
+        _ => None,
+    };
+    Ok(Claimed::Taken(replay, row.fingerprint))
+}
+
+/// Stores the response of the request that claimed the key.
+async fn store(tx: &mut Tx<'_>, claim: &Claim, replay: &Replay) -> Result<(), Error> {
+    let headers: Vec<String> = replay
+        .headers
+        .iter()
+        .flat_map(|(name, value)| [name.clone(), value.clone()])
+        .collect();
+    sqlx::query!(
+        "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
+        claim.key.as_str(),
+        replay.status as i16,
+        &headers,
+        replay.body,
+    )
+    .execute(tx.conn().await?)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Makes the write in `tx`.
+pub(super) async fn apply(tx: &mut Tx<'_>, write: Write) -> Result<Written, Error> {
+    Ok(match write {
+        Write::CreateProduct(new) => Written::ProductCreated(insert_product(tx, new).await?),
+        Write::AdjustStock(id, adjustment) => {
+            let (movement, product) = adjust(tx, id, adjustment).await?;
+            Written::StockAdjusted(movement, product)
+        }
+        Write::CreateOrder(order) => Written::OrderPlaced(place_order(tx, order).await?),
+        Write::TransitionOrder(id, action) => {
+            Written::OrderTransitioned(transition(tx, id, action).await?)
+        }
+    })
+}
+
+impl IdempotentStore for PgStore {
+    async fn write_once(
+        &self,
+        key: &Claim,
+        write: Write,
+        render: &Render,
+        deadline: Deadline,
+    ) -> Result<Once, Error> {
+        self.transaction(deadline, async |tx| match claim(tx, key).await? {
+            Claimed::New => {
+                let replay = render(&apply(tx, write).await?);
+                store(tx, key, &replay).await?;
+                Ok(Once::Fresh(replay))
+            }
+            Claimed::Taken(_, fingerprint) if fingerprint != key.fingerprint.0 => {
+                Err(Error::IdempotencyKeyReused)
+            }
+            Claimed::Taken(Some(replay), _) => Ok(Once::Replayed(replay)),
+            Claimed::Taken(None, _) => Err(Error::internal(
+                "a committed idempotency key has no response",
+            )),
+        })
+        .await
+    }
+
+    async fn purge_expired_keys(&self, batch: u32, deadline: Deadline) -> Result<u64, Error> {
+        let lifetime_secs = KEY_LIFETIME.as_secs_f64();
+        self.transaction(deadline, async |tx| {
+            // Oldest first through the index; rows a running request holds are skipped, not waited for.
+            let deleted = sqlx::query!(
+                r#"
+                DELETE FROM idempotency_keys WHERE key IN (
+                    SELECT key FROM idempotency_keys
+                    WHERE created_at < now() - make_interval(secs => $1)
+                    ORDER BY created_at
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                )
+                "#,
+                lifetime_secs,
+                i64::from(batch),
+            )
+            .execute(tx.conn().await?)
+            .await
+            .map_err(db_error)?;
+            Ok(deleted.rows_affected())
+        })
+        .await
+    }
+}
