@@ -107,7 +107,7 @@ fn every_route_has_a_function_binary_that_serves_its_endpoint() {
     let expected: BTreeSet<String> = ROUTES
         .iter()
         .map(|r| r.function.to_owned())
-        .chain(["migrate".to_owned()])
+        .chain(["migrate".to_owned(), "purge-idempotency-keys".to_owned()])
         .collect();
     assert_eq!(
         bins, expected,

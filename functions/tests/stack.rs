@@ -30,7 +30,7 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 #[test]
-fn the_stack_is_a_database_a_migration_and_the_api() {
+fn the_stack_is_a_database_a_migration_the_api_and_the_purge() {
     let compose = compose();
     let names: BTreeSet<&str> = compose["services"]
         .as_mapping()
@@ -38,7 +38,17 @@ fn the_stack_is_a_database_a_migration_and_the_api() {
         .keys()
         .filter_map(|k| k.as_str())
         .collect();
-    assert_eq!(names, BTreeSet::from(["db", "migrate", "api"]));
+    assert_eq!(names, BTreeSet::from(["db", "migrate", "api", "purge"]));
+    let purge = service(&compose, "purge");
+    assert_eq!(
+        purge["depends_on"]["migrate"]["condition"],
+        "service_completed_successfully"
+    );
+    let command = strings(&purge["command"]).join(" ");
+    assert_eq!(
+        command,
+        "./target/debug/purge-idempotency-keys --every 3600"
+    );
 }
 
 #[test]
@@ -100,7 +110,7 @@ fn both_services_use_the_stack_database() {
     let compose = compose();
     let db = service(&compose, "db");
     let database = db["environment"]["POSTGRES_DB"].as_str().unwrap();
-    for name in ["migrate", "api"] {
+    for name in ["migrate", "api", "purge"] {
         let url = service(&compose, name)["environment"]["DATABASE_URL"]
             .as_str()
             .unwrap();

@@ -49,6 +49,11 @@ fn the_template_routes_exactly_the_route_table() {
         let Some(events) = function["Properties"]["Events"].as_mapping() else {
             continue;
         };
+        if binary == "purge-idempotency-keys" {
+            let kinds: Vec<&Value> = events.values().map(|e| &e["Type"]).collect();
+            assert_eq!(kinds, ["Schedule"], "the purge runs on a schedule only");
+            continue;
+        }
         for event in events.values() {
             assert_eq!(event["Type"], "HttpApi", "{binary}");
             let properties = &event["Properties"];

@@ -11,15 +11,54 @@ use crate::config::{Config, Database};
 use crate::http::{App, Endpoint};
 use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
+use crate::service::Inventory;
 
 /// Serves `endpoint`. Logs are JSON with the Lambda request id on every line when
 /// `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
+    let (store, config) = store_from_env().await?;
+    let pool = store.pool().clone();
+    let app = Arc::new(App::new(store, config.http));
+    close_on_shutdown(pool).await;
+    lambda_http::run_concurrent(service_fn(move |request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(app.handle(endpoint, request).await) }
+    }))
+    .await
+}
+
+/// Keys deleted per statement by the purge: a short transaction, whatever the backlog.
+pub const PURGE_BATCH: u32 = 1000;
+
+/// Serves the scheduled purge of expired idempotency keys (an EventBridge schedule in the template): each
+/// invocation deletes them in batches of [`PURGE_BATCH`] until none is left or its deadline is near, and
+/// answers `{"deleted": n}`.
+pub async fn run_purge() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let (store, config) = store_from_env().await?;
+    close_on_shutdown(store.pool().clone()).await;
+    let inventory = Arc::new(Inventory::new(store));
+    let http = config.http;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let inventory = Arc::clone(&inventory);
+            let deadline = http.deadline(Some(event.context.deadline));
+            async move {
+                let deleted = inventory.purge_expired_keys(PURGE_BATCH, deadline).await?;
+                Ok::<_, lambda_runtime::Error>(serde_json::json!({ "deleted": deleted }))
+            }
+        },
+    ))
+    .await
+}
+
+/// The store the environment describes (see [`Config::from_env`]), with a pool that connects lazily.
+pub async fn store_from_env() -> Result<(PgStore, Config), lambda_http::Error> {
     let config =
         Config::from_env().inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
-    let store = match config.database {
+    let store = match config.database.clone() {
         Database::Url(options) => PgStore::new(postgres::connect_lazy(*options, &config.pool)),
         Database::Iam(target) => {
             let pool = postgres::connect_lazy(target.connect_options(), &config.pool);
@@ -29,23 +68,18 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
             PgStore::with_iam(pool, Arc::new(iam))
         }
     };
-    let pool = store.pool().clone();
-    let app = Arc::new(App::new(store, config.http));
+    Ok((store, config))
+}
 
-    // On SIGTERM (sent before Lambda tears the instance down) close the pool's connections cleanly and
-    // flush what is still buffered of the logs.
+/// On SIGTERM (sent before Lambda tears the instance down) closes the pool's connections cleanly and flushes
+/// what is still buffered of the logs.
+async fn close_on_shutdown(pool: sqlx::PgPool) {
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
         pool.close().await;
         tracing::info!("shut down: database connections closed");
         let _ = std::io::stdout().flush();
     })
     .await;
-
-    lambda_http::run_concurrent(service_fn(move |request| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(app.handle(endpoint, request).await) }
-    }))
-    .await
 }
 
 /// Serves the docs function: the OpenAPI document and the Swagger UI. Needs no database.

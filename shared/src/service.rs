@@ -20,6 +20,11 @@ impl<S: Store> Inventory<S> {
         Self { store }
     }
 
+    /// The store behind the service.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     #[instrument(skip_all, fields(sku = product.sku.as_str()))]
     pub async fn create_product(
         &self,

@@ -58,7 +58,10 @@ fn the_document_is_openapi_3_1_with_the_errors_of_the_contract() {
         "conflict",
         "precondition_failed",
         "payload_too_large",
+        "idempotency_key_reused",
+        "request_in_progress",
         "unavailable",
+        "outcome_unknown",
         "internal",
     ] {
         assert!(codes.contains(&code), "{code} is not documented");
@@ -107,6 +110,45 @@ fn every_api_operation_documents_its_failures() {
             route.path
         );
     }
+}
+
+#[test]
+fn every_idempotent_operation_documents_its_key_and_replays() {
+    let spec = spec();
+    for route in ROUTES.iter().filter(|r| r.endpoint != Endpoint::Docs) {
+        let operation = &spec["paths"][route.path][route.method.to_lowercase()];
+        let key = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "Idempotency-Key");
+        assert_eq!(
+            key.is_some(),
+            route.endpoint.is_idempotent(),
+            "{} {}",
+            route.method,
+            route.path
+        );
+        if !route.endpoint.is_idempotent() {
+            continue;
+        }
+        let key = key.unwrap();
+        assert_eq!(key["in"], "header");
+        assert_eq!(key["schema"]["maxLength"], 255);
+        let responses = operation["responses"].as_object().unwrap();
+        let (_, success) = responses.iter().find(|(s, _)| s.starts_with('2')).unwrap();
+        assert!(
+            success["headers"]["Idempotent-Replayed"].is_object(),
+            "{}",
+            route.path
+        );
+        assert!(responses["409"].is_object(), "{} documents 409", route.path);
+        assert!(responses["422"].is_object(), "{} documents 422", route.path);
+    }
+    assert!(
+        spec["components"]["responses"]["Conflict"]["headers"]["Retry-After"].is_object(),
+        "409 request_in_progress documents Retry-After"
+    );
 }
 
 #[test]

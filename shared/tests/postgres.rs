@@ -404,3 +404,100 @@ async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
         .unwrap();
     assert_eq!(rows, 0, "a refused adjustment leaves no ledger row");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn expired_keys_are_purged_in_batches_and_can_be_used_again(pool: PgPool) {
+    use common::behaviour::claim;
+    use inventory::domain::idempotency::Once;
+    use inventory::http::idempotency::render;
+    use inventory::ports::Write;
+
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
+    let write = |sku: &str| Write::CreateProduct(new_product(sku, 1, 0));
+    for i in 0..3 {
+        let key = claim(&format!("old-{i}"), 1);
+        inventory
+            .write_once(&key, write(&format!("OLD-{i}")), &render, deadline())
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key LIKE 'old-%'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    inventory
+        .write_once(&claim("new", 1), write("NEW"), &render, deadline())
+        .await
+        .unwrap();
+    // An expired key is a new request, even before the purge: its old fingerprint no longer binds it.
+    let reused = inventory
+        .write_once(
+            &claim("old-0", 2),
+            write("OLD-0-AGAIN"),
+            &render,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(reused, Once::Fresh(_)));
+    assert_eq!(
+        inventory.purge_expired_keys(1, deadline()).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        inventory.purge_expired_keys(1, deadline()).await.unwrap(),
+        0
+    );
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, ["new", "old-0"]);
+    let kept = inventory
+        .write_once(&claim("new", 1), write("NEW"), &render, deadline())
+        .await
+        .unwrap();
+    assert!(kept.replayed(), "a key within its lifetime is kept");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn health_is_unavailable_while_the_database_is_read_only(pool: PgPool) {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Straight to the server, even in the pooled run: the point is what a new server session sees.
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    inventory.health(deadline()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // New sessions (as after a failover to a read-only server) see the setting.
+    let fresh = connect_lazy(
+        (*pool.connect_options()).clone(),
+        &PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    );
+    let read_only = Inventory::new(PgStore::new(fresh.clone()));
+    let health = read_only.health(deadline()).await;
+    assert!(matches!(health, Err(Error::Unavailable(_))), "{health:?}");
+    // A write there is a 503 too (25006), never a 500.
+    let write = read_only
+        .create_product(new_product("RO", 1, 0), deadline())
+        .await;
+    assert!(matches!(write, Err(Error::Unavailable(_))), "{write:?}");
+    fresh.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{database}\" RESET default_transaction_read_only"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}

@@ -275,3 +275,17 @@ async fn overlapping_multi_line_orders_never_deadlock(
     }
     assert_reserved_matches_pending_orders(&inventory, &products).await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn racing_requests_with_one_key_have_one_effect_on_every_route(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _race = ONE_RACE.lock().await;
+    let racers = 32;
+    let pool = pool_for(racers, pool_options, options).await;
+    let inventory = std::sync::Arc::new(Inventory::new(PgStore::new(pool)));
+    let in_progress =
+        common::behaviour::racing_requests_with_one_key_have_one_effect(inventory, racers).await;
+    println!("{racers} racers per key on 5 routes: {in_progress} answers were request_in_progress");
+}

@@ -54,6 +54,29 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// An invocation's deadline: the configured timeout, or the Lambda invocation deadline (milliseconds
+    /// since the Unix epoch) less the margin when that is sooner.
+    pub fn deadline(&self, lambda_deadline_ms: Option<u64>) -> Deadline {
+        let configured = Deadline::after(self.request_timeout);
+        // Local emulators may send something that is not a moment (`cargo lambda watch` sends its timeout,
+        // 600000): ignored.
+        let Some(lambda_deadline_ms) =
+            lambda_deadline_ms.filter(|ms| *ms > EARLIEST_PLAUSIBLE_DEADLINE_MS)
+        else {
+            return configured;
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
+        configured.min(Deadline::after(
+            remaining.saturating_sub(self.deadline_margin),
+        ))
+    }
+}
+
 /// Everything a request needs, built once per cold start and shared by all requests.
 #[derive(Debug)]
 pub struct App<S> {
@@ -82,26 +105,9 @@ impl<S: Store> App<S> {
         response
     }
 
-    /// The request's deadline: the configured timeout, or the Lambda invocation deadline less the margin
-    /// when that is sooner.
+    /// The request's deadline (see [`HttpConfig::deadline`]).
     fn deadline(&self, request: &Request) -> Deadline {
-        let configured = Deadline::after(self.config.request_timeout);
-        // Lambda gives the deadline in milliseconds since the Unix epoch. Local emulators may send something
-        // else (`cargo lambda watch` sends its timeout, 600000), which is not a moment and is ignored.
-        let Some(lambda_deadline_ms) = request
-            .lambda_context_ref()
-            .map(|context| context.deadline)
-            .filter(|ms| *ms > EARLIEST_PLAUSIBLE_DEADLINE_MS)
-        else {
-            return configured;
-        };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-        configured.min(Deadline::after(
-            remaining.saturating_sub(self.config.deadline_margin),
-        ))
+        self.config
+            .deadline(request.lambda_context_ref().map(|context| context.deadline))
     }
 }

@@ -16,6 +16,7 @@ use super::dto::{
     UpdateProductBody,
 };
 use super::response::{Problem, ProblemCode};
+use super::routes::ROUTES;
 use crate::domain::order::OrderStatus;
 use crate::domain::stock::MovementReason;
 use crate::domain::{Currency, FieldError, Shortage};
@@ -47,7 +48,47 @@ pub fn document() -> serde_json::Value {
     ]);
     document["paths"]["/orders"]["post"]["responses"]["201"]["links"] =
         links(&["get_order", "cancel_order", "fulfill_order"]);
+    for route in ROUTES.iter().filter(|r| r.endpoint.is_idempotent()) {
+        document_idempotency(&mut document["paths"][route.path][route.method.to_lowercase()]);
+    }
     document
+}
+
+/// Adds what an idempotent operation takes and answers: the `Idempotency-Key` header, the
+/// `Idempotent-Replayed` header of its success, and the refusals of a key (422 reused, 409 in progress).
+fn document_idempotency(operation: &mut serde_json::Value) {
+    let key = serde_json::json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "Makes the request safe to retry: the first successful response is stored with the key \
+    for 24 hours, and a repeat of the same request (same route, path and body) gets it back, marked \
+    `Idempotent-Replayed: true`, without a second effect. The same key with a different request is 422 \
+    `idempotency_key_reused`; while the first request is still running, a repeat waits up to a second, then is \
+    409 `request_in_progress` with `Retry-After`. A request that fails stores nothing, so its key can be retried. \
+    Keys are shared by every client of the API: make them random and unguessable (a UUID v4, say).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
+        "example": "5f0c4b0e-3c1a-4a6e-9a43-2d1c1c7f6a90",
+    });
+    match operation["parameters"].as_array_mut() {
+        Some(parameters) => parameters.push(key),
+        None => operation["parameters"] = serde_json::json!([key]),
+    }
+    let Some(responses) = operation["responses"].as_object_mut() else {
+        return;
+    };
+    for (status, response) in responses.iter_mut() {
+        if status.starts_with('2') {
+            response["headers"]["Idempotent-Replayed"] = serde_json::json!({
+                "description": "`true` when this is the stored response of an earlier request with the same \
+            Idempotency-Key; absent otherwise",
+                "schema": {"type": "string", "enum": ["true"]},
+            });
+        }
+    }
+    responses.entry("422").or_insert_with(
+        || serde_json::json!({"$ref": "#/components/responses/IdempotencyKeyReused"}),
+    );
 }
 
 #[derive(OpenApi)]
@@ -58,7 +99,11 @@ pub fn document() -> serde_json::Value {
 the last unit twice.\n\nMoney is an integer number of minor units (`price_minor: 1250` is 12.50 EUR). Ids are \
 UUID v7. Lists are paginated with an opaque `cursor`: pass a page's `next_cursor` to get the next one. Every \
 error is an RFC 9457 problem document (`application/problem+json`) with a stable `code`; a 503 carries \
-`Retry-After` and is safe to retry.",
+`Retry-After`.\n\nRetrying a write: every POST takes an `Idempotency-Key` header. A 503 `unavailable` means \
+nothing was changed; a 503 `outcome_unknown` means the connection was lost while the change was being \
+committed, so it may or may not have happened. Either way, retry with the same `Idempotency-Key`: a change \
+that did happen is answered with its original response (and `Idempotent-Replayed: true`), never made twice. \
+Keys are kept 24 hours and are shared by every client: make them random and unguessable.",
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(
@@ -72,7 +117,7 @@ error is an RFC 9457 problem document (`application/problem+json`) with a stable
             UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, OrderStatus,
             MovementReason, Problem, ProblemCode, FieldError, Shortage,
         ),
-        responses(BadRequest, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, Internal, Unavailable),
+        responses(BadRequest, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, IdempotencyKeyReused, Internal, Unavailable),
     ),
     tags(
         (name = "products", description = "The catalogue and its stock"),
@@ -101,11 +146,14 @@ pub struct BadRequest(pub Problem);
 )]
 pub struct NotFound(pub Problem);
 
-/// `insufficient_stock` (with `shortages` for every short line), `sku_taken`, or `conflict` (an illegal
-/// status change, stock below what is reserved, deleting a product with reserved stock).
+/// `insufficient_stock` (with `shortages` for every short line), `sku_taken`, `conflict` (an illegal
+/// status change, stock below what is reserved, deleting a product that still has stock), or
+/// `request_in_progress` (another request with the same `Idempotency-Key` is still running: retry after
+/// `Retry-After` seconds to get its response).
 #[derive(Debug, ToResponse)]
 #[response(
     content_type = "application/problem+json",
+    headers(("Retry-After" = u32, description = "With `request_in_progress`: seconds to wait before retrying")),
     example = json!({"type": "about:blank", "title": "Conflict", "status": 409, "code": "insufficient_stock",
         "detail": "not enough stock is available for some lines; see shortages",
         "shortages": [{"product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "requested": 3, "available": 1}]})
@@ -140,6 +188,17 @@ pub struct PayloadTooLarge(pub Problem);
 )]
 pub struct ValidationFailed(pub Problem);
 
+/// The `Idempotency-Key` was first used with a different request (another route, path or body). Nothing
+/// was changed; use a new key for a new request.
+#[derive(Debug, ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    example = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+        "code": "idempotency_key_reused",
+        "detail": "this Idempotency-Key was first used with a different request; use a new key for a new request"})
+)]
+pub struct IdempotencyKeyReused(pub Problem);
+
 /// Something unexpected; the details are in the logs only.
 #[derive(Debug, ToResponse)]
 #[response(
@@ -149,9 +208,11 @@ pub struct ValidationFailed(pub Problem);
 )]
 pub struct Internal(pub Problem);
 
-/// The database is unreachable, a lock could not be had in time, or the request's deadline was about to
-/// pass. The request was rolled back; retry after the given seconds. (Only if the connection failed while
-/// the change was being committed is its outcome unknown: read the resource before retrying a change.)
+/// `unavailable`: the database is unreachable, a lock could not be had in time (locks are waited for up to
+/// a second), or the request's deadline was about to pass; the request was rolled back and nothing changed.
+/// `outcome_unknown`: the connection was lost, or the deadline passed, after the change was sent to be
+/// committed: it may or may not have happened. In both cases retry after `Retry-After` seconds with the same
+/// `Idempotency-Key`, which answers a change that did happen with its original response.
 #[derive(Debug, ToResponse)]
 #[response(
     content_type = "application/problem+json",

@@ -102,6 +102,18 @@ pub const ROUTES: &[Route] = &[
 ];
 
 impl Endpoint {
+    /// Whether the endpoint takes an `Idempotency-Key` (a write a client may need to retry).
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Self::CreateProduct
+                | Self::AdjustStock
+                | Self::CreateOrder
+                | Self::CancelOrder
+                | Self::FulfillOrder
+        )
+    }
+
     /// The endpoint's (first) route.
     pub fn route(self) -> &'static Route {
         ROUTES

@@ -781,6 +781,68 @@ pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S
     assert_ledger_balances(&inventory, a.id).await;
 }
 
+/// `racers` requests with one key race on every idempotent route: on each, exactly one makes the write and
+/// every other gets its response replayed or `RequestInProgress`; never a second effect, never another
+/// error. Answers how many were told `RequestInProgress`.
+pub async fn racing_requests_with_one_key_have_one_effect<S: Store + 'static>(
+    inventory: std::sync::Arc<Inventory<S>>,
+    racers: usize,
+) -> usize {
+    let writes = every_idempotent_write(&inventory, "RACE").await;
+    let mut in_progress = 0;
+    for (i, (route, write)) in writes.into_iter().enumerate() {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(racers));
+        let tasks: Vec<_> = (0..racers)
+            .map(|_| {
+                let (inventory, barrier, write) =
+                    (inventory.clone(), barrier.clone(), write.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let key = claim(&format!("race-{i}"), 9);
+                    inventory.write_once(&key, write, &render, deadline()).await
+                })
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        let mut replayed = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(Once::Fresh(response)) => fresh.push(response),
+                Ok(Once::Replayed(response)) => replayed.push(response),
+                Err(Error::RequestInProgress) => in_progress += 1,
+                Err(other) => panic!("{route}: a racer failed: {other:?}"),
+            }
+        }
+        assert_eq!(fresh.len(), 1, "{route}: exactly one racer writes");
+        assert!(
+            replayed.iter().all(|r| *r == fresh[0]),
+            "{route}: every replay is the first response"
+        );
+    }
+    // One effect of each write, whatever the race: the product of `every_idempotent_write` got +4 on hand,
+    // an order of 2, one of its orders of 1 cancelled and the other fulfilled; one product was created.
+    let page = PageRequest {
+        limit: 100,
+        after: None,
+    };
+    let products = inventory
+        .list_products(ProductFilter::default(), page, deadline())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(products.len(), 2, "one product created");
+    let race = products.iter().find(|p| p.sku == "RACE").unwrap();
+    assert_eq!((race.on_hand, race.reserved), (13, 2));
+    let orders = inventory.list_orders(None, page, deadline()).await.unwrap();
+    assert_eq!(orders.items.len(), 3, "one order placed");
+    for product in &products {
+        assert_ledger_balances(&inventory, product.id).await;
+    }
+    let ids: Vec<ProductId> = products.iter().map(|p| p.id).collect();
+    assert_reserved_matches_pending_orders(&inventory, &ids).await;
+    in_progress
+}
+
 /// Declares one test per named behaviour (a function of this module), run against the store `$store`;
 /// the test function takes the arguments given (e.g. the pool of `#[sqlx::test]`).
 #[macro_export]
