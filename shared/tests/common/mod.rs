@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod behaviour;
+pub mod cluster;
+pub mod proxy;
 
 use inventory::domain::order::{NewOrder, RequestedLine};
 use inventory::domain::product::NewProduct;
