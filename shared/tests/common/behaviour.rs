@@ -781,6 +781,31 @@ pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S
     assert_ledger_balances(&inventory, a.id).await;
 }
 
+/// After each write of `every_idempotent_write(sku)` was made (once, whatever the retries): its product got
+/// +4 on hand, an order of 2, one of its orders of 1 cancelled and the other fulfilled; one product was
+/// created. And the ledger and the pending orders reconcile with the stock.
+pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, sku: &str) {
+    let page = PageRequest {
+        limit: 100,
+        after: None,
+    };
+    let products = inventory
+        .list_products(ProductFilter::default(), page, deadline())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(products.len(), 2, "one product created");
+    let product = products.iter().find(|p| p.sku == sku).unwrap();
+    assert_eq!((product.on_hand, product.reserved), (13, 2));
+    let orders = inventory.list_orders(None, page, deadline()).await.unwrap();
+    assert_eq!(orders.items.len(), 3, "one order placed");
+    for product in &products {
+        assert_ledger_balances(inventory, product.id).await;
+    }
+    let ids: Vec<ProductId> = products.iter().map(|p| p.id).collect();
+    assert_reserved_matches_pending_orders(inventory, &ids).await;
+}
+
 /// `racers` requests with one key race on every idempotent route: on each, exactly one makes the write and
 /// every other gets its response replayed or `RequestInProgress`; never a second effect, never another
 /// error. Answers how many were told `RequestInProgress`.
@@ -819,27 +844,7 @@ pub async fn racing_requests_with_one_key_have_one_effect<S: Store + 'static>(
             "{route}: every replay is the first response"
         );
     }
-    // One effect of each write, whatever the race: the product of `every_idempotent_write` got +4 on hand,
-    // an order of 2, one of its orders of 1 cancelled and the other fulfilled; one product was created.
-    let page = PageRequest {
-        limit: 100,
-        after: None,
-    };
-    let products = inventory
-        .list_products(ProductFilter::default(), page, deadline())
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(products.len(), 2, "one product created");
-    let race = products.iter().find(|p| p.sku == "RACE").unwrap();
-    assert_eq!((race.on_hand, race.reserved), (13, 2));
-    let orders = inventory.list_orders(None, page, deadline()).await.unwrap();
-    assert_eq!(orders.items.len(), 3, "one order placed");
-    for product in &products {
-        assert_ledger_balances(&inventory, product.id).await;
-    }
-    let ids: Vec<ProductId> = products.iter().map(|p| p.id).collect();
-    assert_reserved_matches_pending_orders(&inventory, &ids).await;
+    assert_each_write_applied_once(&inventory, "RACE").await;
     in_progress
 }
 

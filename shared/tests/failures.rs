@@ -1,0 +1,298 @@
+//! Every write path when things fail at the worst moment, on real Postgres: the connection cut before or
+//! after COMMIT, the deadline passing before or after COMMIT, a lock held past every request's deadline, and
+//! pooled connections killed while idle. After each, stock, ledger, orders and idempotency keys are checked.
+//! (A whole server crashing under load is `tests/crash.rs`.)
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inventory::domain::idempotency::Once;
+use inventory::domain::{Deadline, Error};
+use inventory::http::idempotency::render;
+use inventory::http::{App, Endpoint, HttpConfig};
+use inventory::postgres::{LOCK_WAIT, PgStore, PoolConfig, connect_lazy};
+use inventory::service::Inventory;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use common::behaviour::{assert_each_write_applied_once, claim, every_idempotent_write, snapshot};
+use common::proxy::{Plan, Proxy};
+use common::{Event, deadline, new_product};
+
+/// A store on one connection (as a Lambda instance has) through a proxy in front of the test's database.
+async fn through_proxy(options: &PgConnectOptions) -> (Inventory<PgStore>, Proxy) {
+    let server = (options.get_host().to_owned(), options.get_port());
+    let proxy = Proxy::start(server).await;
+    let pool = connect_lazy(
+        proxy.options(options.clone()),
+        &PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    );
+    (Inventory::new(PgStore::new(pool)), proxy)
+}
+
+/// Keys stored in the database.
+async fn keys(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// On every write route: a cut (or a stall past the deadline) before COMMIT is `unavailable`, changes
+/// nothing and leaves the key free; a cut (or stall) after COMMIT was sent is `outcome_unknown`, and a retry
+/// with the same key gets the committed response back instead of writing again.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lost_commit_is_unknown_and_a_retry_with_its_key_replays_it(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let direct = Inventory::new(PgStore::new(pool.clone()));
+    let (proxied, proxy) = through_proxy(&options).await;
+    let writes = every_idempotent_write(&direct, "LOST").await;
+    let short = || Deadline::after(Duration::from_millis(400));
+    for (i, (route, write)) in writes.into_iter().enumerate() {
+        for (j, before_commit) in [
+            Plan::CutFirstStatement,
+            Plan::StallFirstStatement(Duration::from_secs(2)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = claim(&format!("lost-{i}-{j}"), 1);
+            let unchanged = snapshot(&direct).await;
+            proxy.arm(before_commit);
+            let started = Instant::now();
+            let failed = proxied
+                .write_once(&key, write.clone(), &render, short())
+                .await;
+            assert!(
+                matches!(failed, Err(Error::Unavailable(_))),
+                "{route}, {before_commit:?}: {failed:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_millis(600),
+                "{route}: answered in time"
+            );
+            assert_eq!(
+                snapshot(&direct).await,
+                unchanged,
+                "{route}: nothing changed"
+            );
+            assert!(!keys(&pool).await.contains(&key.key.as_str().to_owned()));
+        }
+
+        let key = claim(&format!("lost-{i}"), 1);
+        let after_commit = if i % 2 == 0 {
+            Plan::CutAfterCommit
+        } else {
+            Plan::StallAfterCommit(Duration::from_secs(2))
+        };
+        proxy.arm(after_commit);
+        let started = Instant::now();
+        let unknown = proxied
+            .write_once(&key, write.clone(), &render, short())
+            .await;
+        assert!(
+            matches!(unknown, Err(Error::OutcomeUnknown(_))),
+            "{route}, {after_commit:?}: {unknown:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{route}: answered in time"
+        );
+        // It did commit: the retry finds the response, and writes nothing.
+        let committed = snapshot(&direct).await;
+        let retried = proxied
+            .write_once(&key, write, &render, deadline())
+            .await
+            .unwrap();
+        assert!(
+            matches!(retried, Once::Replayed(ref r) if matches!(r.status, 200 | 201)),
+            "{route}: {retried:?}"
+        );
+        assert_eq!(
+            snapshot(&direct).await,
+            committed,
+            "{route}: the retry wrote again"
+        );
+    }
+    assert_eq!(proxy.fired().len(), 15, "every plan went off");
+    assert_each_write_applied_once(&direct, "LOST").await;
+    assert_eq!(
+        keys(&pool).await.len(),
+        5,
+        "one key per write, none for the failures"
+    );
+}
+
+/// A request that gives up on a lock leaves nothing behind: its statement and transaction end with it.
+async fn sessions_in_transaction(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND (state LIKE 'idle in transaction%' OR state = 'active')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A hot product's row lock held past every request's deadline: 32 clients ordering it through the handlers
+/// all get a 503 within two lock waits (far sooner than their deadline), nothing is left waiting or open,
+/// and the next order after the release succeeds at once.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lock_storm_fails_fast_and_leaves_nothing_behind(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let clients = 32;
+    let pool = PgPoolOptions::new()
+        .max_connections(clients + 2)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let app = Arc::new(App::new(
+        PgStore::new(common::served(&pool)),
+        HttpConfig {
+            request_timeout: Duration::from_secs(4),
+            ..HttpConfig::default()
+        },
+    ));
+    let hot = app
+        .inventory
+        .create_product(new_product("HOT", 100, 1000), deadline())
+        .await
+        .unwrap();
+    let order = move || {
+        Event::v2("POST", "/orders", "/orders")
+            .json(&json!({ "lines": [{ "product_id": hot.id, "quantity": 1 }] }))
+            .request()
+    };
+
+    // Someone else holds the row for longer than any request may take.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(hot.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (app, request) = (Arc::clone(&app), order());
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let response = app.handle(Endpoint::CreateOrder, request).await;
+                (response, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        let (response, took) = task.await.unwrap();
+        assert_eq!(response.status(), 503);
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["code"], "unavailable");
+        assert_eq!(response.headers()["retry-after"], "1");
+        slowest = slowest.max(took);
+    }
+    println!(
+        "{clients} orders behind a held lock: every one 503 within {slowest:?} (lock wait {LOCK_WAIT:?}, \
+         deadline 4 s), all within {:?}",
+        started.elapsed()
+    );
+    // Queued behind another waiter, an order waits for the row's tuple lock, then for the holder's
+    // transaction: two lock waits, each bounded by LOCK_WAIT.
+    assert!(
+        slowest < 2 * LOCK_WAIT + Duration::from_millis(500),
+        "{slowest:?}"
+    );
+    assert_eq!(sessions_in_transaction(&pool).await, 1, "only the holder");
+    holder.rollback().await.unwrap();
+
+    let sent = Instant::now();
+    let placed = app.handle(Endpoint::CreateOrder, order()).await;
+    assert_eq!(placed.status(), 201);
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(sessions_in_transaction(&pool).await, 0);
+    let hot = app.inventory.get_product(hot.id, deadline()).await.unwrap();
+    assert_eq!(hot.reserved, 1, "only the order after the release");
+    common::behaviour::assert_ledger_balances(&app.inventory, hot.id).await;
+}
+
+/// Connections that died while idle in the pool (the database restarted, or a proxy dropped them) fail
+/// their BEGIN before anything happened: the request starts again on a fresh connection, and no client
+/// ever sees the failure, however many of the pool's connections are dead.
+#[sqlx::test(migrations = "../migrations")]
+async fn dead_pooled_connections_never_reach_a_client(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let size = 4;
+    let served = connect_lazy(
+        common::served_options(options),
+        &PoolConfig {
+            max_connections: size,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    );
+    let inventory = Arc::new(Inventory::new(PgStore::new(served.clone())));
+    let product = inventory
+        .create_product(new_product("WARM", 100, 1000), deadline())
+        .await
+        .unwrap();
+    for round in 0..3 {
+        // Warm every connection of the pool, then kill them all while they sit idle.
+        let warm: Vec<_> = (0..size).map(|_| served.acquire()).collect();
+        let mut held = Vec::new();
+        for conn in warm {
+            held.push(conn.await.unwrap());
+        }
+        drop(held);
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'inventory') t",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(killed >= 1, "round {round}: killed {killed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The next requests, sequential and concurrent, all succeed.
+        inventory
+            .get_product(product.id, deadline())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: a read got {e:?}"));
+        let orders: Vec<_> = (0..size)
+            .map(|_| {
+                let inventory = Arc::clone(&inventory);
+                tokio::spawn(async move {
+                    inventory
+                        .create_order(common::new_order(&[(product.id, 1)]), deadline())
+                        .await
+                })
+            })
+            .collect();
+        for order in orders {
+            order
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: an order got {e:?}"));
+        }
+    }
+    let product = inventory.get_product(product.id, deadline()).await.unwrap();
+    assert_eq!(product.reserved, 3 * i64::from(size));
+    common::behaviour::assert_ledger_balances(&inventory, product.id).await;
+}
