@@ -822,3 +822,104 @@ async fn a_nul_or_invalid_utf8_in_the_query_is_400() {
     let fine = v2(Endpoint::ListProducts, "/products").raw_query("sku=A%2FB", &[("sku", "A/B")]);
     assert_eq!(call(&app, Endpoint::ListProducts, fine).await.status(), 200);
 }
+
+/// The largest response a list can give stays far below Lambda's 6 MB limit on a synchronous response. A
+/// page of orders holds at most 100 orders and `MAX_PAGE_LINES` lines (an order has up to 100); every text
+/// field at its longest, in the characters that cost most once serialized twice (into the JSON body, then into
+/// the JSON of the Lambda response, where a `"` becomes `\\\"`: 4 bytes, as much as any character costs).
+#[test]
+fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
+    use inventory::domain::order::{Order, OrderLine, OrderStatus};
+    use inventory::domain::product::Product;
+    use inventory::domain::stock::{MovementReason, StockMovement};
+    use inventory::domain::{
+        Cursor, CustomerRef, Description, MAX_PAGE_LINES, Note, Page, ProductName, Sku,
+    };
+    use inventory::http::dto::{MovementView, OrderView, PageView, ProductView};
+
+    const LAMBDA_LIMIT: usize = 6 * 1024 * 1024;
+    let text = |chars: usize| "\"".repeat(chars);
+    let now = time::OffsetDateTime::now_utc();
+    let id = || inventory::domain::new_id();
+    // What API Gateway receives from the function: the body as a JSON string inside the response object.
+    let envelope = |body: String| {
+        json!({
+            "statusCode": 200,
+            "headers": { "content-type": "application/json" },
+            "isBase64Encoded": false,
+            "body": body,
+        })
+        .to_string()
+        .len()
+    };
+    let order = |lines: usize| Order {
+        id: id(),
+        status: OrderStatus::Cancelled,
+        customer_ref: Some(text(CustomerRef::MAX_CHARS)),
+        lines: (0..lines)
+            .map(|_| OrderLine {
+                product_id: id(),
+                sku: "S".repeat(Sku::MAX_CHARS),
+                name: text(ProductName::MAX_CHARS),
+                quantity: 1_000_000,
+                unit_price_minor: i64::MAX,
+                line_total_minor: i64::MAX,
+            })
+            .collect(),
+        total_minor: i64::MAX,
+        currency: "EUR".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut sizes = Vec::new();
+    for (orders, lines) in [(100, MAX_PAGE_LINES / 100), (MAX_PAGE_LINES / 100, 100)] {
+        let page = Page {
+            items: (0..orders).map(|_| order(lines)).collect(),
+            next_cursor: Some(Cursor(id())),
+        };
+        let body = serde_json::to_string(&PageView::<OrderView>::from_page(page)).unwrap();
+        sizes.push((format!("{orders} orders of {lines} lines"), envelope(body)));
+    }
+    let product = || Product {
+        id: id(),
+        sku: "S".repeat(Sku::MAX_CHARS),
+        name: text(ProductName::MAX_CHARS),
+        description: Some(text(Description::MAX_CHARS)),
+        price_minor: i64::MAX,
+        currency: "EUR".into(),
+        on_hand: i64::MAX,
+        reserved: i64::MAX,
+        low_stock_threshold: Some(i64::MAX),
+        version: i64::MAX,
+        created_at: now,
+        updated_at: now,
+    };
+    let products = Page {
+        items: (0..100).map(|_| product()).collect(),
+        next_cursor: Some(Cursor(id())),
+    };
+    let body = serde_json::to_string(&PageView::<ProductView>::from_page(products)).unwrap();
+    sizes.push(("100 products".into(), envelope(body)));
+    let movement = || StockMovement {
+        id: id(),
+        product_id: id(),
+        order_id: Some(id()),
+        reason: MovementReason::ReturnRestock,
+        on_hand_delta: i64::MIN,
+        reserved_delta: i64::MIN,
+        on_hand_after: i64::MAX,
+        reserved_after: i64::MAX,
+        note: Some(text(Note::MAX_CHARS)),
+        created_at: now,
+    };
+    let movements = Page {
+        items: (0..100).map(|_| movement()).collect(),
+        next_cursor: Some(Cursor(id())),
+    };
+    let body = serde_json::to_string(&PageView::<MovementView>::from_page(movements)).unwrap();
+    sizes.push(("100 stock movements".into(), envelope(body)));
+    for (what, size) in &sizes {
+        println!("largest page of {what}: {size} bytes as a Lambda response");
+        assert!(*size < LAMBDA_LIMIT / 2, "{what}: {size} bytes");
+    }
+}

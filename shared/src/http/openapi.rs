@@ -380,6 +380,10 @@ fn list_stock_movements() {}
 fn create_order() {}
 
 /// List orders, newest first.
+///
+/// A page holds up to `limit` orders and at most 1,000 order lines in all: it ends before the order that
+/// would take it over (so it may hold fewer than `limit` orders while `next_cursor` is not null). This
+/// keeps every response far below the 6 MB a Lambda function can answer.
 #[utoipa::path(
     get, path = "/orders", tag = "orders",
     params(

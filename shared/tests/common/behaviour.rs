@@ -620,6 +620,41 @@ pub async fn the_ledger_of_an_unknown_product_is_not_found<S: Store>(inventory: 
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
 }
 
+pub async fn a_page_of_orders_stops_at_its_line_budget<S: Store>(inventory: Inventory<S>) {
+    use inventory::domain::MAX_PAGE_LINES;
+    let mut products = Vec::new();
+    for i in 0..100 {
+        let product = inventory
+            .create_product(new_product(&format!("L{i}"), 1, 100), deadline())
+            .await
+            .unwrap();
+        products.push((product.id, 1));
+    }
+    let orders = MAX_PAGE_LINES / 100 + 3;
+    for _ in 0..orders {
+        inventory
+            .create_order(new_order(&products), deadline())
+            .await
+            .unwrap();
+    }
+    let mut page = PageRequest {
+        limit: 100,
+        after: None,
+    };
+    let mut sizes = Vec::new();
+    loop {
+        let got = inventory.list_orders(None, page, deadline()).await.unwrap();
+        let lines: usize = got.items.iter().map(|o| o.lines.len()).sum();
+        assert!(lines <= MAX_PAGE_LINES, "{lines} lines in a page");
+        sizes.push(got.items.len());
+        match got.next_cursor {
+            Some(cursor) => page.after = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [MAX_PAGE_LINES / 100, 3]);
+}
+
 /// A claim of `key` for the request whose fingerprint is all `n`.
 pub fn claim(key: &str, n: u8) -> Claim {
     Claim {
@@ -889,6 +924,7 @@ macro_rules! every_behaviour {
             a_repeated_key_replays_the_first_response_and_writes_once,
             a_key_reused_for_another_request_is_refused,
             a_failed_write_leaves_its_key_free,
+            a_page_of_orders_stops_at_its_line_budget,
             updates_honour_if_match_and_keep_order_snapshots,
             pages_walk_every_item_once,
             filters_find_skus_and_low_stock,
