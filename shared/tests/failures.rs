@@ -296,3 +296,64 @@ async fn dead_pooled_connections_never_reach_a_client(
     assert_eq!(product.reserved, 3 * i64::from(size));
     common::behaviour::assert_ledger_balances(&inventory, product.id).await;
 }
+
+/// The deadline bounds every statement on the server, not only the answer: a statement that starts late in
+/// the transaction (after a long lock wait) gets only the time that remains, so when the request answers
+/// 503 at its deadline, nothing of it is still running.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_late_statement_gets_only_the_time_that_remains(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options).await.unwrap();
+    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let product = inventory
+        .create_product(new_product("SLOW", 100, 10), deadline())
+        .await
+        .unwrap();
+    // Writing an order takes 5 s here, far longer than the request's whole budget.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_down BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow_down();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The product's row is held for 600 ms: the order's first statement waits that long.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(product.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        holder.rollback().await.unwrap();
+    });
+    let budget = Duration::from_millis(1000);
+    let started = Instant::now();
+    let result = inventory
+        .create_order(
+            common::new_order(&[(product.id, 1)]),
+            Deadline::after(budget),
+        )
+        .await;
+    let took = started.elapsed();
+    release.await.unwrap();
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(took <= budget + Duration::from_millis(50), "{took:?}");
+    // The server gave the write only what remained: it was cancelled by the deadline, not 5 s later.
+    assert_eq!(
+        sessions_in_transaction(&pool).await,
+        0,
+        "nothing still running after {took:?}"
+    );
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+    let product = inventory.get_product(product.id, deadline()).await.unwrap();
+    assert_eq!(product.reserved, 0);
+}
