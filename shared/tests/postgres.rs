@@ -372,10 +372,45 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
         cancel, 6,
         "BEGIN, lock order, lock products, write, read back, COMMIT"
     );
+    // With an Idempotency-Key: two more, to claim the key and to store the response; a repeat reads the
+    // stored response instead of writing.
+    let keyed = |key: &str| {
+        let claim = common::behaviour::claim(key, 3);
+        let order = inventory::ports::Write::CreateOrder(new_order(&[(products[0], 1)]));
+        let inventory = &inventory;
+        async move {
+            inventory
+                .write_once(
+                    &claim,
+                    order,
+                    &inventory::http::idempotency::render,
+                    deadline(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    keyed("warm-the-cache").await;
+    keyed("warm-the-cache").await;
+    let before = trips.statements.load(Ordering::SeqCst);
+    assert!(!keyed("counted").await.replayed());
+    let fresh = trips.statements.load(Ordering::SeqCst) - before;
+    let before = trips.statements.load(Ordering::SeqCst);
+    assert!(keyed("counted").await.replayed());
+    let replay = trips.statements.load(Ordering::SeqCst) - before;
+    println!(
+        "round trips of an order with an Idempotency-Key: {fresh}, and of its replay: {replay}"
+    );
+    assert_eq!(
+        fresh, 6,
+        "BEGIN, claim the key, lock, write, store the response, COMMIT"
+    );
+    assert_eq!(replay, 4, "BEGIN, claim the key, read the response, COMMIT");
     // A warm connection is not pinged before use (only after an idle spell); sqlx pings it once after
     // each use, off the request's path, when it goes back to the pool.
-    // 100 products, 4 orders, 1 list, 2 cancels: at most one ping each (the last may still be under way).
-    let operations = 107;
+    // 100 products, 4 orders, 1 list, 2 cancels, 4 keyed orders: at most one ping each (the last may
+    // still be under way).
+    let operations = 111;
     let pings = trips.pings.load(Ordering::SeqCst);
     println!("pings over the {operations} operations above: {pings}");
     assert!(
