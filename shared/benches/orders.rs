@@ -4,16 +4,20 @@
 //!
 //!   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p inventory --bench orders
 //!
-//! BENCH_CLIENTS (default 8) and BENCH_SECONDS (default 10) set the load. Prints throughput, latency
-//! percentiles and the ratio to pgbench; asserts nothing.
+//! BENCH_CLIENTS (default 8) and BENCH_SECONDS (default 10) set the load. Runs the service twice, without
+//! and with an Idempotency-Key on every order. Prints throughput, latency percentiles and the ratios to
+//! pgbench; asserts nothing.
 
 use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use inventory::domain::idempotency::{Claim, Fingerprint, IdempotencyKey};
 use inventory::domain::order::{NewOrder, RequestedLine};
 use inventory::domain::{Deadline, ProductId, Quantity};
+use inventory::http::idempotency::render;
+use inventory::ports::Write;
 use inventory::postgres::{MIGRATOR, PgStore, PoolConfig, connect_lazy};
 use inventory::service::Inventory;
 use sqlx::migrate::MigrateDatabase;
@@ -106,58 +110,80 @@ async fn main() {
     );
     let inventory = Arc::new(Inventory::new(PgStore::new(pool)));
 
-    // The service and adapter under load.
-    let stop = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let inventory = Arc::clone(&inventory);
-            let products = products.clone();
-            tokio::spawn(async move {
-                let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (client as u64 + 1);
-                let mut latencies = Vec::new();
-                while Instant::now() < stop {
-                    let mut lines: Vec<RequestedLine> = Vec::with_capacity(LINES);
-                    while lines.len() < LINES {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        let product_id = products[(state % PRODUCTS as u64) as usize];
-                        if lines.iter().all(|l| l.product_id != product_id) {
-                            lines.push(RequestedLine {
-                                product_id,
-                                quantity: Quantity::parse(1).unwrap(),
-                            });
+    // The service and adapter under load, without and with an Idempotency-Key on every order.
+    let mut throughput = Vec::new();
+    for keyed in [false, true] {
+        let stop = Instant::now() + Duration::from_secs(seconds);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|client| {
+                let inventory = Arc::clone(&inventory);
+                let products = products.clone();
+                tokio::spawn(async move {
+                    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (client as u64 + 1);
+                    let mut latencies = Vec::new();
+                    while Instant::now() < stop {
+                        let mut lines: Vec<RequestedLine> = Vec::with_capacity(LINES);
+                        while lines.len() < LINES {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            let product_id = products[(state % PRODUCTS as u64) as usize];
+                            if lines.iter().all(|l| l.product_id != product_id) {
+                                lines.push(RequestedLine {
+                                    product_id,
+                                    quantity: Quantity::parse(1).unwrap(),
+                                });
+                            }
                         }
+                        let order = NewOrder::new(lines, None).unwrap();
+                        let deadline = Deadline::after(Duration::from_secs(30));
+                        let at = Instant::now();
+                        if keyed {
+                            let claim = Claim {
+                                key: IdempotencyKey::parse(&format!(
+                                    "bench-{client}-{}",
+                                    latencies.len()
+                                ))
+                                .unwrap(),
+                                fingerprint: Fingerprint([client as u8; 32]),
+                            };
+                            inventory
+                                .write_once(&claim, Write::CreateOrder(order), &render, deadline)
+                                .await
+                                .unwrap();
+                        } else {
+                            inventory.create_order(order, deadline).await.unwrap();
+                        }
+                        latencies.push(at.elapsed());
                     }
-                    let order = NewOrder::new(lines, None).unwrap();
-                    let at = Instant::now();
-                    inventory
-                        .create_order(order, Deadline::after(Duration::from_secs(30)))
-                        .await
-                        .unwrap();
-                    latencies.push(at.elapsed());
-                }
-                latencies
+                    latencies
+                })
             })
-        })
-        .collect();
-    let mut latencies: Vec<Duration> = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
+            .collect();
+        let mut latencies: Vec<Duration> = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.unwrap());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort();
+        let percentile =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let ours = latencies.len() as f64 / elapsed;
+        throughput.push(ours);
+        let with = if keyed {
+            ", each with an Idempotency-Key"
+        } else {
+            ""
+        };
+        println!(
+            "service + adapter: {clients} clients, {} orders of {LINES} lines{with} in {elapsed:.1} s: {ours:.0} \
+         orders/s, p50 {:.2} ms, p99 {:.2} ms",
+            latencies.len(),
+            percentile(0.50).as_secs_f64() * 1000.0,
+            percentile(0.99).as_secs_f64() * 1000.0,
+        );
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    let percentile =
-        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let ours = latencies.len() as f64 / elapsed;
-    println!(
-        "service + adapter: {clients} clients, {} orders of {LINES} lines in {elapsed:.1} s: {ours:.0} orders/s, \
-         p50 {:.2} ms, p99 {:.2} ms",
-        latencies.len(),
-        percentile(0.50).as_secs_f64() * 1000.0,
-        percentile(0.99).as_secs_f64() * 1000.0,
-    );
 
     // The reference: the same transaction from pgbench.
     let script = std::env::temp_dir().join(format!("inventory-bench-{}.sql", std::process::id()));
@@ -206,7 +232,11 @@ async fn main() {
     println!(
         "pgbench reference: {clients} clients, same transaction: {tps:.0} orders/s, {latency}"
     );
-    println!("ratio service/pgbench: {:.2}", ours / tps);
+    println!(
+        "ratio service/pgbench: {:.2} without a key, {:.2} with one",
+        throughput[0] / tps,
+        throughput[1] / tps
+    );
 
     setup.close().await;
     let _ = std::fs::remove_file(script);
