@@ -536,3 +536,30 @@ async fn health_is_unavailable_while_the_database_is_read_only(pool: PgPool) {
     .await
     .unwrap();
 }
+
+/// Every condition that says "the database cannot do this right now" is a 503 (`unavailable`), never a
+/// 500: raised by the server itself with each SQLSTATE, and mapped like any error of a statement.
+#[sqlx::test(migrations = "../migrations")]
+async fn transient_database_conditions_are_unavailable(pool: PgPool) {
+    for code in [
+        "57P01", "57P02", "57P03", "25006", "40001", "40P01", "25P03", "53300", "53200", "55P03",
+        "57014",
+    ] {
+        let raised = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'condition %', '{code}' USING ERRCODE = '{code}'; END $$"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap_err();
+        let mapped = db_error(raised);
+        assert!(
+            matches!(mapped, Error::Unavailable(_)),
+            "{code}: {mapped:?}"
+        );
+    }
+    let bug = sqlx::raw_sql("SELECT * FROM no_such_table")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(matches!(db_error(bug), Error::Internal(_)));
+}
