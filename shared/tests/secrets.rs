@@ -3,17 +3,24 @@
 //! Postgres cluster (`initdb` into a temporary folder, on a free port), configured to log everything, and
 //! still checks that the user logs in with its password over SCRAM.
 //!
-//! The cluster needs the Postgres 15 server binaries (`POSTGRES_BIN`, by default
+//! The cluster (`common::cluster`) needs the Postgres 15 server binaries (`POSTGRES_BIN`, by default
 //! `/usr/lib/postgresql/15/bin`); run as root, they run as the `postgres` OS user. Without them the tests
 //! fail: they never skip.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{Connection, PgConnection};
 
 use inventory::postgres::schema;
+
+use common::cluster::Cluster;
+
+/// What the clusters of these tests log: every statement, every statement that raises any message, and
+/// every connection with how it was authenticated.
+const LOGGING: &str = "logging_collector = off\n\
+                       log_statement = 'all'\n\
+                       log_min_error_statement = debug5\n\
+                       log_connections = on";
 
 /// The distinctive passwords of a test: a random marker in text no statement or log would hold otherwise.
 /// Checking the marker alone too catches the password logged in any quoted or escaped form.
@@ -32,7 +39,7 @@ fn secret(label: &str) -> (String, String) {
 #[tokio::test]
 async fn the_api_users_password_is_in_no_log_and_logs_in_over_scram() {
     capture::install();
-    let cluster = Cluster::start("owner");
+    let cluster = Cluster::start("secrets-owner", LOGGING);
     let admin = cluster.options("postgres", None);
     let user = "inventory_app";
 
@@ -136,7 +143,7 @@ async fn the_api_users_password_is_in_no_log_and_logs_in_over_scram() {
 #[tokio::test]
 async fn where_logging_stays_on_the_server_logs_no_password_either() {
     capture::install();
-    let cluster = Cluster::start("not-superuser");
+    let cluster = Cluster::start("secrets-not-superuser", LOGGING);
     let admin = cluster.options("postgres", None);
     let (migrator_password, _) = secret("migrator");
     let mut conn = PgConnection::connect_with(&admin).await.unwrap();
@@ -192,7 +199,7 @@ async fn where_logging_stays_on_the_server_logs_no_password_either() {
 /// is one Postgres accepts, and logs "pencil" in with over SCRAM: so the server agrees with the computation.
 #[tokio::test]
 async fn postgres_logs_in_with_rfc_7677s_verifier() {
-    let cluster = Cluster::start("rfc7677");
+    let cluster = Cluster::start("secrets-rfc7677", LOGGING);
     let mut conn = PgConnection::connect_with(&cluster.options("postgres", None))
         .await
         .unwrap();
@@ -230,194 +237,6 @@ async fn postgres_logs_in_with_rfc_7677s_verifier() {
         Some("28P01"),
         "{refused}"
     );
-}
-
-/// A private Postgres cluster in a temporary folder, stopped and removed when dropped (also when a test
-/// fails). It logs every statement, and every statement that raises any message, to `server.log`.
-#[derive(Debug)]
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-    /// The OS user the server runs as, when the tests run as root (which Postgres refuses to run as).
-    run_as: Option<&'static str>,
-    started: bool,
-}
-
-impl Cluster {
-    fn start(label: &str) -> Self {
-        let bin = bin_dir();
-        assert!(
-            bin.join("initdb").is_file() && bin.join("pg_ctl").is_file(),
-            "no Postgres server binaries in {} (set POSTGRES_BIN to their folder): these tests need them",
-            bin.display()
-        );
-        let dir =
-            std::env::temp_dir().join(format!("inventory-secrets-{label}-{}", secret("dir").1));
-        std::fs::create_dir(&dir).unwrap();
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let root = id(&["-u"]) == "0";
-        let mut cluster = Self {
-            dir,
-            port,
-            run_as: root.then_some("postgres"),
-            started: false,
-        };
-        if root {
-            let uid = id(&["-u", "postgres"]).parse().unwrap();
-            let gid = id(&["-g", "postgres"]).parse().unwrap();
-            std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).unwrap();
-        }
-        let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-A".as_ref(),
-                "trust".as_ref(),
-                "-U".as_ref(),
-                "postgres".as_ref(),
-                "-E".as_ref(),
-                "UTF8".as_ref(),
-                // English messages, which the tests read.
-                "--locale=C".as_ref(),
-                "--no-sync".as_ref(),
-            ],
-        );
-        let settings = format!(
-            "\n# inventory's tests/secrets.rs\n\
-             listen_addresses = '127.0.0.1'\n\
-             port = {port}\n\
-             unix_socket_directories = '{dir}'\n\
-             logging_collector = off\n\
-             log_statement = 'all'\n\
-             log_min_error_statement = debug5\n\
-             log_connections = on\n\
-             password_encryption = 'scram-sha-256'\n\
-             fsync = off\n",
-            dir = cluster.dir.display()
-        );
-        let conf = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).unwrap();
-        text.push_str(&settings);
-        std::fs::write(&conf, text).unwrap();
-        std::fs::write(
-            data.join("pg_hba.conf"),
-            "local all postgres trust\n\
-             host all postgres 127.0.0.1/32 trust\n\
-             host all all 127.0.0.1/32 scram-sha-256\n",
-        )
-        .unwrap();
-        let log = cluster.log_path();
-        cluster.started = true;
-        cluster.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-l".as_ref(),
-                log.as_os_str(),
-                "-w".as_ref(),
-                "-t".as_ref(),
-                "60".as_ref(),
-                "start".as_ref(),
-            ],
-        );
-        cluster
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("server.log")
-    }
-
-    /// Everything the server has logged so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap()
-    }
-
-    /// Over TCP, so that pg_hba.conf's `host` lines apply.
-    fn options(&self, user: &str, password: Option<&str>) -> PgConnectOptions {
-        let options = PgConnectOptions::new_without_pgpass()
-            .host("127.0.0.1")
-            .port(self.port)
-            .username(user)
-            .database("postgres")
-            .ssl_mode(PgSslMode::Disable);
-        match password {
-            Some(password) => options.password(password),
-            None => options,
-        }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let program = bin_dir().join(program);
-        let mut command = match self.run_as {
-            Some(user) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(program);
-                command
-            }
-            None => Command::new(program),
-        };
-        command.current_dir(&self.dir);
-        command
-    }
-
-    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Output {
-        let output = self.command(program).args(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{program} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.started {
-            let stopped = self
-                .command("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "fast", "-w", "stop"])
-                .output();
-            if !stopped.is_ok_and(|output| output.status.success()) {
-                eprintln!("could not stop the cluster in {}", self.dir.display());
-            }
-        }
-        if std::thread::panicking()
-            && let Ok(log) = std::fs::read_to_string(self.log_path())
-        {
-            eprintln!("server log of {}:\n{log}", self.dir.display());
-        }
-        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("could not remove {}: {error}", self.dir.display());
-        }
-    }
-}
-
-fn bin_dir() -> PathBuf {
-    std::env::var_os("POSTGRES_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new("/usr/lib/postgresql/15/bin").to_owned())
-}
-
-/// `id`'s answer for `args`.
-fn id(args: &[&str]) -> String {
-    let output = Command::new("id").args(args).output().unwrap();
-    assert!(output.status.success(), "id {args:?} failed");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// Every `tracing` event and span of the test binary, of every target and level, as text: the global
