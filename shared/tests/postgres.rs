@@ -442,59 +442,16 @@ async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn expired_keys_are_purged_in_batches_and_can_be_used_again(pool: PgPool) {
-    use common::behaviour::claim;
-    use inventory::domain::idempotency::Once;
-    use inventory::http::idempotency::render;
-    use inventory::ports::Write;
-
-    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
-    let write = |sku: &str| Write::CreateProduct(new_product(sku, 1, 0));
-    for i in 0..3 {
-        let key = claim(&format!("old-{i}"), 1);
-        inventory
-            .write_once(&key, write(&format!("OLD-{i}")), &render, deadline())
-            .await
-            .unwrap();
-    }
-    sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key LIKE 'old-%'",
+    common::behaviour::expired_keys_are_purged_in_batches_and_can_be_used_again(
+        Inventory::new(PgStore::new(common::served(&pool))),
+        async |_| {
+            sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+                .execute(&pool)
+                .await
+                .unwrap();
+        },
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    inventory
-        .write_once(&claim("new", 1), write("NEW"), &render, deadline())
-        .await
-        .unwrap();
-    // An expired key is a new request, even before the purge: its old fingerprint no longer binds it.
-    let reused = inventory
-        .write_once(
-            &claim("old-0", 2),
-            write("OLD-0-AGAIN"),
-            &render,
-            deadline(),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(reused, Once::Fresh(_)));
-    assert_eq!(
-        inventory.purge_expired_keys(1, deadline()).await.unwrap(),
-        2
-    );
-    assert_eq!(
-        inventory.purge_expired_keys(1, deadline()).await.unwrap(),
-        0
-    );
-    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(keys, ["new", "old-0"]);
-    let kept = inventory
-        .write_once(&claim("new", 1), write("NEW"), &render, deadline())
-        .await
-        .unwrap();
-    assert!(kept.replayed(), "a key within its lifetime is kept");
+    .await;
 }
 
 #[sqlx::test(migrations = "../migrations")]

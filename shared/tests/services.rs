@@ -52,56 +52,9 @@ async fn racing_requests_with_one_key_have_one_effect() {
 
 #[tokio::test]
 async fn expired_keys_are_purged_in_batches_and_can_be_used_again() {
-    use common::behaviour::claim;
-    use inventory::domain::idempotency::Once;
-    use inventory::http::idempotency::render;
-    use inventory::ports::Write;
-
-    let store = MemoryStore::new();
-    let inventory = Inventory::new(store);
-    let write = |sku: &str| Write::CreateProduct(new_product(sku, 1, 0));
-    for i in 0..3 {
-        inventory
-            .write_once(
-                &claim(&format!("old-{i}"), 1),
-                write(&format!("OLD-{i}")),
-                &render,
-                common::deadline(),
-            )
-            .await
-            .unwrap();
-    }
-    inventory.store().age_keys(Duration::from_secs(25 * 3600));
-    inventory
-        .write_once(&claim("new", 1), write("NEW"), &render, common::deadline())
-        .await
-        .unwrap();
-    // An expired key is a new request, even before the purge: its old fingerprint no longer binds it.
-    let reused = inventory
-        .write_once(
-            &claim("old-0", 2),
-            write("OLD-0-AGAIN"),
-            &render,
-            common::deadline(),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(reused, Once::Fresh(_)));
-    let purged = inventory
-        .purge_expired_keys(1, common::deadline())
-        .await
-        .unwrap();
-    assert_eq!(purged, 2, "the two keys still expired, one per batch");
-    assert_eq!(
-        inventory
-            .purge_expired_keys(1, common::deadline())
-            .await
-            .unwrap(),
-        0
-    );
-    let kept = inventory
-        .write_once(&claim("new", 1), write("NEW"), &render, common::deadline())
-        .await
-        .unwrap();
-    assert!(kept.replayed(), "a key within its lifetime is kept");
+    common::behaviour::expired_keys_are_purged_in_batches_and_can_be_used_again(
+        Inventory::new(MemoryStore::new()),
+        async |inventory| inventory.store().age_keys(Duration::from_secs(25 * 3600)),
+    )
+    .await;
 }

@@ -655,6 +655,61 @@ pub async fn a_page_of_orders_stops_at_its_line_budget<S: Store>(inventory: Inve
     assert_eq!(sizes, [MAX_PAGE_LINES / 100, 3]);
 }
 
+/// Keys live 24 hours: `age` makes every key stored so far older than that. An expired key is a new request
+/// (even before the purge), and the purge deletes the expired ones in batches, oldest first.
+pub async fn expired_keys_are_purged_in_batches_and_can_be_used_again<S: Store>(
+    inventory: Inventory<S>,
+    age: impl AsyncFnOnce(&Inventory<S>),
+) {
+    let write = |sku: &str| Write::CreateProduct(new_product(sku, 1, 0));
+    for i in 0..3 {
+        let key = claim(&format!("old-{i}"), 1);
+        inventory
+            .write_once(&key, write(&format!("OLD-{i}")), &render, deadline())
+            .await
+            .unwrap();
+    }
+    age(&inventory).await;
+    let new = claim("new", 1);
+    inventory
+        .write_once(&new, write("NEW"), &render, deadline())
+        .await
+        .unwrap();
+    // Its old fingerprint no longer binds an expired key.
+    let reused = inventory
+        .write_once(
+            &claim("old-0", 2),
+            write("OLD-0-AGAIN"),
+            &render,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(reused, Once::Fresh(_)));
+    let purge = || inventory.purge_expired_keys(1, deadline());
+    assert_eq!(
+        purge().await.unwrap(),
+        2,
+        "the two keys still expired, one per batch"
+    );
+    assert_eq!(purge().await.unwrap(), 0);
+    let kept = inventory
+        .write_once(&new, write("NEW"), &render, deadline())
+        .await
+        .unwrap();
+    assert!(kept.replayed(), "a key within its lifetime is kept");
+    let reused = inventory
+        .write_once(
+            &claim("old-0", 2),
+            write("OLD-0-AGAIN"),
+            &render,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(reused.replayed(), "the key taken over is kept");
+}
+
 /// A claim of `key` for the request whose fingerprint is all `n`.
 pub fn claim(key: &str, n: u8) -> Claim {
     Claim {
