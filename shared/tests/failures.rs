@@ -22,6 +22,9 @@ use common::behaviour::{assert_each_write_applied_once, claim, every_idempotent_
 use common::proxy::{Plan, Proxy};
 use common::{Event, deadline, new_product};
 
+/// One test at a time: they measure how long answers take, which a neighbour's load would blur.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A store on one connection (as a Lambda instance has) through a proxy in front of the test's database.
 async fn through_proxy(options: &PgConnectOptions) -> (Inventory<PgStore>, Proxy) {
     let server = (options.get_host().to_owned(), options.get_port());
@@ -52,6 +55,7 @@ async fn a_lost_commit_is_unknown_and_a_retry_with_its_key_replays_it(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     let direct = Inventory::new(PgStore::new(pool.clone()));
     let (proxied, proxy) = through_proxy(&options).await;
@@ -152,6 +156,7 @@ async fn a_lock_storm_fails_fast_and_leaves_nothing_behind(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let clients = 32;
     let pool = PgPoolOptions::new()
         .max_connections(clients + 2)
@@ -239,6 +244,7 @@ async fn dead_pooled_connections_never_reach_a_client(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     let size = 4;
     let served = connect_lazy(
@@ -305,6 +311,7 @@ async fn a_late_statement_gets_only_the_time_that_remains(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let pool = pool_options.connect_with(options).await.unwrap();
     let inventory = Inventory::new(PgStore::new(pool.clone()));
     let product = inventory
