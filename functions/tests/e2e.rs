@@ -184,7 +184,7 @@ async fn warm_up(api: &Api) {
 async fn the_api_holds_its_contract_over_http() {
     let (url, served_url) = fresh_database().await;
     let port = free_port();
-    let watch = Watch::start(port, &served_url);
+    let mut watch = Watch::start(port, &served_url);
     let api = Api {
         client: Client::builder()
             .timeout(Duration::from_secs(120))
@@ -204,6 +204,9 @@ async fn the_api_holds_its_contract_over_http() {
             started.elapsed() < Duration::from_secs(600),
             "cargo lambda watch did not come up"
         );
+        if let Ok(Some(status)) = watch.child.try_wait() {
+            panic!("cargo lambda watch exited ({status}) before serving");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -317,6 +320,47 @@ async fn the_api_holds_its_contract_over_http() {
         (status.as_u16(), refused["code"].as_str()),
         (409, Some("conflict"))
     );
+    // Eight retries of one adjustment, racing through different function instances with one key: one
+    // effect, and every answer is the first response (replayed) or a request still in progress.
+    let (_, before) = api.get(&format!("/products/{id}")).await;
+    let retries: Vec<_> = (0..8)
+        .map(|_| {
+            let request = api
+                .client
+                .post(format!("{}{adjust}", api.base))
+                .header("idempotency-key", "e2e-restock-7f3a")
+                .json(&json!({ "delta": 1, "reason": "received" }));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let replayed = response.headers().contains_key("idempotent-replayed");
+                (
+                    response.status().as_u16(),
+                    replayed,
+                    response.json::<Value>().await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    let mut fresh = 0;
+    for retry in retries {
+        match retry.await.unwrap() {
+            (201, replayed, body) => {
+                fresh += usize::from(!replayed);
+                made.push(body["movement"]["id"].clone());
+            }
+            (409, _, body) => assert_eq!(body["code"], "request_in_progress"),
+            other => panic!("a retry got {other:?}"),
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one retry made the adjustment");
+    assert!(made.iter().all(|m| *m == made[0]), "one movement: {made:?}");
+    let (_, after) = api.get(&format!("/products/{id}")).await;
+    assert_eq!(
+        after["on_hand"].as_i64(),
+        before["on_hand"].as_i64().map(|n| n + 1)
+    );
+
     let (_, product) = api.get(&format!("/products/{id}")).await;
     let (_, ledger) = api
         .get(&format!("/products/{id}/stock-movements?limit=100"))
@@ -338,7 +382,7 @@ async fn the_api_holds_its_contract_over_http() {
     );
     assert_eq!(
         (product["on_hand"].as_i64(), product["reserved"].as_i64()),
-        (Some(UNITS - 1 + 5), Some(UNITS - 2))
+        (Some(UNITS - 1 + 5 + 1), Some(UNITS - 2))
     );
 
     // Errors, as the contract's table says.

@@ -364,3 +364,57 @@ async fn a_late_statement_gets_only_the_time_that_remains(
     let product = inventory.get_product(product.id, deadline()).await.unwrap();
     assert_eq!(product.reserved, 0);
 }
+
+/// Time spent waiting for a pooled connection counts against the deadline too: the transaction's statements
+/// get only what is left once it has one.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_wait_for_a_connection_leaves_the_statements_only_what_remains(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let one = connect_lazy(
+        options,
+        &PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    );
+    let inventory = Inventory::new(PgStore::new(one.clone()));
+    let product = inventory
+        .create_product(new_product("WAIT", 100, 10), deadline())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_down BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow_down();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The instance's only connection is busy for 600 ms.
+    let busy = one.acquire().await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        drop(busy);
+    });
+    let budget = Duration::from_millis(1000);
+    let started = Instant::now();
+    let result = inventory
+        .create_order(
+            common::new_order(&[(product.id, 1)]),
+            Deadline::after(budget),
+        )
+        .await;
+    let took = started.elapsed();
+    release.await.unwrap();
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(took <= budget + Duration::from_millis(50), "{took:?}");
+    assert_eq!(
+        sessions_in_transaction(&pool).await,
+        0,
+        "nothing still running after {took:?}"
+    );
+}

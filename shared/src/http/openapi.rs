@@ -303,7 +303,10 @@ fn update_product() {}
 
 /// Remove a product from the catalogue.
 ///
-/// Past orders keep their snapshot of it. Refused while pending orders hold some of its stock.
+/// Past orders keep their snapshot of it. Refused (409 `conflict`) while pending orders hold some of its
+/// stock or any stock is on hand: adjust the stock to zero first, so that the ledger of every product,
+/// deleted or not, adds up to its stock. The ledger of a deleted product is kept, but no longer listed
+/// (its stock movements answer 404, like the product).
 #[utoipa::path(
     delete, path = "/products/{id}", tag = "products",
     params(("id" = uuid::Uuid, Path, description = "Product id")),
@@ -341,6 +344,8 @@ fn delete_product() {}
 fn adjust_stock() {}
 
 /// Read a product's stock ledger, newest first.
+///
+/// 404 for a product that does not exist, or no longer does (its ledger is kept, but not listed).
 #[utoipa::path(
     get, path = "/products/{id}/stock-movements", tag = "stock",
     params(

@@ -215,13 +215,20 @@ impl PgStore {
     where
         F: AsyncFnOnce(&mut Tx<'_>) -> Result<T, Error>,
     {
-        let timeouts = Timeouts::now(deadline).map_err(Failure::Failed)?;
         let conn = self
             .pool
             .acquire()
             .await
             .map_err(|e| Failure::Failed(db_error(e)))?;
         let mut held = Discard(Some(conn));
+        // Timed from now, not from before a wait for the connection.
+        let timeouts = match Timeouts::now(deadline) {
+            Ok(timeouts) => timeouts,
+            Err(error) => {
+                held.keep();
+                return Err(Failure::Failed(error));
+            }
+        };
         let ended = {
             let tx = match held
                 .conn()
