@@ -1,5 +1,5 @@
-//! The route table: the one place that says which endpoint answers which method and path, and which
-//! function binary serves it. The `cargo lambda watch` router in the workspace `Cargo.toml`, the function
+//! The route table: the one place that says which endpoint answers which method and path, which function
+//! binary serves it, and which access scope a caller needs for it. The `cargo lambda watch` router in the workspace `Cargo.toml`, the function
 //! binaries and the deployment are checked against it by tests.
 
 /// Every endpoint of the API.
@@ -31,6 +31,72 @@ pub struct Route {
     pub method: &'static str,
     /// Path template, with `{id}` for the path parameter.
     pub path: &'static str,
+}
+
+/// An access scope: what a caller's bearer token must carry to use a route (least privilege, in the manner
+/// of Shopify's access scopes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    ProductsRead,
+    ProductsWrite,
+    StockRead,
+    StockWrite,
+    OrdersRead,
+    OrdersWrite,
+    OrdersFulfil,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 7] = [
+        Self::ProductsRead,
+        Self::ProductsWrite,
+        Self::StockRead,
+        Self::StockWrite,
+        Self::OrdersRead,
+        Self::OrdersWrite,
+        Self::OrdersFulfil,
+    ];
+
+    /// Its name, as tokens carry it (behind a prefix, such as Cognito's resource server identifier).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProductsRead => "products.read",
+            Self::ProductsWrite => "products.write",
+            Self::StockRead => "stock.read",
+            Self::StockWrite => "stock.write",
+            Self::OrdersRead => "orders.read",
+            Self::OrdersWrite => "orders.write",
+            Self::OrdersFulfil => "orders.fulfil",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::ProductsRead => "Read the catalogue and stock levels",
+            Self::ProductsWrite => "Create, change and delete products",
+            Self::StockRead => "Read the stock ledger",
+            Self::StockWrite => "Adjust stock",
+            Self::OrdersRead => "Read orders",
+            Self::OrdersWrite => "Place and cancel orders",
+            Self::OrdersFulfil => "Fulfil orders",
+        }
+    }
+}
+
+impl Endpoint {
+    /// The scope a caller needs for the endpoint; `None` for the public ones (health and the documentation).
+    pub fn scope(self) -> Option<Scope> {
+        Some(match self {
+            Self::ListProducts | Self::GetProduct => Scope::ProductsRead,
+            Self::CreateProduct | Self::UpdateProduct | Self::DeleteProduct => Scope::ProductsWrite,
+            Self::ListStockMovements => Scope::StockRead,
+            Self::AdjustStock => Scope::StockWrite,
+            Self::ListOrders | Self::GetOrder => Scope::OrdersRead,
+            Self::CreateOrder | Self::CancelOrder => Scope::OrdersWrite,
+            Self::FulfillOrder => Scope::OrdersFulfil,
+            Self::Health | Self::Docs => return None,
+        })
+    }
 }
 
 const fn route(
