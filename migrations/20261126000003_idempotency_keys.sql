@@ -7,7 +7,10 @@
 -- back (and then claims the key itself). The response columns are filled by the last statement before COMMIT,
 -- so a committed row always has them; a failed request leaves no row, and its key stays free.
 CREATE TABLE idempotency_keys (
-    key         text        PRIMARY KEY,
+    -- Who sent the key (the token's client or subject; empty without authentication): the same key from two
+    -- callers is two requests, and one caller can neither replay nor block another's.
+    caller      text        NOT NULL,
+    key         text        NOT NULL,
     -- SHA-256 of the request: method, route, path id and the body, canonicalised.
     fingerprint bytea       NOT NULL,
     status      smallint,
@@ -15,6 +18,7 @@ CREATE TABLE idempotency_keys (
     headers     text[],
     body        text,
     created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (caller, key),
     CONSTRAINT idempotency_keys_key_format CHECK (key ~ '^[!-~]{1,255}$'),
     CONSTRAINT idempotency_keys_fingerprint_size CHECK (octet_length(fingerprint) = 32)
 );

@@ -26,7 +26,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(port: u16, database_url: &str) -> Self {
+    fn start(port: u16, database_url: &str, key_file: &std::path::Path) -> Self {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         let log = std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -42,6 +42,11 @@ impl Watch {
                 &port.to_string(),
             ])
             .args(["--env-var", &format!("DATABASE_URL={database_url}")])
+            .args(["--env-var", "AUTH_MODE=local"])
+            .args([
+                "--env-var",
+                &format!("AUTH_LOCAL_KEY_FILE={}", key_file.display()),
+            ])
             // As on Lambda with `LogFormat: JSON`, so the test can read the functions' structured logs.
             .args(["--env-var", "AWS_LAMBDA_LOG_FORMAT=json"])
             .current_dir(root)
@@ -184,10 +189,29 @@ async fn warm_up(api: &Api) {
 async fn the_api_holds_its_contract_over_http() {
     let (url, served_url) = fresh_database().await;
     let port = free_port();
-    let mut watch = Watch::start(port, &served_url);
+    // Authenticated as the local stack is: a key of the test's own, and a token from scripts/token.
+    let key_dir = std::env::temp_dir().join(format!("inventory-e2e-{}", std::process::id()));
+    let key_file = key_dir.join("local-key");
+    let token = |scopes: &[&str]| {
+        let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/token"))
+            .args(scopes)
+            .env("AUTH_LOCAL_KEY_FILE", &key_file)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "scripts/token failed");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let all_scopes = token(&["--all"]);
+    let mut watch = Watch::start(port, &served_url, &key_file);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {all_scopes}").parse().unwrap(),
+    );
     let api = Api {
         client: Client::builder()
             .timeout(Duration::from_secs(120))
+            .default_headers(headers)
             .build()
             .unwrap(),
         base: format!("http://127.0.0.1:{port}"),
@@ -211,6 +235,30 @@ async fn the_api_holds_its_contract_over_http() {
     }
 
     warm_up(&api).await;
+
+    // Without a token, or without the route's scope, nothing gets through.
+    let anonymous = Client::new();
+    let refused = anonymous
+        .get(format!("{}/orders", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let read_only = anonymous
+        .post(format!("{}/orders", api.base))
+        .bearer_auth(token(&["orders.read"]))
+        .json(&json!({ "lines": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read_only.status(), 403);
+    let open = anonymous
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200, "health is public");
 
     // Products: create, read with ETag, conditional update.
     let (status, headers, product) = api
@@ -470,6 +518,7 @@ async fn the_api_holds_its_contract_over_http() {
     // closes its pool and flushes its logs.
     let log_path = watch.log.clone();
     drop(watch);
+    let _ = std::fs::remove_dir_all(&key_dir);
     // Forced: a pooler in between may still hold idle server connections to it.
     sqlx::Postgres::force_drop_database(&url).await.unwrap();
     let log = std::fs::read_to_string(log_path).unwrap();

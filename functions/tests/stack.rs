@@ -130,6 +130,29 @@ fn both_services_use_the_stack_database() {
 }
 
 #[test]
+fn the_api_serves_with_local_auth_and_shares_its_key_with_the_host() {
+    let compose = compose();
+    let api = service(&compose, "api");
+    let env = &api["environment"];
+    let auth =
+        inventory::config::AuthConfig::from_lookup(|var| env[var].as_str().map(str::to_owned))
+            .unwrap();
+    let inventory::config::AuthConfig::Local { key_file, .. } = auth else {
+        panic!("the stack serves with AUTH_MODE=local: {auth:?}");
+    };
+    assert!(key_file.starts_with("/app/.auth"), "{key_file:?}");
+    assert_eq!(strings(&api["volumes"]), ["./.auth:/app/.auth"]);
+    assert!(
+        read(".gitignore").lines().any(|l| l == "/.auth"),
+        "the key stays out of git"
+    );
+    assert!(
+        read(".dockerignore").lines().any(|l| l == ".auth"),
+        "and out of the image"
+    );
+}
+
+#[test]
 fn the_api_is_published_on_the_port_cargo_lambda_watch_serves() {
     let compose = compose();
     let api = service(&compose, "api");

@@ -141,6 +141,7 @@ async fn main() {
                         let at = Instant::now();
                         if keyed {
                             let claim = Claim {
+                                caller: String::new(),
                                 key: IdempotencyKey::parse(&format!(
                                     "bench-{client}-{}",
                                     latencies.len()

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use lambda_http::service_fn;
 
-use crate::config::{Config, Database};
-use crate::http::{App, Endpoint};
+use crate::config::{AuthConfig, Config, Database};
+use crate::http::{App, Auth, Endpoint};
 use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
 use crate::service::Inventory;
@@ -18,9 +18,17 @@ use crate::service::Inventory;
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
+    let auth = AuthConfig::from_env()
+        .and_then(|auth| auth.load())
+        .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    if let Auth::Off = auth {
+        tracing::warn!(
+            "AUTH_MODE=off: every route is open to anyone, without a token; for experiments only"
+        );
+    }
     let (store, config) = store_from_env().await?;
     let pool = store.pool().clone();
-    let app = Arc::new(App::new(store, config.http));
+    let app = Arc::new(App::with_auth(store, config.http, auth));
     close_on_shutdown(pool).await;
     lambda_http::run_concurrent(service_fn(move |request| {
         let app = Arc::clone(&app);

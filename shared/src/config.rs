@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::http::HttpConfig;
+use crate::http::{Auth, HttpConfig};
 use crate::postgres::PoolConfig;
 use crate::postgres::iam::IamTarget;
 
@@ -111,6 +111,120 @@ impl Config {
     }
 }
 
+/// How an API function authenticates requests (`AUTH_MODE`, required: a function without it refuses to
+/// start, so that no deployment is left open by omission).
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `AUTH_MODE` | `gateway` (on AWS: trust the claims API Gateway's JWT authorizer verified), `local` (verify bearer tokens here, against a local key), or `off` (no authentication: experiments only) | required |
+/// | `AUTH_SCOPE_PREFIX` | what precedes scope names in tokens (Cognito: `<resource server>/`) | empty |
+/// | `AUTH_LOCAL_KEY_FILE` | with `local`: the file holding the HS256 key (made on first use) | `.auth/local-key` |
+/// | `AUTH_ISSUER`, `AUTH_AUDIENCE` | with `local`: the `iss` and `aud` tokens must carry | `inventory-local`, `inventory` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    Gateway {
+        scope_prefix: String,
+    },
+    Local {
+        key_file: std::path::PathBuf,
+        issuer: String,
+        audience: String,
+        scope_prefix: String,
+    },
+    Off,
+}
+
+/// The issuer and audience of the tokens `scripts/token` makes for the local stack.
+pub const LOCAL_ISSUER: &str = "inventory-local";
+pub const LOCAL_AUDIENCE: &str = "inventory";
+pub const LOCAL_KEY_FILE: &str = ".auth/local-key";
+
+impl AuthConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let or = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
+        let scope_prefix = or("AUTH_SCOPE_PREFIX", "");
+        match lookup("AUTH_MODE").as_deref().map(str::trim) {
+            None | Some("") => Err(ConfigError::Missing(
+                "AUTH_MODE (gateway on AWS, local with scripts/token, or off)",
+            )),
+            Some("gateway") => Ok(Self::Gateway { scope_prefix }),
+            Some("local") => Ok(Self::Local {
+                key_file: or("AUTH_LOCAL_KEY_FILE", LOCAL_KEY_FILE).into(),
+                issuer: or("AUTH_ISSUER", LOCAL_ISSUER),
+                audience: or("AUTH_AUDIENCE", LOCAL_AUDIENCE),
+                scope_prefix,
+            }),
+            Some("off") => Ok(Self::Off),
+            Some(_) => Err(ConfigError::Invalid {
+                name: "AUTH_MODE",
+                reason: "expected gateway, local or off".into(),
+            }),
+        }
+    }
+
+    /// The authentication this configuration describes; with `local`, reads the key file.
+    pub fn load(&self) -> Result<Auth, ConfigError> {
+        Ok(match self {
+            Self::Gateway { scope_prefix } => Auth::Gateway {
+                scope_prefix: scope_prefix.clone(),
+            },
+            Self::Local {
+                key_file,
+                issuer,
+                audience,
+                scope_prefix,
+            } => {
+                let key = local_key(key_file).ok_or_else(|| ConfigError::Invalid {
+                    name: "AUTH_LOCAL_KEY_FILE",
+                    reason: format!(
+                        "{} does not hold a key of at least 32 characters and cannot be made",
+                        key_file.display()
+                    ),
+                })?;
+                Auth::local(key.as_bytes(), issuer, audience, scope_prefix)
+            }
+            Self::Off => Auth::Off,
+        })
+    }
+}
+
+/// The local signing key in `file`, made on first use (by whichever comes first: a function or
+/// `scripts/token`): 32 random bytes, base64url, readable by its owner only. Made in a temporary file and
+/// linked into place, which fails if another process got there first; either way, the key in the file wins.
+fn local_key(file: &std::path::Path) -> Option<String> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    if !file.exists() {
+        let mut bytes = [0u8; 32];
+        ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+        let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).ok()?;
+        }
+        let temp = file.with_extension(format!("tmp-{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, key.as_bytes()));
+        if written.is_ok() {
+            let _ = std::fs::hard_link(&temp, file);
+        }
+        let _ = std::fs::remove_file(&temp);
+    }
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|key| key.trim().to_owned())
+        .filter(|key| key.len() >= 32)
+}
+
 fn database(lookup: &impl Fn(&str) -> Option<String>) -> Result<Database, ConfigError> {
     if let Some(url) = lookup("DATABASE_URL") {
         let invalid_url = || ConfigError::Invalid {
@@ -155,6 +269,59 @@ fn database(lookup: &impl Fn(&str) -> Option<String>) -> Result<Database, Config
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn auth(vars: &[(&str, &str)]) -> Result<AuthConfig, ConfigError> {
+        AuthConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn a_function_without_auth_mode_refuses_to_start() {
+        let missing = auth(&[]).unwrap_err().to_string();
+        assert!(missing.starts_with("AUTH_MODE"), "{missing}");
+        assert!(matches!(
+            auth(&[("AUTH_MODE", "none")]),
+            Err(ConfigError::Invalid { name: "AUTH_MODE", .. })
+        ));
+        assert_eq!(auth(&[("AUTH_MODE", "off")]).unwrap(), AuthConfig::Off);
+        assert_eq!(
+            auth(&[("AUTH_MODE", "gateway"), ("AUTH_SCOPE_PREFIX", "inventory/")]).unwrap(),
+            AuthConfig::Gateway {
+                scope_prefix: "inventory/".into()
+            }
+        );
+    }
+
+    #[test]
+    fn local_auth_needs_a_key_and_never_shows_it() {
+        let dir = std::env::temp_dir().join(format!("inventory-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        let config = auth(&[
+            ("AUTH_MODE", "local"),
+            ("AUTH_LOCAL_KEY_FILE", file.to_str().unwrap()),
+        ])
+        .unwrap();
+        // Made on first use, for its owner's eyes only, and kept.
+        config.load().unwrap();
+        let made = std::fs::read_to_string(&file).unwrap();
+        assert!(made.len() >= 32);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        config.load().unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), made);
+        std::fs::write(&file, "short").unwrap();
+        assert!(config.load().is_err(), "a key too short to be secret");
+        let key = "k3y-".repeat(10);
+        std::fs::write(&file, &key).unwrap();
+        let loaded = config.load().unwrap();
+        assert!(!format!("{loaded:?}").contains(&key));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_lookup(|name| {

@@ -27,7 +27,8 @@ struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
     movements: Vec<StockMovement>,
-    keys: HashMap<String, StoredKey>,
+    /// By (caller, key).
+    keys: HashMap<(String, String), StoredKey>,
 }
 
 /// An idempotency key with the response of its request.
@@ -392,7 +393,8 @@ impl IdempotentStore for MemoryStore {
     ) -> Result<Once, Error> {
         let mut state = self.lock(deadline)?;
         let now = OffsetDateTime::now_utc();
-        if let Some(stored) = state.keys.get(claim.key.as_str())
+        let id = (claim.caller.clone(), claim.key.as_str().to_owned());
+        if let Some(stored) = state.keys.get(&id)
             && !stored.expired(now)
         {
             return if stored.fingerprint == claim.fingerprint {
@@ -408,14 +410,14 @@ impl IdempotentStore for MemoryStore {
             replay: replay.clone(),
             created_at: now,
         };
-        state.keys.insert(claim.key.as_str().to_owned(), stored);
+        state.keys.insert(id, stored);
         Ok(Once::Fresh(replay))
     }
 
     async fn purge_expired_keys(&self, batch: u32, deadline: Deadline) -> Result<u64, Error> {
         let mut state = self.lock(deadline)?;
         let now = OffsetDateTime::now_utc();
-        let mut expired: Vec<(OffsetDateTime, String)> = state
+        let mut expired: Vec<(OffsetDateTime, (String, String))> = state
             .keys
             .iter()
             .filter(|(_, stored)| stored.expired(now))

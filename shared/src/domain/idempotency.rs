@@ -36,9 +36,13 @@ impl IdempotencyKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(pub [u8; 32]);
 
-/// A key and the request it was sent with.
+/// A key, who sent it, and the request it was sent with. Keys are per caller: the same key from two callers
+/// is two requests.
 #[derive(Debug, Clone)]
 pub struct Claim {
+    /// The caller's identity (the token's client or subject), empty when the API runs without
+    /// authentication.
+    pub caller: String,
     pub key: IdempotencyKey,
     pub fingerprint: Fingerprint,
 }

@@ -4,7 +4,7 @@
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::App;
+use super::{App, Caller};
 use super::dto::{
     CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView, PageView, ProductView,
     StockAdjustmentBody, UpdateProductBody,
@@ -30,6 +30,7 @@ pub(super) async fn dispatch<S: Store>(
     app: &App<S>,
     endpoint: Endpoint,
     request: &Request,
+    caller: &Caller,
     deadline: Deadline,
 ) -> Result {
     let id = || path_id(request, endpoint.route());
@@ -40,7 +41,8 @@ pub(super) async fn dispatch<S: Store>(
         Endpoint::CreateProduct => {
             let (body, value) = json_body_value::<CreateProductBody>(request, limit)?;
             let write = Write::CreateProduct(NewProduct::try_from(body)?);
-            write_once(app, endpoint, request, None, Some(&value), write, deadline).await
+            let claim = claim(request, endpoint, caller, None, Some(&value))?;
+            write_once(app, claim, write, deadline).await
         }
         Endpoint::ListProducts => {
             let filter = ProductFilter {
@@ -76,16 +78,8 @@ pub(super) async fn dispatch<S: Store>(
             let id = id()?;
             let (body, value) = json_body_value::<StockAdjustmentBody>(request, limit)?;
             let write = Write::AdjustStock(id, StockAdjustment::try_from(body)?);
-            write_once(
-                app,
-                endpoint,
-                request,
-                Some(id),
-                Some(&value),
-                write,
-                deadline,
-            )
-            .await
+            let claim = claim(request, endpoint, caller, Some(id), Some(&value))?;
+            write_once(app, claim, write, deadline).await
         }
         Endpoint::ListStockMovements => {
             let id = id()?;
@@ -100,7 +94,8 @@ pub(super) async fn dispatch<S: Store>(
         Endpoint::CreateOrder => {
             let (body, value) = json_body_value::<CreateOrderBody>(request, limit)?;
             let write = Write::CreateOrder(NewOrder::try_from(body)?);
-            write_once(app, endpoint, request, None, Some(&value), write, deadline).await
+            let claim = claim(request, endpoint, caller, None, Some(&value))?;
+            write_once(app, claim, write, deadline).await
         }
         Endpoint::ListOrders => {
             let status = query_parsed(request, "status", OrderStatus::parse)?;
@@ -123,7 +118,8 @@ pub(super) async fn dispatch<S: Store>(
             };
             let id = id()?;
             let write = Write::TransitionOrder(id, action);
-            write_once(app, endpoint, request, Some(id), None, write, deadline).await
+            let claim = claim(request, endpoint, caller, Some(id), None)?;
+            write_once(app, claim, write, deadline).await
         }
         // Served by its own function (see `http::docs`), never by an API function.
         Endpoint::Docs => Err(ApiError::Domain(crate::domain::Error::NotFound("route"))),
@@ -139,25 +135,34 @@ pub(super) async fn dispatch<S: Store>(
     }
 }
 
-/// Makes a write of one of the idempotent routes: at most once per `Idempotency-Key` when the request has one
-/// (a repeat gets the stored response, marked `Idempotent-Replayed: true`), as a plain write otherwise. Both
-/// answer with the same rendering of what was written.
-async fn write_once<S: Store>(
-    app: &App<S>,
-    endpoint: Endpoint,
+/// The idempotency claim of a write request, if it carries an `Idempotency-Key`: the caller's key, and the
+/// fingerprint of the request (route, path id, body).
+fn claim(
     request: &Request,
+    endpoint: Endpoint,
+    caller: &Caller,
     id: Option<uuid::Uuid>,
     body: Option<&serde_json::Value>,
+) -> std::result::Result<Option<Claim>, ApiError> {
+    Ok(idempotency_key(request)?.map(|key| Claim {
+        caller: caller.0.clone(),
+        key,
+        fingerprint: fingerprint(endpoint.route(), id, body),
+    }))
+}
+
+/// Makes a write of one of the idempotent routes: at most once per key when the request has one (a repeat
+/// gets the stored response, marked `Idempotent-Replayed: true`), as a plain write otherwise. Both answer
+/// with the same rendering of what was written.
+async fn write_once<S: Store>(
+    app: &App<S>,
+    claim: Option<Claim>,
     write: Write,
     deadline: Deadline,
 ) -> Result {
     let service = &app.inventory;
-    match idempotency_key(request)? {
-        Some(key) => {
-            let claim = Claim {
-                key,
-                fingerprint: fingerprint(endpoint.route(), id, body),
-            };
+    match claim {
+        Some(claim) => {
             let once = service.write_once(&claim, write, &render, deadline).await?;
             Ok(response(once.response(), once.replayed()))
         }

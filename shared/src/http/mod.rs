@@ -1,5 +1,6 @@
 //! The HTTP edge: turns API Gateway requests into service calls and results into responses.
 
+pub mod auth;
 pub mod docs;
 pub mod dto;
 mod handlers;
@@ -16,6 +17,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use crate::domain::Deadline;
 use crate::ports::Store;
 use crate::service::Inventory;
+pub use auth::{Auth, Caller};
 pub use response::ApiError;
 pub use routes::{Endpoint, ROUTES, Route};
 
@@ -82,13 +84,21 @@ impl HttpConfig {
 pub struct App<S> {
     pub inventory: Inventory<S>,
     pub config: HttpConfig,
+    pub auth: Auth,
 }
 
 impl<S: Store> App<S> {
+    /// An app without authentication, for tests and tools; functions are built with [`App::with_auth`]
+    /// from their configuration, which cannot leave authentication out by omission.
     pub fn new(store: S, config: HttpConfig) -> Self {
+        Self::with_auth(store, config, Auth::Off)
+    }
+
+    pub fn with_auth(store: S, config: HttpConfig, auth: Auth) -> Self {
         Self {
             inventory: Inventory::new(store),
             config,
+            auth,
         }
     }
 
@@ -97,9 +107,11 @@ impl<S: Store> App<S> {
     pub async fn handle(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
         let started = Instant::now();
         let deadline = self.deadline(&request);
-        let response = handlers::dispatch(self, endpoint, &request, deadline)
-            .await
-            .unwrap_or_else(ApiError::into_response);
+        let response = match self.auth.authorize(&request, endpoint) {
+            Ok(caller) => handlers::dispatch(self, endpoint, &request, &caller, deadline).await,
+            Err(refused) => Err(refused),
+        }
+        .unwrap_or_else(ApiError::into_response);
         let route = endpoint.route();
         log_request(route.method, route.path, &response, started);
         response

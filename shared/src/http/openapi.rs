@@ -16,7 +16,7 @@ use super::dto::{
     UpdateProductBody,
 };
 use super::response::{Problem, ProblemCode};
-use super::routes::ROUTES;
+use super::routes::{ROUTES, Scope};
 use crate::domain::order::OrderStatus;
 use crate::domain::stock::MovementReason;
 use crate::domain::{Currency, FieldError, Shortage};
@@ -51,7 +51,45 @@ pub fn document() -> serde_json::Value {
     for route in ROUTES.iter().filter(|r| r.endpoint.is_idempotent()) {
         document_idempotency(&mut document["paths"][route.path][route.method.to_lowercase()]);
     }
+    document_security(&mut document);
     document
+}
+
+/// The bearer token every route but the public ones needs, with the route's scope, so that Swagger UI's
+/// "Authorize" works; and their 401 and 403.
+fn document_security(document: &mut serde_json::Value) {
+    let scopes: Vec<String> = Scope::ALL
+        .iter()
+        .map(|s| format!("`{}`: {}", s.as_str(), s.description()))
+        .collect();
+    document["components"]["securitySchemes"]["bearer"] = serde_json::json!({
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": format!(
+            "An access token carrying the operation's scope in its `scope` claim. On AWS, an OAuth 2.0 \
+client-credentials token of the stack's Cognito user pool (scopes prefixed with the resource server, e.g. \
+`inventory/orders.write`), or of the issuer given at deploy time; locally, `scripts/token SCOPE...` makes one. \
+Scopes: {}.",
+            scopes.join("; ")
+        ),
+    });
+    for route in ROUTES {
+        let Some(scope) = route.endpoint.scope() else {
+            continue;
+        };
+        let operation = &mut document["paths"][route.path][route.method.to_lowercase()];
+        operation["security"] = serde_json::json!([{ "bearer": [scope.as_str()] }]);
+        let description = operation["description"].as_str().unwrap_or_default().to_owned();
+        let needs = format!("Needs the scope `{}`.", scope.as_str());
+        operation["description"] = if description.is_empty() {
+            needs.into()
+        } else {
+            format!("{description}\n\n{needs}").into()
+        };
+        operation["responses"]["401"] = serde_json::json!({"$ref": "#/components/responses/Unauthorized"});
+        operation["responses"]["403"] = serde_json::json!({"$ref": "#/components/responses/Forbidden"});
+    }
 }
 
 /// Adds what an idempotent operation takes and answers: the `Idempotency-Key` header, the
@@ -117,7 +155,7 @@ Keys are kept 24 hours and are shared by every client: make them random and ungu
             UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, OrderStatus,
             MovementReason, Problem, ProblemCode, FieldError, Shortage,
         ),
-        responses(BadRequest, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, IdempotencyKeyReused, Internal, Unavailable),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, IdempotencyKeyReused, Internal, Unavailable),
     ),
     tags(
         (name = "products", description = "The catalogue and its stock"),
@@ -136,6 +174,26 @@ struct ApiDoc;
         "detail": "the id in the path is not a UUID"})
 )]
 pub struct BadRequest(pub Problem);
+
+/// No bearer token, or one that is malformed, expired, wrongly signed, or of another issuer or audience.
+#[derive(Debug, ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_token\"` when a token was given")),
+    example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "code": "unauthorized",
+        "detail": "a valid bearer token is needed: Authorization: Bearer <token>"})
+)]
+pub struct Unauthorized(pub Problem);
+
+/// The token is valid but does not carry the scope the operation needs; `detail` names it.
+#[derive(Debug, ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer error=\"insufficient_scope\", scope=\"...\"`")),
+    example = json!({"type": "about:blank", "title": "Forbidden", "status": 403, "code": "forbidden",
+        "detail": "the token does not carry the scope this route needs: orders.write"})
+)]
+pub struct Forbidden(pub Problem);
 
 /// No such resource; for order lines, `errors` names every unknown product.
 #[derive(Debug, ToResponse)]

@@ -18,6 +18,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// No bearer token, or one that is malformed, expired, wrongly signed, or of another issuer or audience.
+    #[error("unauthorized")]
+    Unauthorized { token_given: bool },
+    /// A valid token without the scope the route needs.
+    #[error("forbidden: needs scope {scope}")]
+    Forbidden { scope: String },
     #[error(transparent)]
     Domain(#[from] Error),
 }
@@ -63,6 +69,8 @@ pub enum ProblemCode {
     Conflict,
     PreconditionFailed,
     PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
     IdempotencyKeyReused,
     RequestInProgress,
     Unavailable,
@@ -85,6 +93,20 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ProblemCode::PayloadTooLarge,
                 format!("the request body must not be larger than {limit} bytes"),
+                vec![],
+                vec![],
+            ),
+            Self::Unauthorized { .. } => (
+                StatusCode::UNAUTHORIZED,
+                ProblemCode::Unauthorized,
+                "a valid bearer token is needed: Authorization: Bearer <token>".to_owned(),
+                vec![],
+                vec![],
+            ),
+            Self::Forbidden { scope } => (
+                StatusCode::FORBIDDEN,
+                ProblemCode::Forbidden,
+                format!("the token does not carry the scope this route needs: {scope}"),
                 vec![],
                 vec![],
             ),
@@ -195,6 +217,15 @@ impl ApiError {
 
     /// Logs the error (with its whole cause chain when the fault is ours) and renders it.
     pub fn into_response(self) -> Response<Body> {
+        // RFC 6750: a 401 names the scheme, and what was wrong with a token that was given; a 403 the scope.
+        let challenge = match &self {
+            Self::Unauthorized { token_given: false } => Some("Bearer".to_owned()),
+            Self::Unauthorized { token_given: true } => Some("Bearer error=\"invalid_token\"".to_owned()),
+            Self::Forbidden { scope } => Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
         if let Self::Domain(Error::Unavailable(_) | Error::OutcomeUnknown(_) | Error::Internal(_)) =
             &self
         {
@@ -211,6 +242,9 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE
             || problem.code == ProblemCode::RequestInProgress
         {

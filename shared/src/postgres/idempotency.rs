@@ -25,8 +25,8 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
     let lifetime_secs = KEY_LIFETIME.as_secs_f64();
     let claimed = sqlx::query_scalar!(
         r#"
-        INSERT INTO idempotency_keys AS k (key, fingerprint) VALUES ($1, $2)
-        ON CONFLICT (key) DO UPDATE
+        INSERT INTO idempotency_keys AS k (caller, key, fingerprint) VALUES ($4, $1, $2)
+        ON CONFLICT (caller, key) DO UPDATE
             SET fingerprint = EXCLUDED.fingerprint, status = NULL, headers = NULL, body = NULL,
                 created_at = now()
             WHERE k.created_at < now() - make_interval(secs => $3)
@@ -35,6 +35,7 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
         claim.key.as_str(),
         &claim.fingerprint.0[..],
         lifetime_secs,
+        claim.caller,
     )
     .fetch_optional(tx.conn().await?)
     .await
@@ -48,8 +49,9 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
     }
     // Taken by a committed request: a new statement sees it.
     let row = sqlx::query!(
-        "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1",
+        "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE caller = $2 AND key = $1",
         claim.key.as_str(),
+        claim.caller,
     )
     .fetch_optional(tx.conn().await?)
     .await
@@ -78,11 +80,12 @@ async fn store(tx: &mut Tx<'_>, claim: &Claim, replay: &Replay) -> Result<(), Er
         .flat_map(|(name, value)| [name.clone(), value.clone()])
         .collect();
     sqlx::query!(
-        "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
+        "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE caller = $5 AND key = $1",
         claim.key.as_str(),
         replay.status as i16,
         &headers,
         replay.body,
+        claim.caller,
     )
     .execute(tx.conn().await?)
     .await
@@ -136,8 +139,8 @@ impl IdempotentStore for PgStore {
             // Oldest first through the index; rows a running request holds are skipped, not waited for.
             let deleted = sqlx::query!(
                 r#"
-                DELETE FROM idempotency_keys WHERE key IN (
-                    SELECT key FROM idempotency_keys
+                DELETE FROM idempotency_keys WHERE (caller, key) IN (
+                    SELECT caller, key FROM idempotency_keys
                     WHERE created_at < now() - make_interval(secs => $1)
                     ORDER BY created_at
                     LIMIT $2

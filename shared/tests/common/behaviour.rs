@@ -713,6 +713,7 @@ pub async fn expired_keys_are_purged_in_batches_and_can_be_used_again<S: Store>(
 /// A claim of `key` for the request whose fingerprint is all `n`.
 pub fn claim(key: &str, n: u8) -> Claim {
     Claim {
+        caller: String::new(),
         key: IdempotencyKey::parse(key).unwrap(),
         fingerprint: Fingerprint([n; 32]),
     }

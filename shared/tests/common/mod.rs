@@ -126,6 +126,13 @@ impl Event {
         self
     }
 
+    /// The claims API Gateway's JWT authorizer verified, as an HTTP API passes them to the function.
+    pub fn authorizer_claims(mut self, claims: &Value) -> Self {
+        self.value["requestContext"]["authorizer"] =
+            json!({ "jwt": { "claims": claims, "scopes": null } });
+        self
+    }
+
     /// A JSON body with its content type.
     pub fn json(self, body: &Value) -> Self {
         self.raw_body(&body.to_string())

@@ -1,0 +1,297 @@
+//! Who may call what, generated from the route table: for every route, in `local` mode (the function
+//! verifies the bearer token) and in `gateway` mode (API Gateway's authorizer did, and passes its claims in
+//! a real HTTP API event), no token is a 401, the wrong scope a 403, and the right scope the answer the
+//! route gives without authentication.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use inventory::http::{App, Auth, Endpoint, HttpConfig, ROUTES, Route};
+use inventory::memory::MemoryStore;
+use jsonwebtoken::{EncodingKey, Header};
+use lambda_http::{Body, Response};
+use serde_json::{Value, json};
+
+use common::Event;
+
+const KEY: &str = "a-local-key-of-the-tests-only-0123456789";
+const ISSUER: &str = "inventory-local";
+const AUDIENCE: &str = "inventory";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token signed with `key`, for `scopes`, as `scripts/token` makes them.
+fn token_with(key: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn token(scopes: &[&str]) -> String {
+    token_with(
+        KEY,
+        json!({ "sub": "client-a", "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "scope": scopes.join(" ") }),
+    )
+}
+
+fn local_app() -> App<MemoryStore> {
+    App::with_auth(
+        MemoryStore::new(),
+        HttpConfig::default(),
+        Auth::local(KEY.as_bytes(), ISSUER, AUDIENCE, ""),
+    )
+}
+
+fn gateway_app() -> App<MemoryStore> {
+    App::with_auth(
+        MemoryStore::new(),
+        HttpConfig::default(),
+        Auth::Gateway {
+            scope_prefix: "inventory/".into(),
+        },
+    )
+}
+
+/// A request a route answers without a database fixture: an id that does not exist, a valid body.
+fn event(route: &Route) -> Event {
+    let path = route
+        .path
+        .replace("{id}", "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f")
+        .replace("{file}", "index.html");
+    let event = Event::v2(route.method, route.path, &path);
+    match route.endpoint {
+        Endpoint::CreateProduct => event.json(&json!({ "sku": "AUTH-1", "name": "Mug", "price_minor": 1, "currency": "EUR" })),
+        Endpoint::UpdateProduct => event.json(&json!({ "name": "Renamed" })),
+        Endpoint::AdjustStock => event.json(&json!({ "delta": 1, "reason": "received" })),
+        Endpoint::CreateOrder => event.json(&json!({ "lines": [{ "product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "quantity": 1 }] })),
+        _ => event,
+    }
+}
+
+async fn call(app: &App<MemoryStore>, route: &Route, event: Event) -> Response<Body> {
+    app.handle(route.endpoint, event.request()).await
+}
+
+fn problem(response: &Response<Body>) -> Value {
+    serde_json::from_slice(response.body()).unwrap_or(Value::Null)
+}
+
+fn challenge(response: &Response<Body>) -> &str {
+    response.headers()["www-authenticate"].to_str().unwrap()
+}
+
+/// What the route answers without any authentication (a fresh store each time).
+async fn open_answer(route: &Route) -> u16 {
+    call(
+        &App::new(MemoryStore::new(), HttpConfig::default()),
+        route,
+        event(route),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+fn api_routes() -> impl Iterator<Item = &'static Route> {
+    ROUTES.iter().filter(|r| r.endpoint != Endpoint::Docs)
+}
+
+#[tokio::test]
+async fn in_local_mode_every_route_needs_a_valid_token_with_its_scope() {
+    for route in api_routes() {
+        let app = local_app();
+        let name = format!("{} {}", route.method, route.path);
+        let Some(scope) = route.endpoint.scope() else {
+            assert_eq!(
+                call(&app, route, event(route)).await.status(),
+                200,
+                "{name} is public"
+            );
+            continue;
+        };
+        let scope = scope.as_str();
+
+        let none = call(&app, route, event(route)).await;
+        assert_eq!(none.status(), 401, "{name}");
+        assert_eq!(problem(&none)["code"], "unauthorized");
+        assert_eq!(challenge(&none), "Bearer");
+
+        let bad_tokens = [
+            "not-a-jwt".to_owned(),
+            token_with(
+                "another-key-of-at-least-32-characters!!",
+                json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "scope": scope }),
+            ),
+            token_with(
+                KEY,
+                json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() - 600, "scope": scope }),
+            ),
+            token_with(
+                KEY,
+                json!({ "iss": "someone-else", "aud": AUDIENCE, "exp": now() + 600, "scope": scope }),
+            ),
+            token_with(
+                KEY,
+                json!({ "iss": ISSUER, "aud": "another-api", "exp": now() + 600, "scope": scope }),
+            ),
+            token_with(
+                KEY,
+                json!({ "iss": ISSUER, "aud": AUDIENCE, "scope": scope }),
+            ),
+        ];
+        for (i, bad) in bad_tokens.iter().enumerate() {
+            let response = call(
+                &app,
+                route,
+                event(route).header("authorization", &format!("Bearer {bad}")),
+            )
+            .await;
+            assert_eq!(response.status(), 401, "{name}, bad token {i}");
+            assert_eq!(challenge(&response), "Bearer error=\"invalid_token\"");
+        }
+        let basic = call(
+            &app,
+            route,
+            event(route).header("authorization", "Basic dXNlcjpwYXNz"),
+        )
+        .await;
+        assert_eq!(basic.status(), 401, "{name}: not a bearer token");
+
+        let others: Vec<&str> = inventory::http::routes::Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| *s != scope)
+            .collect();
+        let wrong = call(
+            &app,
+            route,
+            event(route).header("authorization", &format!("Bearer {}", token(&others))),
+        )
+        .await;
+        assert_eq!(wrong.status(), 403, "{name}");
+        assert_eq!(problem(&wrong)["code"], "forbidden");
+        assert!(
+            problem(&wrong)["detail"].as_str().unwrap().contains(scope),
+            "the 403 names {scope}"
+        );
+        assert_eq!(
+            challenge(&wrong),
+            format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")
+        );
+
+        let right = call(
+            &app,
+            route,
+            event(route).header("authorization", &format!("Bearer {}", token(&[scope]))),
+        )
+        .await;
+        assert_eq!(
+            right.status().as_u16(),
+            open_answer(route).await,
+            "{name} with {scope}"
+        );
+        assert!(!matches!(right.status().as_u16(), 401 | 403), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn in_gateway_mode_every_route_checks_the_scope_of_the_verified_claims_again() {
+    for route in api_routes() {
+        let app = gateway_app();
+        let name = format!("{} {}", route.method, route.path);
+        let Some(scope) = route.endpoint.scope() else {
+            assert_eq!(
+                call(&app, route, event(route)).await.status(),
+                200,
+                "{name} is public"
+            );
+            continue;
+        };
+        let scope = scope.as_str();
+        let claims = |scopes: &str| json!({ "client_id": "client-a", "scope": scopes, "token_use": "access" });
+
+        // No authorizer ran (a route left unprotected by mistake): refused all the same.
+        let none = call(&app, route, event(route)).await;
+        assert_eq!(none.status(), 401, "{name}");
+
+        let others: Vec<String> = inventory::http::routes::Scope::ALL
+            .iter()
+            .filter(|s| s.as_str() != scope)
+            .map(|s| format!("inventory/{}", s.as_str()))
+            .collect();
+        let wrong = call(
+            &app,
+            route,
+            event(route).authorizer_claims(&claims(&others.join(" "))),
+        )
+        .await;
+        assert_eq!(wrong.status(), 403, "{name}");
+        let detail = problem(&wrong)["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(&format!("inventory/{scope}")), "{detail}");
+        // A scope without the resource server's prefix is another scope.
+        let unprefixed = call(&app, route, event(route).authorizer_claims(&claims(scope))).await;
+        assert_eq!(unprefixed.status(), 403, "{name}");
+
+        let right = call(
+            &app,
+            route,
+            event(route).authorizer_claims(&claims(&format!("inventory/{scope}"))),
+        )
+        .await;
+        assert_eq!(
+            right.status().as_u16(),
+            open_answer(route).await,
+            "{name} with {scope}"
+        );
+    }
+}
+
+/// Idempotency keys belong to their caller: the same key from two callers is two requests, and neither can
+/// replay (or be refused because of) the other's.
+#[tokio::test]
+async fn the_same_idempotency_key_from_two_callers_is_two_requests() {
+    let app = local_app();
+    let create = ROUTES
+        .iter()
+        .find(|r| r.endpoint == Endpoint::CreateProduct)
+        .unwrap();
+    let new_product = Event::v2("POST", "/products", "/products")
+        .json(&json!({ "sku": "KEYS", "name": "Mug", "price_minor": 1, "currency": "EUR", "on_hand": 10 }))
+        .header("authorization", &format!("Bearer {}", token(&["products.write"])));
+    let product = call(&app, create, new_product).await;
+    let product: Value = serde_json::from_slice(product.body()).unwrap();
+    let order = ROUTES
+        .iter()
+        .find(|r| r.endpoint == Endpoint::CreateOrder)
+        .unwrap();
+    let place = |caller: &str| {
+        let token = token_with(
+            KEY,
+            json!({ "sub": caller, "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "scope": "orders.write" }),
+        );
+        Event::v2("POST", "/orders", "/orders")
+            .json(&json!({ "lines": [{ "product_id": product["id"], "quantity": 1 }] }))
+            .header("authorization", &format!("Bearer {token}"))
+            .header("idempotency-key", "shared-key-1")
+    };
+    let a = call(&app, order, place("client-a")).await;
+    let b = call(&app, order, place("client-b")).await;
+    let a_again = call(&app, order, place("client-a")).await;
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
+    assert!(
+        !b.headers().contains_key("idempotent-replayed"),
+        "b is not a's replay"
+    );
+    assert_ne!(a.body(), b.body(), "two orders");
+    assert_eq!(a_again.headers()["idempotent-replayed"], "true");
+    assert_eq!(a_again.body(), a.body());
+}
