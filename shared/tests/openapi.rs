@@ -273,3 +273,38 @@ fn the_swagger_page_and_all_its_assets_come_from_the_function() {
         (308, "/swagger/index.html")
     );
 }
+
+#[test]
+fn every_operation_documents_the_scope_of_the_route_table() {
+    let spec = spec();
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for route in ROUTES {
+        let operation = &spec["paths"][route.path][route.method.to_lowercase()];
+        match route.endpoint.scope() {
+            Some(scope) => {
+                assert_eq!(
+                    operation["security"],
+                    serde_json::json!([{ "bearer": [scope.as_str()] }]),
+                    "{} {}",
+                    route.method,
+                    route.path
+                );
+                for status in ["401", "403"] {
+                    assert!(
+                        operation["responses"][status].is_object(),
+                        "{} {status}",
+                        route.path
+                    );
+                }
+            }
+            None => assert!(
+                operation.get("security").is_none(),
+                "{} is public",
+                route.path
+            ),
+        }
+    }
+}
