@@ -104,7 +104,8 @@ fn document_idempotency(operation: &mut serde_json::Value) {
     `Idempotent-Replayed: true`, without a second effect. The same key with a different request is 422 \
     `idempotency_key_reused`; while the first request is still running, a repeat waits up to a second, then is \
     409 `request_in_progress` with `Retry-After`. A request that fails stores nothing, so its key can be retried. \
-    Keys are shared by every client of the API: make them random and unguessable (a UUID v4, say).",
+    Keys belong to the caller (the token's client or subject): the same key from another caller is another \
+request. Make them unique per request (a UUID v4, say).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
         "example": "5f0c4b0e-3c1a-4a6e-9a43-2d1c1c7f6a90",
     });
@@ -141,7 +142,9 @@ error is an RFC 9457 problem document (`application/problem+json`) with a stable
 nothing was changed; a 503 `outcome_unknown` means the connection was lost while the change was being \
 committed, so it may or may not have happened. Either way, retry with the same `Idempotency-Key`: a change \
 that did happen is answered with its original response (and `Idempotent-Replayed: true`), never made twice. \
-Keys are kept 24 hours and are shared by every client: make them random and unguessable.",
+Keys are kept 24 hours, per caller.\n\nAuthentication: every operation but health and the documentation \
+needs a bearer token carrying its scope (see each operation, and the `bearer` security scheme): 401 \
+`unauthorized` without a valid token, 403 `forbidden` (naming the scope) without the scope.",
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(
