@@ -303,6 +303,18 @@ async fn dead_pooled_connections_never_reach_a_client(
     common::behaviour::assert_ledger_balances(&inventory, product.id).await;
 }
 
+/// Makes writing an order take 5 s, far longer than any request's budget.
+async fn slow_down_orders(pool: &PgPool) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_down BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow_down();",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// The deadline bounds every statement on the server, not only the answer: a statement that starts late in
 /// the transaction (after a long lock wait) gets only the time that remains, so when the request answers
 /// 503 at its deadline, nothing of it is still running.
@@ -319,14 +331,7 @@ async fn a_late_statement_gets_only_the_time_that_remains(
         .await
         .unwrap();
     // Writing an order takes 5 s here, far longer than the request's whole budget.
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$; \
-         CREATE TRIGGER slow_down BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow_down();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    slow_down_orders(&pool).await;
     // The product's row is held for 600 ms: the order's first statement waits that long.
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
@@ -386,14 +391,7 @@ async fn a_wait_for_a_connection_leaves_the_statements_only_what_remains(
         .create_product(new_product("WAIT", 100, 10), deadline())
         .await
         .unwrap();
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$; \
-         CREATE TRIGGER slow_down BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow_down();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    slow_down_orders(&pool).await;
     // The instance's only connection is busy for 600 ms.
     let busy = one.acquire().await.unwrap();
     let release = tokio::spawn(async move {
