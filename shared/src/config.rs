@@ -284,11 +284,18 @@ mod tests {
         assert!(missing.starts_with("AUTH_MODE"), "{missing}");
         assert!(matches!(
             auth(&[("AUTH_MODE", "none")]),
-            Err(ConfigError::Invalid { name: "AUTH_MODE", .. })
+            Err(ConfigError::Invalid {
+                name: "AUTH_MODE",
+                ..
+            })
         ));
         assert_eq!(auth(&[("AUTH_MODE", "off")]).unwrap(), AuthConfig::Off);
         assert_eq!(
-            auth(&[("AUTH_MODE", "gateway"), ("AUTH_SCOPE_PREFIX", "inventory/")]).unwrap(),
+            auth(&[
+                ("AUTH_MODE", "gateway"),
+                ("AUTH_SCOPE_PREFIX", "inventory/")
+            ])
+            .unwrap(),
             AuthConfig::Gateway {
                 scope_prefix: "inventory/".into()
             }

@@ -96,9 +96,7 @@ impl Auth {
             } => {
                 let token = bearer(request)?;
                 let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
-                    .map_err(|_| ApiError::Unauthorized {
-                        token_given: true,
-                    })?
+                    .map_err(|_| ApiError::Unauthorized { token_given: true })?
                     .claims;
                 (claims, Vec::new(), scope_prefix)
             }
@@ -126,11 +124,13 @@ fn bearer(request: &Request) -> Result<&str, ApiError> {
         .headers()
         .get(lambda_http::http::header::AUTHORIZATION)
         .ok_or(ApiError::Unauthorized { token_given: false })?;
-    let value = header.to_str().map_err(|_| ApiError::Unauthorized {
-        token_given: true,
-    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized { token_given: true })?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
         _ => Err(ApiError::Unauthorized { token_given: true }),

@@ -4,7 +4,6 @@
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::{App, Caller};
 use super::dto::{
     CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView, PageView, ProductView,
     StockAdjustmentBody, UpdateProductBody,
@@ -16,6 +15,7 @@ use super::request::{
 };
 use super::response::{ApiError, json, no_content, with_header};
 use super::routes::Endpoint;
+use super::{App, Caller};
 use crate::domain::idempotency::Claim;
 use crate::domain::order::{NewOrder, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};

@@ -68,9 +68,9 @@ fn document_security(document: &mut serde_json::Value) {
         "bearerFormat": "JWT",
         "description": format!(
             "An access token carrying the operation's scope in its `scope` claim. On AWS, an OAuth 2.0 \
-client-credentials token of the stack's Cognito user pool (scopes prefixed with the resource server, e.g. \
-`inventory/orders.write`), or of the issuer given at deploy time; locally, `scripts/token SCOPE...` makes one. \
-Scopes: {}.",
+    client-credentials token of the stack's Cognito user pool (scopes prefixed with the resource server, e.g. \
+    `inventory/orders.write`), or of the issuer given at deploy time; locally, `scripts/token SCOPE...` makes one. \
+    Scopes: {}.",
             scopes.join("; ")
         ),
     });
@@ -80,15 +80,20 @@ Scopes: {}.",
         };
         let operation = &mut document["paths"][route.path][route.method.to_lowercase()];
         operation["security"] = serde_json::json!([{ "bearer": [scope.as_str()] }]);
-        let description = operation["description"].as_str().unwrap_or_default().to_owned();
+        let description = operation["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let needs = format!("Needs the scope `{}`.", scope.as_str());
         operation["description"] = if description.is_empty() {
             needs.into()
         } else {
             format!("{description}\n\n{needs}").into()
         };
-        operation["responses"]["401"] = serde_json::json!({"$ref": "#/components/responses/Unauthorized"});
-        operation["responses"]["403"] = serde_json::json!({"$ref": "#/components/responses/Forbidden"});
+        operation["responses"]["401"] =
+            serde_json::json!({"$ref": "#/components/responses/Unauthorized"});
+        operation["responses"]["403"] =
+            serde_json::json!({"$ref": "#/components/responses/Forbidden"});
     }
 }
 
@@ -105,7 +110,7 @@ fn document_idempotency(operation: &mut serde_json::Value) {
     `idempotency_key_reused`; while the first request is still running, a repeat waits up to a second, then is \
     409 `request_in_progress` with `Retry-After`. A request that fails stores nothing, so its key can be retried. \
     Keys belong to the caller (the token's client or subject): the same key from another caller is another \
-request. Make them unique per request (a UUID v4, say).",
+    request. Make them unique per request (a UUID v4, say).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
         "example": "5f0c4b0e-3c1a-4a6e-9a43-2d1c1c7f6a90",
     });

@@ -220,7 +220,9 @@ impl ApiError {
         // RFC 6750: a 401 names the scheme, and what was wrong with a token that was given; a 403 the scope.
         let challenge = match &self {
             Self::Unauthorized { token_given: false } => Some("Bearer".to_owned()),
-            Self::Unauthorized { token_given: true } => Some("Bearer error=\"invalid_token\"".to_owned()),
+            Self::Unauthorized { token_given: true } => {
+                Some("Bearer error=\"invalid_token\"".to_owned())
+            }
             Self::Forbidden { scope } => Some(format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
             )),
