@@ -416,3 +416,34 @@ async fn a_wait_for_a_connection_leaves_the_statements_only_what_remains(
         "nothing still running after {took:?}"
     );
 }
+
+/// A read has no outcome to be unsure of: losing its COMMIT's answer is plain `unavailable`.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_read_that_loses_its_commit_is_unavailable(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let direct = Inventory::new(PgStore::new(pool));
+    let product = direct
+        .create_product(new_product("READ", 100, 1), deadline())
+        .await
+        .unwrap();
+    let (proxied, proxy) = through_proxy(&options).await;
+    for plan in [
+        Plan::CutAfterCommit,
+        Plan::StallAfterCommit(Duration::from_secs(2)),
+    ] {
+        proxy.arm(plan);
+        let read = proxied
+            .get_product(product.id, Deadline::after(Duration::from_millis(400)))
+            .await;
+        assert!(
+            matches!(read, Err(Error::Unavailable(_))),
+            "{plan:?}: {read:?}"
+        );
+    }
+    assert_eq!(proxy.fired().len(), 2);
+    proxied.get_product(product.id, deadline()).await.unwrap();
+}

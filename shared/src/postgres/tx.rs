@@ -196,9 +196,9 @@ impl PgStore {
         match tokio::time::timeout(deadline.remaining(), run).await {
             Ok(result) => result,
             // The server ends any statement at its own timeout; the dropped attempt discarded its connection.
-            Err(_) if committing.load(Ordering::SeqCst) => Err(Error::outcome_unknown(
-                "request deadline reached after COMMIT was sent",
-            )),
+            Err(_) if access == Access::Write && committing.load(Ordering::SeqCst) => Err(
+                Error::outcome_unknown("request deadline reached after COMMIT was sent"),
+            ),
             Err(_) => Err(Error::unavailable("request deadline reached")),
         }
     }
