@@ -4,6 +4,10 @@
 //! - Anywhere else: once against `DATABASE_URL`, or every N seconds with `--every N` (as `scripts/serve` and
 //!   `docker compose up` run it).
 
+// The release build nests this binary's two entry points' futures deeper than the default limit allows when
+// it computes their layout.
+#![recursion_limit = "256"]
+
 use std::time::Duration;
 
 use inventory::bootstrap::{PURGE_BATCH, store_from_env};
