@@ -303,6 +303,30 @@ async fn dead_pooled_connections_never_reach_a_client(
     common::behaviour::assert_ledger_balances(&inventory, product.id).await;
 }
 
+/// An order with a one-second budget, while `release` frees what it waits for: it fails by its deadline,
+/// and nothing of it is still running on the server then.
+async fn order_with_a_second_fails_at_its_deadline(
+    inventory: &Inventory<PgStore>,
+    pool: &PgPool,
+    product: inventory::domain::ProductId,
+    release: tokio::task::JoinHandle<()>,
+) {
+    let budget = Duration::from_millis(1000);
+    let started = Instant::now();
+    let result = inventory
+        .create_order(common::new_order(&[(product, 1)]), Deadline::after(budget))
+        .await;
+    let took = started.elapsed();
+    release.await.unwrap();
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(took <= budget + Duration::from_millis(50), "{took:?}");
+    assert_eq!(
+        sessions_in_transaction(pool).await,
+        0,
+        "nothing still running after {took:?}"
+    );
+}
+
 /// Makes writing an order take 5 s, far longer than any request's budget.
 async fn slow_down_orders(pool: &PgPool) {
     sqlx::raw_sql(
@@ -343,24 +367,8 @@ async fn a_late_statement_gets_only_the_time_that_remains(
         tokio::time::sleep(Duration::from_millis(600)).await;
         holder.rollback().await.unwrap();
     });
-    let budget = Duration::from_millis(1000);
-    let started = Instant::now();
-    let result = inventory
-        .create_order(
-            common::new_order(&[(product.id, 1)]),
-            Deadline::after(budget),
-        )
-        .await;
-    let took = started.elapsed();
-    release.await.unwrap();
-    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
-    assert!(took <= budget + Duration::from_millis(50), "{took:?}");
     // The server gave the write only what remained: it was cancelled by the deadline, not 5 s later.
-    assert_eq!(
-        sessions_in_transaction(&pool).await,
-        0,
-        "nothing still running after {took:?}"
-    );
+    order_with_a_second_fails_at_its_deadline(&inventory, &pool, product.id, release).await;
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&pool)
         .await
@@ -398,23 +406,7 @@ async fn a_wait_for_a_connection_leaves_the_statements_only_what_remains(
         tokio::time::sleep(Duration::from_millis(600)).await;
         drop(busy);
     });
-    let budget = Duration::from_millis(1000);
-    let started = Instant::now();
-    let result = inventory
-        .create_order(
-            common::new_order(&[(product.id, 1)]),
-            Deadline::after(budget),
-        )
-        .await;
-    let took = started.elapsed();
-    release.await.unwrap();
-    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
-    assert!(took <= budget + Duration::from_millis(50), "{took:?}");
-    assert_eq!(
-        sessions_in_transaction(&pool).await,
-        0,
-        "nothing still running after {took:?}"
-    );
+    order_with_a_second_fails_at_its_deadline(&inventory, &pool, product.id, release).await;
 }
 
 /// A read has no outcome to be unsure of: losing its COMMIT's answer is plain `unavailable`.
