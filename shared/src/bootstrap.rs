@@ -8,15 +8,15 @@ use std::sync::Arc;
 use lambda_http::service_fn;
 
 use crate::config::{AuthConfig, Config, Database};
-use crate::http::{App, Auth, Endpoint};
+use crate::http::{App, Auth, Handler};
 use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
 use crate::service::Inventory;
 
-/// Serves `endpoint`. Logs are JSON with the Lambda request id on every line when
+/// Serves the endpoint `H` (see [`Handler`]): `bootstrap::run::<CreateOrder>()`. Logs are JSON with the Lambda request id on every line when
 /// `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
-pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let auth = AuthConfig::from_env()
         .and_then(|auth| auth.load())
@@ -32,7 +32,7 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     close_on_shutdown(pool).await;
     lambda_http::run_concurrent(service_fn(move |request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(app.handle(endpoint, request).await) }
+        async move { Ok::<_, Infallible>(app.serve::<H>(request).await) }
     }))
     .await
 }

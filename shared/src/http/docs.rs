@@ -6,6 +6,7 @@ use std::sync::Arc;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
+use super::openapi::NotFound;
 use super::response::{ApiError, with_header};
 use crate::domain::Error;
 
@@ -42,32 +43,65 @@ impl Docs {
     pub fn handle(&self, request: &Request) -> Response<Body> {
         let started = std::time::Instant::now();
         let path = request.uri().path();
-        let response = if path == "/openapi.json" {
-            file(self.openapi.clone().into_bytes(), "application/json")
-        } else if path == "/swagger" {
+        let response = match path {
+            "/openapi.json" => openapi_json(self),
             // The page's assets are relative to it, so it must be reached below /swagger/. (Its index.html,
             // rather than /swagger/ itself: an HTTP API cannot route a path that ends with a slash.)
-            let mut redirect = Response::new(Body::Empty);
-            *redirect.status_mut() = StatusCode::PERMANENT_REDIRECT;
-            with_header(redirect, header::LOCATION, "/swagger/index.html")
-        } else {
-            let tail = path.strip_prefix("/swagger/").unwrap_or(path);
-            match utoipa_swagger_ui::serve(tail, Arc::clone(&self.swagger)) {
-                Ok(Some(asset)) => {
-                    let mut response = file(asset.bytes.into_owned(), &asset.content_type);
-                    if asset.gzpipped {
-                        response
-                            .headers_mut()
-                            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                    }
-                    response
-                }
-                Ok(None) => ApiError::Domain(Error::NotFound("documentation file")).into_response(),
-                Err(error) => ApiError::Domain(Error::internal(error.to_string())).into_response(),
+            "/swagger" => {
+                let mut redirect = Response::new(Body::Empty);
+                *redirect.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                with_header(redirect, header::LOCATION, "/swagger/index.html")
             }
+            "/swagger/" => swagger_ui(self),
+            _ => swagger_asset(self, path.strip_prefix("/swagger/").unwrap_or(path)),
         };
         super::log_request("GET", path, &response, started);
         response
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json")),
+)]
+pub fn openapi_json(docs: &Docs) -> Response<Body> {
+    file(docs.openapi.clone().into_bytes(), "application/json")
+}
+
+/// Swagger UI for this document, every asset served by the API itself.
+#[utoipa::path(
+    get, path = "/swagger/", tag = "operations",
+    responses((status = 200, description = "The Swagger UI page", body = String, content_type = "text/html")),
+)]
+pub fn swagger_ui(docs: &Docs) -> Response<Body> {
+    swagger_asset(docs, "")
+}
+
+/// A file of the Swagger UI page (`index.html`, scripts, styles, icons).
+#[utoipa::path(
+    get, path = "/swagger/{file}", tag = "operations",
+    params(("file" = String, Path, description = "File name, e.g. `index.html`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/html"), (String = "text/css"), (String = "text/javascript"),
+            (String = "application/javascript"), (Vec<u8> = "image/png"))),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub fn swagger_asset(docs: &Docs, file_name: &str) -> Response<Body> {
+    match utoipa_swagger_ui::serve(file_name, Arc::clone(&docs.swagger)) {
+        Ok(Some(asset)) => {
+            let mut response = file(asset.bytes.into_owned(), &asset.content_type);
+            if asset.gzpipped {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
+        }
+        Ok(None) => ApiError::Domain(Error::NotFound("documentation file")).into_response(),
+        Err(error) => ApiError::Domain(Error::internal(error.to_string())).into_response(),
     }
 }
 

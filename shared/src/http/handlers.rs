@@ -1,145 +1,518 @@
-//! One function per endpoint: parse the request into a domain command, call the service, render the result.
-//! Errors travel with `?` to the one place that renders them.
+//! The endpoints of the API, one handler each: parse the request into a domain command, call the service,
+//! render the result. Errors travel with `?` to the one place that renders them. Each handler carries its
+//! OpenAPI description, and has a type implementing [`Handler`]: a function binary names that type
+//! (`bootstrap::run::<CreateOrder>()`), so the compiler builds and links that handler alone.
+
+use std::future::Future;
 
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
 use super::dto::{
-    CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView, PageView, ProductView,
-    StockAdjustmentBody, UpdateProductBody,
+    AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView,
+    PageView, ProductView, StockAdjustmentBody, UpdateProductBody,
 };
 use super::idempotency::{fingerprint, render, response};
+use super::openapi::{
+    BadRequest, Conflict, Internal, NotFound, PayloadTooLarge, PreconditionFailed, Unavailable,
+    ValidationFailed,
+};
 use super::request::{
-    check_query, idempotency_key, if_match, json_body, json_body_value, page_request, path_id,
-    query, query_parsed,
+    idempotency_key, if_match, json_body, json_body_value, page_request, path_id, query,
+    query_parsed,
 };
 use super::response::{ApiError, json, no_content, with_header};
-use super::routes::Endpoint;
+use super::routes::{Endpoint, Route};
 use super::{App, Caller};
 use crate::domain::idempotency::Claim;
 use crate::domain::order::{NewOrder, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::StockAdjustment;
 use crate::domain::{Deadline, etag};
-use crate::ports::Store;
-use crate::ports::Write;
+use crate::ports::{Store, Write};
 
-type Result = std::result::Result<Response<Body>, ApiError>;
+pub type Result = std::result::Result<Response<Body>, ApiError>;
 
-pub(super) async fn dispatch<S: Store>(
+/// An endpoint known at compile time: what it is in the route table, and the handler that serves it.
+pub trait Handler {
+    const ENDPOINT: Endpoint;
+
+    /// Serves one request, already authorized for [`Self::ENDPOINT`].
+    fn handle<S: Store>(
+        app: &App<S>,
+        request: &Request,
+        caller: &Caller,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result> + Send;
+
+    /// The endpoint's route (its first, for the docs function that has several).
+    fn route() -> &'static Route {
+        Self::ENDPOINT.route()
+    }
+}
+
+/// Declares the type of each endpoint served by an API function, its [`Handler`] implementation, and the
+/// runtime choice among them that tests and tools use ([`App::handle`]); function binaries never use that.
+macro_rules! handlers {
+    ($($endpoint:ident => $handler:ident,)*) => {
+        $(
+            #[doc = concat!("The endpoint served by [`", stringify!($handler), "`].")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $endpoint;
+
+            impl Handler for $endpoint {
+                const ENDPOINT: Endpoint = Endpoint::$endpoint;
+
+                fn handle<S: Store>(
+                    app: &App<S>,
+                    request: &Request,
+                    caller: &Caller,
+                    deadline: Deadline,
+                ) -> impl Future<Output = Result> + Send {
+                    $handler(app, request, caller, deadline)
+                }
+            }
+        )*
+
+        /// Serves a request of `endpoint`, chosen at run time.
+        pub(super) async fn dispatch<S: Store>(
+            app: &App<S>,
+            endpoint: Endpoint,
+            request: Request,
+        ) -> Response<Body> {
+            match endpoint {
+                $(Endpoint::$endpoint => app.serve::<$endpoint>(request).await,)*
+                // Served by its own function (see `http::docs`), never by an API function.
+                Endpoint::Docs => ApiError::Domain(crate::domain::Error::NotFound("route")).into_response(),
+            }
+        }
+    };
+}
+
+handlers! {
+    CreateProduct => create_product,
+    ListProducts => list_products,
+    GetProduct => get_product,
+    UpdateProduct => update_product,
+    DeleteProduct => delete_product,
+    AdjustStock => adjust_stock,
+    ListStockMovements => list_stock_movements,
+    CreateOrder => create_order,
+    ListOrders => list_orders,
+    GetOrder => get_order,
+    CancelOrder => cancel_order,
+    FulfillOrder => fulfill_order,
+    Health => health,
+}
+
+/// Create a product.
+///
+/// Its initial `on_hand` stock, if any, is recorded in the ledger as `received`.
+#[utoipa::path(
+    post, path = "/products", tag = "products",
+    request_body(content = CreateProductBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new product", body = ProductView, headers(
+            ("Location" = String, description = "Path of the new product"),
+            ("ETag" = String, description = "The product's version, quoted"))),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn create_product<S: Store>(
     app: &App<S>,
-    endpoint: Endpoint,
     request: &Request,
     caller: &Caller,
     deadline: Deadline,
 ) -> Result {
-    let id = || path_id(request, endpoint.route());
-    let service = &app.inventory;
-    let limit = app.config.body_limit;
-    check_query(request)?;
-    match endpoint {
-        Endpoint::CreateProduct => {
-            let (body, value) = json_body_value::<CreateProductBody>(request, limit)?;
-            let write = Write::CreateProduct(NewProduct::try_from(body)?);
-            let claim = claim(request, endpoint, caller, None, Some(&value))?;
-            write_once(app, claim, write, deadline).await
-        }
-        Endpoint::ListProducts => {
-            let filter = ProductFilter {
-                sku: query(request, "sku").map(str::to_owned),
-                low_stock: query_parsed(request, "low_stock", parse_bool)?.unwrap_or(false),
-            };
-            let page = service
-                .list_products(filter, page_request(request)?, deadline)
-                .await?;
-            Ok(json(
-                StatusCode::OK,
-                &PageView::<ProductView>::from_page(page),
-            ))
-        }
-        Endpoint::GetProduct => {
-            let product = service.get_product(id()?, deadline).await?;
-            Ok(product_response(StatusCode::OK, product))
-        }
-        Endpoint::UpdateProduct => {
-            let id = id()?;
-            let body: UpdateProductBody = json_body(request, app.config.body_limit)?;
-            let patch = ProductPatch::try_from(body)?;
-            let product = service
-                .update_product(id, patch, if_match(request), deadline)
-                .await?;
-            Ok(product_response(StatusCode::OK, product))
-        }
-        Endpoint::DeleteProduct => {
-            service.delete_product(id()?, deadline).await?;
-            Ok(no_content())
-        }
-        Endpoint::AdjustStock => {
-            let id = id()?;
-            let (body, value) = json_body_value::<StockAdjustmentBody>(request, limit)?;
-            let write = Write::AdjustStock(id, StockAdjustment::try_from(body)?);
-            let claim = claim(request, endpoint, caller, Some(id), Some(&value))?;
-            write_once(app, claim, write, deadline).await
-        }
-        Endpoint::ListStockMovements => {
-            let id = id()?;
-            let page = service
-                .list_movements(id, page_request(request)?, deadline)
-                .await?;
-            Ok(json(
-                StatusCode::OK,
-                &PageView::<MovementView>::from_page(page),
-            ))
-        }
-        Endpoint::CreateOrder => {
-            let (body, value) = json_body_value::<CreateOrderBody>(request, limit)?;
-            let write = Write::CreateOrder(NewOrder::try_from(body)?);
-            let claim = claim(request, endpoint, caller, None, Some(&value))?;
-            write_once(app, claim, write, deadline).await
-        }
-        Endpoint::ListOrders => {
-            let status = query_parsed(request, "status", OrderStatus::parse)?;
-            let page = service
-                .list_orders(status, page_request(request)?, deadline)
-                .await?;
-            Ok(json(
-                StatusCode::OK,
-                &PageView::<OrderView>::from_page(page),
-            ))
-        }
-        Endpoint::GetOrder => {
-            let order = service.get_order(id()?, deadline).await?;
-            Ok(json(StatusCode::OK, &OrderView::from(order)))
-        }
-        Endpoint::CancelOrder | Endpoint::FulfillOrder => {
-            let action = match endpoint {
-                Endpoint::CancelOrder => OrderAction::Cancel,
-                _ => OrderAction::Fulfill,
-            };
-            let id = id()?;
-            let write = Write::TransitionOrder(id, action);
-            let claim = claim(request, endpoint, caller, Some(id), None)?;
-            write_once(app, claim, write, deadline).await
-        }
-        // Served by its own function (see `http::docs`), never by an API function.
-        Endpoint::Docs => Err(ApiError::Domain(crate::domain::Error::NotFound("route"))),
-        Endpoint::Health => {
-            service.health(deadline).await?;
-            Ok(json(
-                StatusCode::OK,
-                &HealthView {
-                    status: "ok".into(),
-                },
-            ))
-        }
-    }
+    let (body, value) = json_body_value::<CreateProductBody>(request, app.config.body_limit)?;
+    let write = Write::CreateProduct(NewProduct::try_from(body)?);
+    let claim = claim::<CreateProduct>(request, caller, None, Some(&value))?;
+    write_once(app, claim, write, deadline).await
 }
 
-/// The idempotency claim of a write request, if it carries an `Idempotency-Key`: the caller's key, and the
-/// fingerprint of the request (route, path id, body).
-fn claim(
+/// List products in creation order.
+#[utoipa::path(
+    get, path = "/products", tag = "products",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("sku" = Option<String>, Query, description = "Only the product with this exact sku"),
+        ("low_stock" = Option<bool>, Query,
+            description = "`true`: only products whose available stock is at or below their threshold"),
+    ),
+    responses(
+        (status = 200, description = "A page of products", body = PageView<ProductView>),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_products<S: Store>(
+    app: &App<S>,
     request: &Request,
-    endpoint: Endpoint,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let filter = ProductFilter {
+        sku: query(request, "sku").map(str::to_owned),
+        low_stock: query_parsed(request, "low_stock", parse_bool)?.unwrap_or(false),
+    };
+    let page = app
+        .inventory
+        .list_products(filter, page_request(request)?, deadline)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &PageView::<ProductView>::from_page(page),
+    ))
+}
+
+/// Read a product.
+#[utoipa::path(
+    get, path = "/products/{id}", tag = "products",
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductView, headers(
+            ("ETag" = String, description = "The product's version, quoted"))),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get_product<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, GetProduct::route())?;
+    let product = app.inventory.get_product(id, deadline).await?;
+    Ok(product_response(StatusCode::OK, product))
+}
+
+/// Change a product's catalogue fields.
+///
+/// Absent fields stay as they are; `null` clears `description` or `low_stock_threshold`. With `If-Match`,
+/// the change applies only if the product is still at that version.
+#[utoipa::path(
+    patch, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Product id"),
+        ("If-Match" = Option<String>, Header, description = "`*` or the `ETag`(s) the change is based on"),
+    ),
+    request_body(content = UpdateProductBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed product", body = ProductView, headers(
+            ("ETag" = String, description = "The product's new version, quoted"))),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn update_product<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, UpdateProduct::route())?;
+    let body: UpdateProductBody = json_body(request, app.config.body_limit)?;
+    let patch = ProductPatch::try_from(body)?;
+    let product = app
+        .inventory
+        .update_product(id, patch, if_match(request), deadline)
+        .await?;
+    Ok(product_response(StatusCode::OK, product))
+}
+
+/// Remove a product from the catalogue.
+///
+/// Past orders keep their snapshot of it. Refused (409 `conflict`) while pending orders hold some of its
+/// stock or any stock is on hand: adjust the stock to zero first, so that the ledger of every product,
+/// deleted or not, adds up to its stock. The ledger of a deleted product is kept, but no longer listed
+/// (its stock movements answer 404, like the product).
+#[utoipa::path(
+    delete, path = "/products/{id}", tag = "products",
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn delete_product<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, DeleteProduct::route())?;
+    app.inventory.delete_product(id, deadline).await?;
+    Ok(no_content())
+}
+
+/// Adjust a product's on-hand stock.
+///
+/// Writes a ledger row in the same transaction. Refused when on-hand stock would drop below zero or below
+/// what pending orders hold.
+#[utoipa::path(
+    post, path = "/products/{id}/stock-adjustments", tag = "stock",
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
+    request_body(content = StockAdjustmentBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The ledger row and the product after it", body = AdjustmentView, headers(
+            ("ETag" = String, description = "The product's new version, quoted"))),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn adjust_stock<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, AdjustStock::route())?;
+    let (body, value) = json_body_value::<StockAdjustmentBody>(request, app.config.body_limit)?;
+    let write = Write::AdjustStock(id, StockAdjustment::try_from(body)?);
+    let claim = claim::<AdjustStock>(request, caller, Some(id), Some(&value))?;
+    write_once(app, claim, write, deadline).await
+}
+
+/// Read a product's stock ledger, newest first.
+///
+/// 404 for a product that does not exist, or no longer does (its ledger is kept, but not listed).
+#[utoipa::path(
+    get, path = "/products/{id}/stock-movements", tag = "stock",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Product id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of ledger rows", body = PageView<MovementView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_stock_movements<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, ListStockMovements::route())?;
+    let page = app
+        .inventory
+        .list_movements(id, page_request(request)?, deadline)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &PageView::<MovementView>::from_page(page),
+    ))
+}
+
+/// Place an order, reserving stock for every line at once.
+///
+/// All or nothing: if any product is unknown (404) or short of available stock (409, every short line
+/// listed), nothing is reserved.
+#[utoipa::path(
+    post, path = "/orders", tag = "orders",
+    request_body(content = CreateOrderBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The pending order", body = OrderView, headers(
+            ("Location" = String, description = "Path of the new order"))),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn create_order<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let (body, value) = json_body_value::<CreateOrderBody>(request, app.config.body_limit)?;
+    let write = Write::CreateOrder(NewOrder::try_from(body)?);
+    let claim = claim::<CreateOrder>(request, caller, None, Some(&value))?;
+    write_once(app, claim, write, deadline).await
+}
+
+/// List orders, newest first.
+///
+/// A page holds up to `limit` orders and at most 1,000 order lines in all: it ends before the order that
+/// would take it over (so it may hold fewer than `limit` orders while `next_cursor` is not null). This
+/// keeps every response far below the 6 MB a Lambda function can answer.
+#[utoipa::path(
+    get, path = "/orders", tag = "orders",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("status" = Option<OrderStatus>, Query, description = "Only orders in this status"),
+    ),
+    responses(
+        (status = 200, description = "A page of orders", body = PageView<OrderView>),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_orders<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let status = query_parsed(request, "status", OrderStatus::parse)?;
+    let page = app
+        .inventory
+        .list_orders(status, page_request(request)?, deadline)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &PageView::<OrderView>::from_page(page),
+    ))
+}
+
+/// Read an order.
+#[utoipa::path(
+    get, path = "/orders/{id}", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get_order<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, GetOrder::route())?;
+    let order = app.inventory.get_order(id, deadline).await?;
+    Ok(json(StatusCode::OK, &OrderView::from(order)))
+}
+
+/// Cancel a pending order, releasing its stock.
+///
+/// Cancelling a cancelled order changes nothing; a fulfilled order cannot be cancelled.
+#[utoipa::path(
+    post, path = "/orders/{id}/cancel", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn cancel_order<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    transition::<CancelOrder, _>(app, request, caller, OrderAction::Cancel, deadline).await
+}
+
+/// Fulfil a pending order: its stock leaves the warehouse.
+///
+/// On-hand and reserved stock both drop by each line's quantity. Fulfilling a fulfilled order changes
+/// nothing; a cancelled order cannot be fulfilled.
+#[utoipa::path(
+    post, path = "/orders/{id}/fulfill", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The fulfilled order", body = OrderView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn fulfill_order<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    transition::<FulfillOrder, _>(app, request, caller, OrderAction::Fulfill, deadline).await
+}
+
+/// Liveness, with a database round trip.
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Up, and the database answers", body = HealthView),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn health<S: Store>(
+    app: &App<S>,
+    _request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    app.inventory.health(deadline).await?;
+    Ok(json(
+        StatusCode::OK,
+        &HealthView {
+            status: "ok".into(),
+        },
+    ))
+}
+
+/// Cancels or fulfils an order (endpoint `H`), at most once per `Idempotency-Key`.
+async fn transition<H: Handler, S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    action: OrderAction,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, H::route())?;
+    let write = Write::TransitionOrder(id, action);
+    let claim = claim::<H>(request, caller, Some(id), None)?;
+    write_once(app, claim, write, deadline).await
+}
+
+/// The idempotency claim of a write request of endpoint `H`, if it carries an `Idempotency-Key`: the
+/// caller's key, and the fingerprint of the request (route, path id, body).
+fn claim<H: Handler>(
+    request: &Request,
     caller: &Caller,
     id: Option<uuid::Uuid>,
     body: Option<&serde_json::Value>,
@@ -147,7 +520,7 @@ fn claim(
     Ok(idempotency_key(request)?.map(|key| Claim {
         caller: caller.0.clone(),
         key,
-        fingerprint: fingerprint(endpoint.route(), id, body),
+        fingerprint: fingerprint(H::route(), id, body),
     }))
 }
 

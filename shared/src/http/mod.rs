@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod docs;
 pub mod dto;
-mod handlers;
+pub mod handlers;
 pub mod idempotency;
 pub mod openapi;
 pub mod request;
@@ -18,6 +18,7 @@ use crate::domain::Deadline;
 use crate::ports::Store;
 use crate::service::Inventory;
 pub use auth::{Auth, Caller};
+pub use handlers::Handler;
 pub use response::ApiError;
 pub use routes::{Endpoint, ROUTES, Route};
 
@@ -102,19 +103,28 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// Serves one request of `endpoint`. Never fails: every error is a response (an `Err` would make
+    /// Serves one request of the endpoint `H`. Never fails: every error is a response (an `Err` would make
     /// API Gateway answer 502 with a body of its own). Logs one line per request.
-    pub async fn handle(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
+    pub async fn serve<H: Handler>(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let deadline = self.deadline(&request);
-        let response = match self.auth.authorize(&request, endpoint) {
-            Ok(caller) => handlers::dispatch(self, endpoint, &request, &caller, deadline).await,
+        let response = match self.auth.authorize(&request, H::ENDPOINT) {
+            Ok(caller) => match request::check_query(&request) {
+                Ok(()) => H::handle(self, &request, &caller, deadline).await,
+                Err(refused) => Err(refused),
+            },
             Err(refused) => Err(refused),
         }
         .unwrap_or_else(ApiError::into_response);
-        let route = endpoint.route();
+        let route = H::route();
         log_request(route.method, route.path, &response, started);
         response
+    }
+
+    /// Serves one request of `endpoint`, chosen at run time (tests and tools; a function binary serves its
+    /// one endpoint with [`App::serve`]).
+    pub async fn handle(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
+        handlers::dispatch(self, endpoint, request).await
     }
 
     /// The request's deadline (see [`HttpConfig::deadline`]).

@@ -1,22 +1,18 @@
 //! The OpenAPI 3.1 document, generated from the code: the request and response types are the ones the
 //! handlers use, and a test holds the documented operations equal to the route table.
 //!
-//! The operation functions below carry only their `#[utoipa::path]` description; the handlers themselves
-//! are in `handlers.rs`.
-#![allow(
-    dead_code,
-    reason = "the operation functions exist for their attributes"
-)]
+//! Each operation is described by the `#[utoipa::path]` attribute of its handler (in `handlers.rs`, and
+//! `docs.rs` for the documentation itself); this module gathers them, with the shared schemas and responses.
 
 use utoipa::{OpenApi, ToResponse};
 
 use super::dto::{
     AdjustmentReason, AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView,
-    OrderLineBody, OrderLineView, OrderView, PageView, ProductView, StockAdjustmentBody,
-    UpdateProductBody,
+    OrderLineBody, OrderLineView, OrderView, ProductView, StockAdjustmentBody, UpdateProductBody,
 };
 use super::response::{Problem, ProblemCode};
 use super::routes::{ROUTES, Scope};
+use super::{docs, handlers};
 use crate::domain::order::OrderStatus;
 use crate::domain::stock::MovementReason;
 use crate::domain::{Currency, FieldError, Shortage};
@@ -153,9 +149,10 @@ needs a bearer token carrying its scope (see each operation, and the `bearer` se
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(
-        create_product, list_products, get_product, update_product, delete_product, adjust_stock,
-        list_stock_movements, create_order, list_orders, get_order, cancel_order, fulfill_order, health,
-        openapi_json, swagger_ui, swagger_asset,
+        handlers::create_product, handlers::list_products, handlers::get_product, handlers::update_product,
+        handlers::delete_product, handlers::adjust_stock, handlers::list_stock_movements, handlers::create_order,
+        handlers::list_orders, handlers::get_order, handlers::cancel_order, handlers::fulfill_order,
+        handlers::health, docs::openapi_json, docs::swagger_ui, docs::swagger_asset,
     ),
     components(
         schemas(
@@ -287,273 +284,3 @@ pub struct Internal(pub Problem);
         "code": "unavailable", "detail": "the service is temporarily unable to answer; retry shortly"})
 )]
 pub struct Unavailable(pub Problem);
-
-/// Create a product.
-///
-/// Its initial `on_hand` stock, if any, is recorded in the ledger as `received`.
-#[utoipa::path(
-    post, path = "/products", tag = "products",
-    request_body(content = CreateProductBody, content_type = "application/json"),
-    responses(
-        (status = 201, description = "The new product", body = ProductView, headers(
-            ("Location" = String, description = "Path of the new product"),
-            ("ETag" = String, description = "The product's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn create_product() {}
-
-/// List products in creation order.
-#[utoipa::path(
-    get, path = "/products", tag = "products",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("sku" = Option<String>, Query, description = "Only the product with this exact sku"),
-        ("low_stock" = Option<bool>, Query,
-            description = "`true`: only products whose available stock is at or below their threshold"),
-    ),
-    responses(
-        (status = 200, description = "A page of products", body = PageView<ProductView>),
-        (status = 400, response = BadRequest),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn list_products() {}
-
-/// Read a product.
-#[utoipa::path(
-    get, path = "/products/{id}", tag = "products",
-    params(("id" = uuid::Uuid, Path, description = "Product id")),
-    responses(
-        (status = 200, description = "The product", body = ProductView, headers(
-            ("ETag" = String, description = "The product's version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn get_product() {}
-
-/// Change a product's catalogue fields.
-///
-/// Absent fields stay as they are; `null` clears `description` or `low_stock_threshold`. With `If-Match`,
-/// the change applies only if the product is still at that version.
-#[utoipa::path(
-    patch, path = "/products/{id}", tag = "products",
-    params(
-        ("id" = uuid::Uuid, Path, description = "Product id"),
-        ("If-Match" = Option<String>, Header, description = "`*` or the `ETag`(s) the change is based on"),
-    ),
-    request_body(content = UpdateProductBody, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The changed product", body = ProductView, headers(
-            ("ETag" = String, description = "The product's new version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn update_product() {}
-
-/// Remove a product from the catalogue.
-///
-/// Past orders keep their snapshot of it. Refused (409 `conflict`) while pending orders hold some of its
-/// stock or any stock is on hand: adjust the stock to zero first, so that the ledger of every product,
-/// deleted or not, adds up to its stock. The ledger of a deleted product is kept, but no longer listed
-/// (its stock movements answer 404, like the product).
-#[utoipa::path(
-    delete, path = "/products/{id}", tag = "products",
-    params(("id" = uuid::Uuid, Path, description = "Product id")),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn delete_product() {}
-
-/// Adjust a product's on-hand stock.
-///
-/// Writes a ledger row in the same transaction. Refused when on-hand stock would drop below zero or below
-/// what pending orders hold.
-#[utoipa::path(
-    post, path = "/products/{id}/stock-adjustments", tag = "stock",
-    params(("id" = uuid::Uuid, Path, description = "Product id")),
-    request_body(content = StockAdjustmentBody, content_type = "application/json"),
-    responses(
-        (status = 201, description = "The ledger row and the product after it", body = AdjustmentView, headers(
-            ("ETag" = String, description = "The product's new version, quoted"))),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn adjust_stock() {}
-
-/// Read a product's stock ledger, newest first.
-///
-/// 404 for a product that does not exist, or no longer does (its ledger is kept, but not listed).
-#[utoipa::path(
-    get, path = "/products/{id}/stock-movements", tag = "stock",
-    params(
-        ("id" = uuid::Uuid, Path, description = "Product id"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-    ),
-    responses(
-        (status = 200, description = "A page of ledger rows", body = PageView<MovementView>),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn list_stock_movements() {}
-
-/// Place an order, reserving stock for every line at once.
-///
-/// All or nothing: if any product is unknown (404) or short of available stock (409, every short line
-/// listed), nothing is reserved.
-#[utoipa::path(
-    post, path = "/orders", tag = "orders",
-    request_body(content = CreateOrderBody, content_type = "application/json"),
-    responses(
-        (status = 201, description = "The pending order", body = OrderView, headers(
-            ("Location" = String, description = "Path of the new order"))),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn create_order() {}
-
-/// List orders, newest first.
-///
-/// A page holds up to `limit` orders and at most 1,000 order lines in all: it ends before the order that
-/// would take it over (so it may hold fewer than `limit` orders while `next_cursor` is not null). This
-/// keeps every response far below the 6 MB a Lambda function can answer.
-#[utoipa::path(
-    get, path = "/orders", tag = "orders",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("status" = Option<OrderStatus>, Query, description = "Only orders in this status"),
-    ),
-    responses(
-        (status = 200, description = "A page of orders", body = PageView<OrderView>),
-        (status = 400, response = BadRequest),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn list_orders() {}
-
-/// Read an order.
-#[utoipa::path(
-    get, path = "/orders/{id}", tag = "orders",
-    params(("id" = uuid::Uuid, Path, description = "Order id")),
-    responses(
-        (status = 200, description = "The order", body = OrderView),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn get_order() {}
-
-/// Cancel a pending order, releasing its stock.
-///
-/// Cancelling a cancelled order changes nothing; a fulfilled order cannot be cancelled.
-#[utoipa::path(
-    post, path = "/orders/{id}/cancel", tag = "orders",
-    params(("id" = uuid::Uuid, Path, description = "Order id")),
-    responses(
-        (status = 200, description = "The cancelled order", body = OrderView),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn cancel_order() {}
-
-/// Fulfil a pending order: its stock leaves the warehouse.
-///
-/// On-hand and reserved stock both drop by each line's quantity. Fulfilling a fulfilled order changes
-/// nothing; a cancelled order cannot be fulfilled.
-#[utoipa::path(
-    post, path = "/orders/{id}/fulfill", tag = "orders",
-    params(("id" = uuid::Uuid, Path, description = "Order id")),
-    responses(
-        (status = 200, description = "The fulfilled order", body = OrderView),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn fulfill_order() {}
-
-/// Liveness, with a database round trip.
-#[utoipa::path(
-    get, path = "/health", tag = "operations",
-    responses(
-        (status = 200, description = "Up, and the database answers", body = HealthView),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-    ),
-)]
-fn health() {}
-
-/// This document.
-#[utoipa::path(
-    get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json")),
-)]
-fn openapi_json() {}
-
-/// Swagger UI for this document, every asset served by the API itself.
-#[utoipa::path(
-    get, path = "/swagger/", tag = "operations",
-    responses((status = 200, description = "The Swagger UI page", body = String, content_type = "text/html")),
-)]
-fn swagger_ui() {}
-
-/// A file of the Swagger UI page (`index.html`, scripts, styles, icons).
-#[utoipa::path(
-    get, path = "/swagger/{file}", tag = "operations",
-    params(("file" = String, Path, description = "File name, e.g. `index.html`")),
-    responses(
-        (status = 200, description = "The file", content(
-            (String = "text/html"), (String = "text/css"), (String = "text/javascript"),
-            (String = "application/javascript"), (Vec<u8> = "image/png"))),
-        (status = 404, response = NotFound),
-    ),
-)]
-fn swagger_asset() {}
