@@ -99,7 +99,10 @@ async fn main() {
     let products: Vec<ProductId> = sqlx::query_scalar("SELECT id FROM products ORDER BY id")
         .fetch_all(&setup)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|id: uuid::Uuid| ProductId::from(id))
+        .collect();
 
     let pool = connect_lazy(
         options.clone(),

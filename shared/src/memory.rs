@@ -12,7 +12,9 @@ use crate::domain::order::{
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
-use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId, new_id};
+use crate::domain::{
+    Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, new_id,
+};
 use crate::ports::{
     HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write, Written,
 };
@@ -264,7 +266,7 @@ impl ProductStore for MemoryStore {
     async fn list_products(
         &self,
         filter: ProductFilter,
-        page: PageRequest,
+        page: PageRequest<ProductId>,
         deadline: Deadline,
     ) -> Result<Page<Product>, Error> {
         let state = self.lock(deadline)?;
@@ -276,7 +278,7 @@ impl ProductStore for MemoryStore {
             .take(page.fetch())
             .cloned()
             .collect();
-        Ok(Page::from_rows(rows, page, |p: &Product| p.id))
+        Ok(Page::from_rows(rows, page))
     }
 
     async fn update_product(
@@ -319,7 +321,7 @@ impl ProductStore for MemoryStore {
     async fn list_movements(
         &self,
         id: ProductId,
-        page: PageRequest,
+        page: PageRequest<MovementId>,
         deadline: Deadline,
     ) -> Result<Page<StockMovement>, Error> {
         let state = self.lock(deadline)?;
@@ -335,7 +337,7 @@ impl ProductStore for MemoryStore {
             .collect();
         rows.sort_by_key(|m| std::cmp::Reverse(m.id));
         rows.truncate(page.fetch());
-        Ok(Page::from_rows(rows, page, |m: &StockMovement| m.id))
+        Ok(Page::from_rows(rows, page))
     }
 }
 
@@ -356,7 +358,7 @@ impl OrderStore for MemoryStore {
     async fn list_orders(
         &self,
         status: Option<OrderStatus>,
-        page: PageRequest,
+        page: PageRequest<OrderId>,
         deadline: Deadline,
     ) -> Result<Page<Order>, Error> {
         let state = self.lock(deadline)?;

@@ -8,7 +8,7 @@ use crate::domain::idempotency::{Claim, Once, Replay};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
-use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId};
+use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
 
 /// The product catalogue and its stock.
 pub trait ProductStore: Send + Sync {
@@ -30,7 +30,7 @@ pub trait ProductStore: Send + Sync {
     fn list_products(
         &self,
         filter: ProductFilter,
-        page: PageRequest,
+        page: PageRequest<ProductId>,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Page<Product>, Error>> + Send;
 
@@ -64,7 +64,7 @@ pub trait ProductStore: Send + Sync {
     fn list_movements(
         &self,
         id: ProductId,
-        page: PageRequest,
+        page: PageRequest<MovementId>,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Page<StockMovement>, Error>> + Send;
 }
@@ -90,7 +90,7 @@ pub trait OrderStore: Send + Sync {
     fn list_orders(
         &self,
         status: Option<OrderStatus>,
-        page: PageRequest,
+        page: PageRequest<OrderId>,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Page<Order>, Error>> + Send;
 

@@ -6,7 +6,7 @@ use crate::domain::idempotency::{Claim, Once};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
-use crate::domain::{Deadline, Error, IfMatch, OrderId, Page, PageRequest, ProductId};
+use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
 use crate::ports::{Render, Store, Write, Written};
 
 /// The inventory and order service over a store.
@@ -43,7 +43,7 @@ impl<S: Store> Inventory<S> {
     pub async fn list_products(
         &self,
         filter: ProductFilter,
-        page: PageRequest,
+        page: PageRequest<ProductId>,
         deadline: Deadline,
     ) -> Result<Page<Product>, Error> {
         self.store.list_products(filter, page, deadline).await
@@ -94,7 +94,7 @@ impl<S: Store> Inventory<S> {
     pub async fn list_movements(
         &self,
         id: ProductId,
-        page: PageRequest,
+        page: PageRequest<MovementId>,
         deadline: Deadline,
     ) -> Result<Page<StockMovement>, Error> {
         self.store.list_movements(id, page, deadline).await
@@ -114,7 +114,7 @@ impl<S: Store> Inventory<S> {
     pub async fn list_orders(
         &self,
         status: Option<OrderStatus>,
-        page: PageRequest,
+        page: PageRequest<OrderId>,
         deadline: Deadline,
     ) -> Result<Page<Order>, Error> {
         self.store.list_orders(status, page, deadline).await

@@ -184,7 +184,7 @@ async fn a_lock_storm_fails_fast_and_leaves_nothing_behind(
     // Someone else holds the row for longer than any request may take.
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
-        .bind(hot.id)
+        .bind(hot.id.uuid())
         .execute(&mut *holder)
         .await
         .unwrap();
@@ -359,7 +359,7 @@ async fn a_late_statement_gets_only_the_time_that_remains(
     // The product's row is held for 600 ms: the order's first statement waits that long.
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
-        .bind(product.id)
+        .bind(product.id.uuid())
         .execute(&mut *holder)
         .await
         .unwrap();

@@ -629,6 +629,40 @@ async fn lists_are_paginated_with_an_opaque_cursor() {
     assert_eq!(page["next_cursor"], Value::Null);
 }
 
+#[tokio::test]
+async fn a_cursor_belongs_to_the_list_that_issued_it() {
+    let app = app();
+    for i in 0..3 {
+        create_product(&app, &format!("P{i}"), 1).await;
+    }
+    let first = v2(Endpoint::ListProducts, "/products").query(&[("limit", "1")]);
+    let page = body(&call(&app, Endpoint::ListProducts, first).await);
+    let products_cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let next = v2(Endpoint::ListProducts, "/products").query(&[("cursor", &products_cursor)]);
+    assert_eq!(call(&app, Endpoint::ListProducts, next).await.status(), 200);
+
+    let orders = v2(Endpoint::ListOrders, "/orders").query(&[("cursor", &products_cursor)]);
+    let refused = problem(
+        &call(&app, Endpoint::ListOrders, orders).await,
+        400,
+        "bad_request",
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains("another list"),
+        "{refused}"
+    );
+    let path = format!(
+        "/products/{}/stock-movements",
+        page["items"][0]["id"].as_str().unwrap()
+    );
+    let movements = v2(Endpoint::ListStockMovements, &path).query(&[("cursor", &products_cursor)]);
+    problem(
+        &call(&app, Endpoint::ListStockMovements, movements).await,
+        400,
+        "bad_request",
+    );
+}
+
 #[test]
 fn internal_errors_keep_their_cause_out_of_the_response() {
     use inventory::domain::Error;
@@ -833,14 +867,13 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
     use inventory::domain::product::Product;
     use inventory::domain::stock::{MovementReason, StockMovement};
     use inventory::domain::{
-        Cursor, CustomerRef, Description, MAX_PAGE_LINES, Note, Page, ProductName, Sku,
+        Cursor, CustomerRef, Description, MAX_PAGE_LINES, Note, Page, ProductName, Sku, new_id,
     };
     use inventory::http::dto::{MovementView, OrderView, PageView, ProductView};
 
     const LAMBDA_LIMIT: usize = 6 * 1024 * 1024;
     let text = |chars: usize| "\"".repeat(chars);
     let now = time::OffsetDateTime::now_utc();
-    let id = || inventory::domain::new_id();
     // What API Gateway receives from the function: the body as a JSON string inside the response object.
     let envelope = |body: String| {
         json!({
@@ -853,12 +886,12 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
         .len()
     };
     let order = |lines: usize| Order {
-        id: id(),
+        id: new_id(),
         status: OrderStatus::Cancelled,
         customer_ref: Some(text(CustomerRef::MAX_CHARS)),
         lines: (0..lines)
             .map(|_| OrderLine {
-                product_id: id(),
+                product_id: new_id(),
                 sku: "S".repeat(Sku::MAX_CHARS),
                 name: text(ProductName::MAX_CHARS),
                 quantity: 1_000_000,
@@ -875,13 +908,13 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
     for (orders, lines) in [(100, MAX_PAGE_LINES / 100), (MAX_PAGE_LINES / 100, 100)] {
         let page = Page {
             items: (0..orders).map(|_| order(lines)).collect(),
-            next_cursor: Some(Cursor(id())),
+            next_cursor: Some(Cursor(new_id())),
         };
         let body = serde_json::to_string(&PageView::<OrderView>::from_page(page)).unwrap();
         sizes.push((format!("{orders} orders of {lines} lines"), envelope(body)));
     }
     let product = || Product {
-        id: id(),
+        id: new_id(),
         sku: "S".repeat(Sku::MAX_CHARS),
         name: text(ProductName::MAX_CHARS),
         description: Some(text(Description::MAX_CHARS)),
@@ -896,14 +929,14 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
     };
     let products = Page {
         items: (0..100).map(|_| product()).collect(),
-        next_cursor: Some(Cursor(id())),
+        next_cursor: Some(Cursor(new_id())),
     };
     let body = serde_json::to_string(&PageView::<ProductView>::from_page(products)).unwrap();
     sizes.push(("100 products".into(), envelope(body)));
     let movement = || StockMovement {
-        id: id(),
-        product_id: id(),
-        order_id: Some(id()),
+        id: new_id(),
+        product_id: new_id(),
+        order_id: Some(new_id()),
         reason: MovementReason::ReturnRestock,
         on_hand_delta: i64::MIN,
         reserved_delta: i64::MIN,
@@ -914,7 +947,7 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
     };
     let movements = Page {
         items: (0..100).map(|_| movement()).collect(),
-        next_cursor: Some(Cursor(id())),
+        next_cursor: Some(Cursor(new_id())),
     };
     let body = serde_json::to_string(&PageView::<MovementView>::from_page(movements)).unwrap();
     sizes.push(("100 stock movements".into(), envelope(body)));

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use inventory::domain::order::OrderAction;
 use inventory::domain::stock::{MovementReason, StockAdjustment};
-use inventory::domain::{Deadline, Error, PageRequest, new_id};
+use inventory::domain::{Deadline, Error, PageRequest, ProductId, new_id};
+use inventory::http::response::chain;
 use inventory::ports::ProductStore;
 use inventory::postgres::{PgStore, PoolConfig, connect_lazy, db_error};
 use inventory::service::Inventory;
@@ -35,32 +36,49 @@ async fn the_database_refuses_stock_below_reserved_whoever_writes_it(pool: PgPoo
         .unwrap();
 
     let below_reserved = sqlx::query("UPDATE products SET on_hand = 3 WHERE id = $1")
-        .bind(a.id)
+        .bind(a.id.uuid())
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(matches!(db_error(below_reserved), Error::Conflict(_)));
+    assert!(matches!(
+        db_error("change the stock")(below_reserved),
+        Error::Conflict(_)
+    ));
     let negative = sqlx::query("UPDATE products SET reserved = -1 WHERE id = $1")
-        .bind(a.id)
+        .bind(a.id.uuid())
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(matches!(db_error(negative), Error::Conflict(_)));
+    assert!(matches!(
+        db_error("change the stock")(negative),
+        Error::Conflict(_)
+    ));
     let duplicate = sqlx::query("INSERT INTO products (id, sku, name, price_minor, currency, on_hand) VALUES ($1, 'A', 'x', 1, 'EUR', 0)")
-        .bind(new_id())
+        .bind(new_id::<ProductId>().uuid())
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(matches!(db_error(duplicate), Error::SkuTaken));
+    assert!(matches!(
+        db_error("change the stock")(duplicate),
+        Error::SkuTaken
+    ));
     let negative_price = sqlx::query("UPDATE products SET price_minor = -1 WHERE id = $1")
-        .bind(a.id)
+        .bind(a.id.uuid())
         .execute(&pool)
         .await
         .unwrap_err();
+    let error = db_error("change the price")(negative_price);
     assert!(
-        matches!(db_error(negative_price), Error::Internal(_)),
+        matches!(error, Error::Internal(_)),
         "not a rule clients can break"
     );
+    // What the log line of the request says: the step that failed, then what the database said.
+    let logged = chain(&error);
+    assert!(
+        logged.starts_with("internal error: change the price failed: "),
+        "{logged}"
+    );
+    assert!(logged.contains("check constraint"), "{logged}");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -95,7 +113,7 @@ async fn generated_ledger_ids_are_version_7_and_time_ordered(pool: PgPool) {
         assert_eq!(id.get_version_num(), 7);
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
     }
-    let before = new_id();
+    let before = new_id::<ProductId>().uuid();
     tokio::time::sleep(Duration::from_millis(2)).await;
     let later: uuid::Uuid = sqlx::query_scalar("SELECT uuid_v7()")
         .fetch_one(&pool)
@@ -119,7 +137,7 @@ async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
 
     let mut blocker = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
-        .bind(a.id)
+        .bind(a.id.uuid())
         .execute(&mut *blocker)
         .await
         .unwrap();
@@ -508,7 +526,7 @@ async fn transient_database_conditions_are_unavailable(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap_err();
-        let mapped = db_error(raised);
+        let mapped = db_error("raise")(raised);
         assert!(
             matches!(mapped, Error::Unavailable(_)),
             "{code}: {mapped:?}"
@@ -518,5 +536,5 @@ async fn transient_database_conditions_are_unavailable(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(matches!(db_error(bug), Error::Internal(_)));
+    assert!(matches!(db_error("raise")(bug), Error::Internal(_)));
 }

@@ -107,6 +107,14 @@ pub struct Order {
     pub updated_at: OffsetDateTime,
 }
 
+impl super::Listed for Order {
+    type Key = OrderId;
+
+    fn key(&self) -> OrderId {
+        self.id
+    }
+}
+
 /// A line with the product's sku, name and price as they were when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderLine {

@@ -24,6 +24,14 @@ pub struct Product {
     pub updated_at: OffsetDateTime,
 }
 
+impl super::Listed for Product {
+    type Key = ProductId;
+
+    fn key(&self) -> ProductId {
+        self.id
+    }
+}
+
 impl Product {
     /// Units that can still be ordered.
     pub fn available(&self) -> i64 {

@@ -134,6 +134,14 @@ pub struct StockMovement {
     pub created_at: OffsetDateTime,
 }
 
+impl super::Listed for StockMovement {
+    type Key = MovementId;
+
+    fn key(&self) -> MovementId {
+        self.id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,8 @@ use crate::domain::order::{NewOrder, Order, OrderLine, OrderStatus, RequestedLin
 use crate::domain::product::{NewProduct, Product, ProductPatch};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
-    Currency, CustomerRef, Description, Error, Note, Page, PriceMinor, ProductName, Quantity, Sku,
-    StockLevel, Validator,
+    Currency, CustomerRef, Description, Error, Listed, Note, Page, PriceMinor, ProductId,
+    ProductName, Quantity, Sku, StockLevel, Validator,
 };
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -247,7 +247,9 @@ impl TryFrom<CreateOrderBody> for NewOrder {
                 .map(|(i, line)| {
                     let product_id =
                         v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
-                            Uuid::try_parse(&id).map_err(|_| "product_id must be a UUID".to_owned())
+                            Uuid::try_parse(&id)
+                                .map(ProductId::from)
+                                .map_err(|_| "product_id must be a UUID".to_owned())
                         });
                     let quantity = v.required(
                         &format!("/lines/{i}/quantity"),
@@ -303,7 +305,7 @@ impl From<Product> for ProductView {
     fn from(p: Product) -> Self {
         Self {
             available: p.available(),
-            id: p.id,
+            id: p.id.into(),
             sku: p.sku,
             name: p.name,
             description: p.description,
@@ -352,7 +354,7 @@ pub struct OrderLineView {
 impl From<OrderLine> for OrderLineView {
     fn from(l: OrderLine) -> Self {
         Self {
-            product_id: l.product_id,
+            product_id: l.product_id.into(),
             sku: l.sku,
             name: l.name,
             quantity: l.quantity,
@@ -365,7 +367,7 @@ impl From<OrderLine> for OrderLineView {
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         Self {
-            id: o.id,
+            id: o.id.into(),
             status: o.status,
             customer_ref: o.customer_ref,
             lines: o.lines.into_iter().map(Into::into).collect(),
@@ -401,9 +403,9 @@ pub struct MovementView {
 impl From<StockMovement> for MovementView {
     fn from(m: StockMovement) -> Self {
         Self {
-            id: m.id,
-            product_id: m.product_id,
-            order_id: m.order_id,
+            id: m.id.into(),
+            product_id: m.product_id.into(),
+            order_id: m.order_id.map(Uuid::from),
             reason: m.reason,
             on_hand_delta: m.on_hand_delta,
             reserved_delta: m.reserved_delta,
@@ -432,7 +434,7 @@ pub struct PageView<T> {
 }
 
 impl<T> PageView<T> {
-    pub fn from_page<U: Into<T>>(page: Page<U>) -> Self {
+    pub fn from_page<U: Into<T> + Listed>(page: Page<U>) -> Self {
         Self {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor.map(|c| c.encode()),

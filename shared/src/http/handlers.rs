@@ -293,7 +293,7 @@ pub async fn adjust_stock<S: Store>(
     let id = path_id(request, AdjustStock::route())?;
     let (body, value) = json_body_value::<StockAdjustmentBody>(request, app.config.body_limit)?;
     let write = Write::AdjustStock(id, StockAdjustment::try_from(body)?);
-    let claim = claim::<AdjustStock>(request, caller, Some(id), Some(&value))?;
+    let claim = claim::<AdjustStock>(request, caller, Some(id.uuid()), Some(&value))?;
     write_once(app, claim, write, deadline).await
 }
 
@@ -505,7 +505,7 @@ async fn transition<H: Handler, S: Store>(
 ) -> Result {
     let id = path_id(request, H::route())?;
     let write = Write::TransitionOrder(id, action);
-    let claim = claim::<H>(request, caller, Some(id), None)?;
+    let claim = claim::<H>(request, caller, Some(id.uuid()), None)?;
     write_once(app, claim, write, deadline).await
 }
 

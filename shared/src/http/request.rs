@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::response::ApiError;
 use super::routes::Route;
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::{Cursor, Error, FieldError, IfMatch, PageRequest};
+use crate::domain::{Cursor, Error, FieldError, Id, IfMatch, PageRequest, parse_limit};
 
 /// The header that makes a write idempotent.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -16,7 +16,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The `{id}` of a route's path: from the event's path parameters (API Gateway, `cargo lambda watch`), or
 /// read off the raw path by aligning it with the route template from the end (which also copes with a
 /// stage prefix in REST API events).
-pub fn path_id(request: &Request, route: &Route) -> Result<Uuid, ApiError> {
+pub fn path_id<I: Id>(request: &Request, route: &Route) -> Result<I, ApiError> {
     let from_parameters = request
         .path_parameters_ref()
         .and_then(|params| params.first("id"))
@@ -30,7 +30,9 @@ pub fn path_id(request: &Request, route: &Route) -> Result<Uuid, ApiError> {
             .map(|index| path[index].to_owned())
     });
     let raw = raw.ok_or_else(|| ApiError::bad_request("the path has no id"))?;
-    Uuid::try_parse(&raw).map_err(|_| ApiError::bad_request("the id in the path is not a UUID"))
+    Uuid::try_parse(&raw)
+        .map(I::from_uuid)
+        .map_err(|_| ApiError::bad_request("the id in the path is not a UUID"))
 }
 
 /// Refuses a query string that no parameter could be read from faithfully: percent-encoded bytes that are not
@@ -114,9 +116,9 @@ pub fn query_parsed<T>(
 }
 
 /// `limit` and `cursor`.
-pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
+pub fn page_request<K: Id>(request: &Request) -> Result<PageRequest<K>, ApiError> {
     let mut page = PageRequest::default();
-    if let Some(limit) = query_parsed(request, "limit", PageRequest::parse_limit)? {
+    if let Some(limit) = query_parsed(request, "limit", parse_limit)? {
         page.limit = limit;
     }
     page.after = query_parsed(request, "cursor", Cursor::decode)?;

@@ -259,8 +259,8 @@ impl ApiError {
     }
 }
 
-/// An error and its sources, outermost first.
-fn chain(error: &dyn std::error::Error) -> String {
+/// An error and its sources, outermost first, as the logs show it.
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

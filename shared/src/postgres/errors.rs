@@ -16,11 +16,34 @@ pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// Maps a database error into the domain: constraint violations the API can explain become client errors,
-/// anything that says "try again later" becomes `Unavailable`, and the rest is `Internal`, its cause kept for
-/// the logs only.
-pub fn db_error(error: sqlx::Error) -> Error {
-    match &error {
+/// A statement that failed, named by its step ("lock the order's products"): the cause of an `Unavailable`,
+/// `OutcomeUnknown` or `Internal` error, so that the log line of the request says which step failed. Never
+/// shown to a client.
+#[derive(Debug, thiserror::Error)]
+#[error("{step} failed")]
+pub struct StepFailed {
+    pub step: &'static str,
+    #[source]
+    pub source: sqlx::Error,
+}
+
+/// Maps the database errors of one step into the domain: constraint violations the API can explain become
+/// client errors, anything that says "try again later" becomes `Unavailable`, and the rest is `Internal`,
+/// its cause (the step, then the database's error) kept for the logs only.
+///
+///     .map_err(db_error("lock the order's products"))?
+pub fn db_error(step: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |error| {
+        classify(StepFailed {
+            step,
+            source: error,
+        })
+    }
+}
+
+fn classify(failed: StepFailed) -> Error {
+    let error = &failed.source;
+    match error {
         sqlx::Error::Database(db) => {
             match (db.kind(), db.constraint()) {
                 (ErrorKind::UniqueViolation, Some("products_sku_key")) => return Error::SkuTaken,
@@ -42,23 +65,23 @@ pub fn db_error(error: sqlx::Error) -> Error {
                 Some(
                     "57014" | "55P03" | "40P01" | "40001" | "57P01" | "57P02" | "57P03" | "25006"
                     | "25P03",
-                ) => Error::unavailable(error),
-                Some(code) if code.starts_with("53") => Error::unavailable(error),
+                ) => Error::unavailable(failed),
+                Some(code) if code.starts_with("53") => Error::unavailable(failed),
                 // connection exceptions, and a server that refuses us (bad credentials, no such database):
                 // the database is unreachable as far as a client can tell.
                 Some(code)
                     if code.starts_with("08") || code.starts_with("28") || code == "3D000" =>
                 {
-                    Error::unavailable(error)
+                    Error::unavailable(failed)
                 }
-                _ => Error::internal(error),
+                _ => Error::internal(failed),
             }
         }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => Error::unavailable(error),
-        _ => Error::internal(error),
+        | sqlx::Error::WorkerCrashed => Error::unavailable(failed),
+        _ => Error::internal(failed),
     }
 }

@@ -42,7 +42,7 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
     .map_err(|error| match sqlstate(&error) {
         // The lock timeout ran out while the first request with this key was still running.
         Some(LOCK_NOT_AVAILABLE) => Error::RequestInProgress,
-        _ => db_error(error),
+        _ => db_error("claim the idempotency key")(error),
     })?;
     if claimed.is_some() {
         return Ok(Claimed::New);
@@ -55,7 +55,7 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
     )
     .fetch_optional(tx.conn().await?)
     .await
-    .map_err(db_error)?
+    .map_err(db_error("read the idempotency key"))?
     // Purged between the two statements (only possible once expired): a retry claims it anew.
     .ok_or(Error::RequestInProgress)?;
     let replay = match (row.status, row.headers, row.body) {
@@ -89,7 +89,7 @@ async fn store(tx: &mut Tx<'_>, claim: &Claim, replay: &Replay) -> Result<(), Er
     )
     .execute(tx.conn().await?)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error("store the response of the idempotency key"))?;
     Ok(())
 }
 
@@ -152,7 +152,7 @@ impl IdempotentStore for PgStore {
             )
             .execute(tx.conn().await?)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("purge expired idempotency keys"))?;
             Ok(deleted.rows_affected())
         })
         .await

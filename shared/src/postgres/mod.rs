@@ -95,7 +95,7 @@ impl HealthProbe for PgStore {
             )
             .fetch_one(tx.conn().await?)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("check that the database is writable"))?;
             if writable {
                 Ok(())
             } else {

@@ -3,7 +3,9 @@ use time::OffsetDateTime;
 use crate::domain::order::{
     NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot, Transition, plan_order,
 };
-use crate::domain::{Deadline, Error, MAX_PAGE_LINES, OrderId, Page, PageRequest, new_id};
+use crate::domain::{
+    Deadline, Error, Id, MAX_PAGE_LINES, OrderId, Page, PageRequest, ProductId, new_id,
+};
 use crate::ports::OrderStore;
 
 use super::{PgStore, Tx, db_error};
@@ -17,7 +19,7 @@ struct OrderLineRow {
     total_minor: i64,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
-    product_id: uuid::Uuid,
+    product_id: ProductId,
     sku: String,
     name: String,
     quantity: i64,
@@ -65,11 +67,11 @@ async fn fetch_order(tx: &mut Tx<'_>, id: OrderId) -> Result<Order, Error> {
         WHERE o.id = $1
         ORDER BY l.line_no
         "#,
-        id
+        id.uuid()
     )
     .fetch_all(tx.conn().await?)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error("read the order"))?;
     group_orders(rows)?.pop().ok_or(Error::NotFound("order"))
 }
 
@@ -87,7 +89,7 @@ impl OrderStore for PgStore {
     async fn list_orders(
         &self,
         status: Option<OrderStatus>,
-        page: PageRequest,
+        page: PageRequest<OrderId>,
         deadline: Deadline,
     ) -> Result<Page<Order>, Error> {
         let rows = self
@@ -116,13 +118,13 @@ impl OrderStore for PgStore {
                     ORDER BY o.id DESC, l.line_no
                     "#,
                     status.map(OrderStatus::as_str),
-                    page.after.map(|c| c.0),
+                    page.after().map(Id::uuid),
                     page.fetch() as i64,
                     MAX_PAGE_LINES as i64,
                 )
                 .fetch_all(tx.conn().await?)
                 .await
-                .map_err(db_error)
+                .map_err(db_error("list orders"))
             })
             .await?;
         Ok(Page::of_orders(group_orders(rows)?, page))
@@ -142,7 +144,7 @@ impl OrderStore for PgStore {
 /// Places an order in `tx`: locks its products, plans it, reserves and writes everything (see
 /// [`OrderStore::create_order`]).
 pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Order, Error> {
-    let id = new_id();
+    let id: OrderId = new_id();
     // Round trip 1: lock every product of the order, in id order (the one global lock order, so two
     // orders over the same products queue instead of deadlocking), and read what pricing needs.
     let products = sqlx::query_as!(
@@ -154,11 +156,15 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
         ORDER BY id
         FOR UPDATE
         "#,
-        &order.lock_order(),
+        &order
+            .lock_order()
+            .into_iter()
+            .map(Id::uuid)
+            .collect::<Vec<_>>(),
     )
     .fetch_all(tx.conn().await?)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error("lock the order's products"))?;
 
     let plan = plan_order(&order, &products)?;
 
@@ -194,8 +200,8 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
         SELECT (SELECT count(*) FROM reservation) AS "reserved!", created_at, updated_at
         FROM new_order
         "#,
-        id,
-        &lines.iter().map(|l| l.product_id).collect::<Vec<_>>(),
+        id.uuid(),
+        &lines.iter().map(|l| l.product_id.uuid()).collect::<Vec<_>>(),
         &lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
         &lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>(),
         &lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
@@ -207,7 +213,7 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
     )
     .fetch_one(tx.conn().await?)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error("reserve the stock and write the order"))?;
 
     // The rows are locked and the plan checked availability, so every reservation must have applied;
     // if not, something broke that invariant and the transaction is rolled back.
@@ -232,11 +238,14 @@ pub(super) async fn transition(
     id: OrderId,
     action: OrderAction,
 ) -> Result<Order, Error> {
-    let status = sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1 FOR UPDATE", id)
-        .fetch_optional(tx.conn().await?)
-        .await
-        .map_err(db_error)?
-        .ok_or(Error::NotFound("order"))?;
+    let status = sqlx::query_scalar!(
+        "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
+        id.uuid()
+    )
+    .fetch_optional(tx.conn().await?)
+    .await
+    .map_err(db_error("lock the order"))?
+    .ok_or(Error::NotFound("order"))?;
     let current = OrderStatus::parse(&status).map_err(Error::internal)?;
     let Transition::To(next) = current.apply(action)? else {
         return fetch_order(tx, id).await;
@@ -250,11 +259,11 @@ pub(super) async fn transition(
         ORDER BY id
         FOR UPDATE
         "#,
-        id
+        id.uuid()
     )
     .fetch_all(tx.conn().await?)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error("lock the order's products"))?;
 
     let fulfil = matches!(action, OrderAction::Fulfill);
     sqlx::query!(
@@ -278,13 +287,13 @@ pub(super) async fn transition(
         )
         UPDATE orders SET status = $2, updated_at = now() WHERE id = $1
         "#,
-        id,
+        id.uuid(),
         next.as_str(),
         fulfil,
         action.reason().as_str(),
     )
     .execute(tx.conn().await?)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error("release the stock and change the order's status"))?;
     fetch_order(tx, id).await
 }

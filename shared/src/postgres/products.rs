@@ -1,6 +1,9 @@
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
-use crate::domain::{Deadline, Error, IfMatch, Page, PageRequest, ProductId, StockLevel, new_id};
+use crate::domain::{
+    Deadline, Error, Id, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, StockLevel,
+    new_id,
+};
 use crate::ports::ProductStore;
 
 use super::{PgStore, Tx, db_error};
@@ -13,10 +16,10 @@ impl ProductStore for PgStore {
 
     async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
         self.read(deadline, async |tx| {
-            sqlx::query_as!(Product, "SELECT * FROM products WHERE id = $1", id)
+            sqlx::query_as!(Product, "SELECT * FROM products WHERE id = $1", id.uuid())
                 .fetch_optional(tx.conn().await?)
                 .await
-                .map_err(db_error)?
+                .map_err(db_error("read the product"))?
                 .ok_or(Error::NotFound("product"))
         })
         .await
@@ -25,7 +28,7 @@ impl ProductStore for PgStore {
     async fn list_products(
         &self,
         filter: ProductFilter,
-        page: PageRequest,
+        page: PageRequest<ProductId>,
         deadline: Deadline,
     ) -> Result<Page<Product>, Error> {
         let rows = self
@@ -40,17 +43,17 @@ impl ProductStore for PgStore {
                     ORDER BY id
                     LIMIT $4
                     "#,
-                    page.after.map(|c| c.0),
+                    page.after().map(Id::uuid),
                     filter.sku,
                     filter.low_stock,
                     page.fetch() as i64,
                 )
                 .fetch_all(tx.conn().await?)
                 .await
-                .map_err(db_error)
+                .map_err(db_error("list products"))
             })
             .await?;
-        Ok(Page::from_rows(rows, page, |p| p.id))
+        Ok(Page::from_rows(rows, page))
     }
 
     async fn update_product(
@@ -79,7 +82,7 @@ impl ProductStore for PgStore {
                 WHERE id = $1 AND ($8::bigint[] IS NULL OR version = ANY($8))
                 RETURNING *
                 "#,
-                id,
+                id.uuid(),
                 patch.name.as_ref().map(|n| n.as_str()),
                 patch.description.is_some(),
                 patch
@@ -93,18 +96,18 @@ impl ProductStore for PgStore {
             )
             .fetch_optional(tx.conn().await?)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("update the product"))?;
             if let Some(product) = updated {
                 return Ok(product);
             }
             // Nothing updated: either there is no such product or the precondition failed.
             let exists = sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
-                id
+                id.uuid()
             )
             .fetch_one(tx.conn().await?)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("check that the product exists"))?;
             Err(if exists {
                 Error::PreconditionFailed
             } else {
@@ -122,21 +125,21 @@ impl ProductStore for PgStore {
             // product still sums to its (zero) stock.
             let deleted = sqlx::query_scalar!(
                 "DELETE FROM products WHERE id = $1 AND reserved = 0 AND on_hand = 0 RETURNING id",
-                id
+                id.uuid()
             )
             .fetch_optional(tx.conn().await?)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("delete the product"))?;
             if deleted.is_some() {
                 return Ok(());
             }
             let exists = sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
-                id
+                id.uuid()
             )
             .fetch_one(tx.conn().await?)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("check that the product exists"))?;
             Err(if exists {
                 delete_refused()
             } else {
@@ -159,7 +162,7 @@ impl ProductStore for PgStore {
     async fn list_movements(
         &self,
         id: ProductId,
-        page: PageRequest,
+        page: PageRequest<MovementId>,
         deadline: Deadline,
     ) -> Result<Page<StockMovement>, Error> {
         // One statement answers both "does the product exist" (a row at all) and "its ledger page".
@@ -182,13 +185,13 @@ impl ProductStore for PgStore {
                     WHERE p.id = $1
                     ORDER BY m.seq DESC
                     "#,
-                    id,
-                    page.after.map(|c| c.0),
+                    id.uuid(),
+                    page.after().map(Id::uuid),
                     page.fetch() as i64,
                 )
                 .fetch_all(tx.conn().await?)
                 .await
-                .map_err(db_error)
+                .map_err(db_error("list the stock movements"))
             })
             .await?;
         if rows.is_empty() {
@@ -203,9 +206,9 @@ impl ProductStore for PgStore {
                 let reason = MovementReason::parse(r.reason.as_deref().unwrap_or_default())
                     .ok_or_else(|| Error::internal("unknown movement reason"));
                 Some(reason.map(|reason| StockMovement {
-                    id: movement_id,
+                    id: movement_id.into(),
                     product_id: id,
-                    order_id: r.order_id,
+                    order_id: r.order_id.map(OrderId::from),
                     reason,
                     on_hand_delta: r.on_hand_delta.unwrap_or_default(),
                     reserved_delta: r.reserved_delta.unwrap_or_default(),
@@ -216,7 +219,7 @@ impl ProductStore for PgStore {
                 }))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(movements, page, |m| m.id))
+        Ok(Page::from_rows(movements, page))
     }
 }
 
@@ -241,7 +244,7 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
                updated_at AS "updated_at!"
         FROM product
         "#,
-        new_id(),
+        new_id::<ProductId>().uuid(),
         new.sku.as_str(),
         new.name.as_str(),
         new.description.as_ref().map(|d| d.as_str()),
@@ -252,7 +255,7 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
     )
     .fetch_one(tx.conn().await?)
     .await
-    .map_err(db_error)
+    .map_err(db_error("insert the product"))
 }
 
 /// Adjusts on-hand stock in `tx`: the conditional change (guarded by the CHECK constraints) and its ledger
@@ -282,18 +285,18 @@ pub(super) async fn adjust(
                m.id AS "movement_id!", m.created_at AS "movement_created_at!"
         FROM product p, movement m
         "#,
-        id,
+        id.uuid(),
         adjustment.delta,
         adjustment.reason.as_str(),
         adjustment.note.as_ref().map(|n| n.as_str()),
     )
     .fetch_optional(tx.conn().await?)
     .await
-    .map_err(db_error)?
+    .map_err(db_error("adjust the stock"))?
     .ok_or(Error::NotFound("product"))?;
     let movement = StockMovement {
-        id: row.movement_id,
-        product_id: row.id,
+        id: row.movement_id.into(),
+        product_id: row.id.into(),
         order_id: None,
         reason: adjustment.reason,
         on_hand_delta: adjustment.delta,
@@ -304,7 +307,7 @@ pub(super) async fn adjust(
         created_at: row.movement_created_at,
     };
     let product = Product {
-        id: row.id,
+        id: row.id.into(),
         sku: row.sku,
         name: row.name,
         description: row.description,

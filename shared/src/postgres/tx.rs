@@ -20,6 +20,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgSeverity;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Transaction};
 
+use super::errors::StepFailed;
 use super::{PgStore, db_error};
 use crate::domain::{Deadline, Error};
 
@@ -76,7 +77,7 @@ impl Tx<'_> {
             .bind(timeouts.idle_ms.to_string())
             .execute(&mut *self.tx)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("set the remaining timeouts"))?;
             self.bounded_until = timeouts.set_at + SLACK;
         }
         Ok(&mut self.tx)
@@ -185,7 +186,7 @@ impl PgStore {
                     self.drop_dead_connections().await;
                     match self.attempt(access, deadline, &mut work, &committing).await {
                         Ok(value) => Ok(value),
-                        Err(Failure::Stale(error)) => Err(db_error(error)),
+                        Err(Failure::Stale(error)) => Err(db_error("begin")(error)),
                         Err(Failure::Failed(error)) => Err(error),
                     }
                 }
@@ -219,7 +220,7 @@ impl PgStore {
             .pool
             .acquire()
             .await
-            .map_err(|e| Failure::Failed(db_error(e)))?;
+            .map_err(|e| Failure::Failed(db_error("acquire a connection")(e)))?;
         let mut held = Discard(Some(conn));
         // Timed from now, not from before a wait for the connection.
         let timeouts = match Timeouts::now(deadline) {
@@ -237,7 +238,7 @@ impl PgStore {
             {
                 Ok(tx) => tx,
                 Err(error) if is_dead_connection(&error) => return Err(Failure::Stale(error)),
-                Err(error) => return Err(Failure::Failed(db_error(error))),
+                Err(error) => return Err(Failure::Failed(db_error("begin")(error))),
             };
             let mut tx = Tx {
                 tx,
@@ -307,8 +308,11 @@ fn is_dead_connection(error: &sqlx::Error) -> bool {
 /// a lost connection means the commit may have happened: for a write, the outcome is unknown.
 fn commit_error(access: Access, error: sqlx::Error) -> Error {
     if access == Access::Write && is_dead_connection(&error) {
-        Error::outcome_unknown(error)
+        Error::outcome_unknown(StepFailed {
+            step: "commit",
+            source: error,
+        })
     } else {
-        db_error(error)
+        db_error("commit")(error)
     }
 }

@@ -768,17 +768,21 @@ pub async fn every_idempotent_write<S: Store>(
     ]
 }
 
+/// The first page of a list, of `limit` items.
+fn page<K>(limit: u32) -> PageRequest<K> {
+    PageRequest { limit, after: None }
+}
+
 /// What a store holds, to tell whether a write had an effect: every product and every order.
 pub async fn snapshot<S: Store>(inventory: &Inventory<S>) -> String {
-    let page = PageRequest {
-        limit: 100,
-        after: None,
-    };
     let products = inventory
-        .list_products(ProductFilter::default(), page, deadline())
+        .list_products(ProductFilter::default(), page(100), deadline())
         .await
         .unwrap();
-    let orders = inventory.list_orders(None, page, deadline()).await.unwrap();
+    let orders = inventory
+        .list_orders(None, page(100), deadline())
+        .await
+        .unwrap();
     format!("{:?}\n{:?}", products.items, orders.items)
 }
 
@@ -876,19 +880,18 @@ pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S
 /// +4 on hand, an order of 2, one of its orders of 1 cancelled and the other fulfilled; one product was
 /// created. And the ledger and the pending orders reconcile with the stock.
 pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, sku: &str) {
-    let page = PageRequest {
-        limit: 100,
-        after: None,
-    };
     let products = inventory
-        .list_products(ProductFilter::default(), page, deadline())
+        .list_products(ProductFilter::default(), page(100), deadline())
         .await
         .unwrap()
         .items;
     assert_eq!(products.len(), 2, "one product created");
     let product = products.iter().find(|p| p.sku == sku).unwrap();
     assert_eq!((product.on_hand, product.reserved), (13, 2));
-    let orders = inventory.list_orders(None, page, deadline()).await.unwrap();
+    let orders = inventory
+        .list_orders(None, page(100), deadline())
+        .await
+        .unwrap();
     assert_eq!(orders.items.len(), 3, "one order placed");
     for product in &products {
         assert_ledger_balances(inventory, product.id).await;
