@@ -518,3 +518,46 @@ fn migrations_run_on_deploy_against_the_cluster_not_the_proxy() {
         true
     );
 }
+
+#[test]
+fn every_function_that_uses_the_database_has_its_errors_and_throttles_watched() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    // The functions each alarm of `metric` reads, by logical id.
+    let watched = |metric: &str| -> BTreeSet<String> {
+        resources
+            .values()
+            .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+            .flat_map(|alarm| {
+                alarm["Properties"]["Metrics"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|m| m["MetricStat"]["Metric"]["MetricName"] == metric)
+            .map(|m| {
+                let dimension = &m["MetricStat"]["Metric"]["Dimensions"][0];
+                assert_eq!(dimension["Name"], "FunctionName");
+                intrinsic(&dimension["Value"], "Ref")
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let using_database: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .filter(|(_, r)| yaml(&r["Properties"]["Role"]) == "!GetAtt ApiFunctionRole.Arn")
+        .map(|(id, _)| id.as_str().unwrap().to_owned())
+        .collect();
+    assert!(using_database.len() > 10, "{using_database:?}");
+    for metric in ["Errors", "Throttles"] {
+        let watched = watched(metric);
+        let missed: Vec<&String> = using_database.difference(&watched).collect();
+        assert!(
+            missed.is_empty(),
+            "no alarm reads the {metric} of {missed:?}"
+        );
+    }
+}
