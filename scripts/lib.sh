@@ -1,5 +1,12 @@
 # Shared by the scripts.
 
+# Runs a command and says on stderr how long it took (the steps of CI and of the test command, to keep them fast).
+timed() {
+  local start=$SECONDS
+  "$@"
+  echo "timed: $* took $((SECONDS - start)) s" >&2
+}
+
 # The version of cargo-lambda the project is developed and tested with.
 CARGO_LAMBDA_VERSION=1.9.2
 

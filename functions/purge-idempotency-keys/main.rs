@@ -28,14 +28,14 @@ async fn main() -> Result<(), lambda_http::Error> {
         )),
         _ => return Err("usage: purge-idempotency-keys [--every SECONDS]".into()),
     };
-    lambda_http::tracing::init_default_subscriber();
+    inventory::logging::init();
     let (store, config) = store_from_env().await?;
     let inventory = Inventory::new(store);
     loop {
         let deadline = Deadline::after(config.http.request_timeout);
         match inventory.purge_expired_keys(PURGE_BATCH, deadline).await {
-            Ok(deleted) => lambda_http::tracing::info!(deleted, "purged expired idempotency keys"),
-            Err(error) if every.is_some() => lambda_http::tracing::error!(%error, "purge failed"),
+            Ok(deleted) => tracing::info!(deleted, "purged expired idempotency keys"),
+            Err(error) if every.is_some() => tracing::error!(%error, "purge failed"),
             Err(error) => return Err(error.into()),
         }
         match every {

@@ -17,7 +17,7 @@ use crate::service::Inventory;
 /// `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
 pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init();
     let auth = AuthConfig::from_env()
         .and_then(|auth| auth.load())
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
@@ -44,7 +44,7 @@ pub const PURGE_BATCH: u32 = 1000;
 /// invocation deletes them in batches of [`PURGE_BATCH`] until none is left or its deadline is near, and
 /// answers `{"deleted": n}`.
 pub async fn run_purge() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init();
     let (store, config) = store_from_env().await?;
     close_on_shutdown(store.pool().clone()).await;
     let inventory = Arc::new(Inventory::new(store));
@@ -92,7 +92,7 @@ async fn close_on_shutdown(pool: sqlx::PgPool) {
 
 /// Serves the docs function: the OpenAPI document and the Swagger UI. Needs no database.
 pub async fn run_docs() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init();
     let docs = Arc::new(crate::http::docs::Docs::new());
     lambda_runtime::spawn_graceful_shutdown_handler(|| async {
         let _ = std::io::stdout().flush();

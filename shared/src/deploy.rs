@@ -320,7 +320,7 @@ where
 
 /// Serves custom resource events until Lambda shuts the instance down.
 pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;

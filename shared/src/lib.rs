@@ -5,6 +5,7 @@ pub mod config;
 pub mod deploy;
 pub mod domain;
 pub mod http;
+pub mod logging;
 pub mod memory;
 pub mod ports;
 pub mod postgres;
