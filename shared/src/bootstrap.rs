@@ -70,7 +70,7 @@ pub async fn store_from_env() -> Result<(PgStore, Config), lambda_http::Error> {
         Database::Url(options) => PgStore::new(postgres::connect_lazy(*options, &config.pool)),
         Database::Iam(target) => {
             let pool = postgres::connect_lazy(target.connect_options(), &config.pool);
-            let iam = IamAuth::from_environment(target).await.inspect_err(
+            let iam = IamAuth::from_environment(target).inspect_err(
                 |error| tracing::error!(%error, "no AWS credentials for the database"),
             )?;
             PgStore::with_iam(pool, Arc::new(iam))

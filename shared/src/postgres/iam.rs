@@ -117,20 +117,35 @@ impl IamAuth {
         }
     }
 
-    /// Reads the region and the credentials the way every AWS SDK does (on Lambda: `AWS_REGION` and the
-    /// execution role's keys in the environment). Nothing is fetched until the first connection.
-    pub async fn from_environment(target: IamTarget) -> Result<Self, Error> {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let region = config
-            .region()
-            .map(|r| r.to_string())
+    /// Reads the region and the credentials from the environment, where Lambda puts them: `AWS_REGION`, and
+    /// the execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`. (The AWS SDK's
+    /// default chain would find them there first too; the API functions do without it and its megabyte.)
+    pub fn from_environment(target: IamTarget) -> Result<Self, Error> {
+        Self::from_variables(target, |name| std::env::var(name).ok())
+    }
+
+    /// [`IamAuth::from_environment`], with the variables `var` gives.
+    pub fn from_variables(
+        target: IamTarget,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let var = |name: &str| var(name).filter(|value| !value.is_empty());
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
             .ok_or_else(|| Error::unavailable("no AWS region is configured (AWS_REGION)"))?;
-        let credentials = config
-            .credentials_provider()
-            .ok_or_else(|| Error::unavailable("no AWS credentials provider is configured"))?;
-        Ok(Self::new(target, region, credentials))
+        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return Err(Error::unavailable(
+                "no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+            ));
+        };
+        let credentials =
+            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        Ok(Self::new(
+            target,
+            region,
+            SharedCredentialsProvider::new(credentials),
+        ))
     }
 
     /// Before a connection may be opened: sign a new token if the current one is missing or old.
@@ -284,6 +299,36 @@ mod tests {
         assert_eq!(options.get_database(), Some("inventory"));
         assert_eq!(options.get_username(), "inventory");
         assert!(matches!(options.get_ssl_mode(), PgSslMode::VerifyFull));
+    }
+
+    #[test]
+    fn region_and_credentials_come_from_the_lambda_environment() {
+        let lambda = |name: &str| {
+            let value = match name {
+                "AWS_REGION" => "eu-west-1",
+                "AWS_ACCESS_KEY_ID" => "AKIDEXAMPLE",
+                "AWS_SECRET_ACCESS_KEY" => "secret",
+                "AWS_SESSION_TOKEN" => "session",
+                _ => return None,
+            };
+            Some(value.to_owned())
+        };
+        let auth = IamAuth::from_variables(target(), lambda).unwrap();
+        assert_eq!(auth.region, "eu-west-1");
+        let without_keys = IamAuth::from_variables(target(), |name| {
+            (name != "AWS_SECRET_ACCESS_KEY")
+                .then(|| lambda(name))
+                .flatten()
+        });
+        let error = without_keys.unwrap_err();
+        assert!(
+            format!("{:?}", error).contains("AWS_SECRET_ACCESS_KEY"),
+            "{error:?}"
+        );
+        let without_region = IamAuth::from_variables(target(), |name| {
+            (name != "AWS_REGION").then(|| lambda(name)).flatten()
+        });
+        assert!(without_region.is_err());
     }
 
     #[test]
