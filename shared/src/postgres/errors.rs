@@ -29,9 +29,8 @@ pub struct StepFailed {
 
 /// Maps the database errors of one step into the domain: constraint violations the API can explain become
 /// client errors, anything that says "try again later" becomes `Unavailable`, and the rest is `Internal`,
-/// its cause (the step, then the database's error) kept for the logs only.
-///
-///     .map_err(db_error("lock the order's products"))?
+/// its cause (the step, then the database's error) kept for the logs only. Used as
+/// `.map_err(db_error("lock the order's products"))?`.
 pub fn db_error(step: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |error| {
         classify(StepFailed {
