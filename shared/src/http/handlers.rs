@@ -140,7 +140,7 @@ pub async fn create_product<S: Store>(
     get, path = "/products", tag = "products",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
         ("sku" = Option<String>, Query, description = "Only the product with this exact sku"),
         ("low_stock" = Option<bool>, Query,
             description = "`true`: only products whose available stock is at or below their threshold"),
@@ -305,7 +305,7 @@ pub async fn adjust_stock<S: Store>(
     params(
         ("id" = uuid::Uuid, Path, description = "Product id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
     ),
     responses(
         (status = 200, description = "A page of ledger rows", body = PageView<MovementView>),
@@ -372,7 +372,7 @@ pub async fn create_order<S: Store>(
     get, path = "/orders", tag = "orders",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
         ("status" = Option<OrderStatus>, Query, description = "Only orders in this status"),
     ),
     responses(
