@@ -13,8 +13,8 @@ use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
 use crate::service::Inventory;
 
-/// Serves the endpoint `H` (see [`Handler`]): `bootstrap::run::<CreateOrder>()`. Logs are JSON with the Lambda request id on every line when
-/// `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
+/// Serves the endpoint `H` (see [`Handler`]): `bootstrap::run::<CreateOrder>()`. Logs are JSON with the
+/// Lambda request id on every line when `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
 pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
     crate::logging::init();
