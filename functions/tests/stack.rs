@@ -30,7 +30,7 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 #[test]
-fn the_stack_is_a_database_a_migration_the_api_and_the_purge() {
+fn the_stack_is_a_database_a_migration_the_api_and_the_jobs() {
     let compose = compose();
     let names: BTreeSet<&str> = compose["services"]
         .as_mapping()
@@ -38,17 +38,21 @@ fn the_stack_is_a_database_a_migration_the_api_and_the_purge() {
         .keys()
         .filter_map(|k| k.as_str())
         .collect();
-    assert_eq!(names, BTreeSet::from(["db", "migrate", "api", "purge"]));
-    let purge = service(&compose, "purge");
     assert_eq!(
-        purge["depends_on"]["migrate"]["condition"],
-        "service_completed_successfully"
+        names,
+        BTreeSet::from(["db", "migrate", "api", "purge", "expire"])
     );
-    let command = strings(&purge["command"]).join(" ");
-    assert_eq!(
-        command,
-        "./target/debug/purge-idempotency-keys --every 3600"
-    );
+    for (name, command) in [
+        ("purge", "./target/debug/purge-expired --every 3600"),
+        ("expire", "./target/debug/expire-orders --every 60"),
+    ] {
+        let job = service(&compose, name);
+        assert_eq!(
+            job["depends_on"]["migrate"]["condition"],
+            "service_completed_successfully"
+        );
+        assert_eq!(strings(&job["command"]).join(" "), command);
+    }
 }
 
 #[test]

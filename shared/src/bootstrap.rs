@@ -11,7 +11,6 @@ use crate::config::{AuthConfig, Config, Database};
 use crate::http::{App, Auth, Handler};
 use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
-use crate::service::Inventory;
 
 /// Serves the endpoint `H` (see [`Handler`]): `bootstrap::run::<CreateOrder>()`. Logs are JSON with the
 /// Lambda request id on every line when `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
@@ -37,31 +36,6 @@ pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// Keys deleted per statement by the purge: a short transaction, whatever the backlog.
-pub const PURGE_BATCH: u32 = 1000;
-
-/// Serves the scheduled purge of expired idempotency keys (an EventBridge schedule in the template): each
-/// invocation deletes them in batches of [`PURGE_BATCH`] until none is left or its deadline is near, and
-/// answers `{"deleted": n}`.
-pub async fn run_purge() -> Result<(), lambda_http::Error> {
-    crate::logging::init();
-    let (store, config) = store_from_env().await?;
-    close_on_shutdown(store.pool().clone()).await;
-    let inventory = Arc::new(Inventory::new(store));
-    let http = config.http;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let inventory = Arc::clone(&inventory);
-            let deadline = http.deadline(Some(event.context.deadline));
-            async move {
-                let deleted = inventory.purge_expired_keys(PURGE_BATCH, deadline).await?;
-                Ok::<_, lambda_runtime::Error>(serde_json::json!({ "deleted": deleted }))
-            }
-        },
-    ))
-    .await
-}
-
 /// The store the environment describes (see [`Config::from_env`]), with a pool that connects lazily.
 pub async fn store_from_env() -> Result<(PgStore, Config), lambda_http::Error> {
     let config =
@@ -81,7 +55,7 @@ pub async fn store_from_env() -> Result<(PgStore, Config), lambda_http::Error> {
 
 /// On SIGTERM (sent before Lambda tears the instance down) closes the pool's connections cleanly and flushes
 /// what is still buffered of the logs.
-async fn close_on_shutdown(pool: sqlx::PgPool) {
+pub(crate) async fn close_on_shutdown(pool: sqlx::PgPool) {
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
         pool.close().await;
         tracing::info!("shut down: database connections closed");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
+use crate::domain::order::{DEFAULT_HOLD, MAX_HOLD, MIN_HOLD, parse_hold};
 use crate::http::{Auth, HttpConfig};
 use crate::postgres::PoolConfig;
 use crate::postgres::iam::IamTarget;
@@ -63,6 +64,7 @@ impl Config {
     /// | `REQUEST_TIMEOUT_MS` | request deadline when no Lambda deadline is nearer | 10000 |
     /// | `DEADLINE_MARGIN_MS` | time kept back from the Lambda deadline to answer | 500 |
     /// | `MAX_BODY_BYTES` | largest request body | 65536 |
+    /// | `ORDER_HOLD_SECONDS` | how long an order holds its stock when its request does not say (60 to 86400) | 1800 |
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| env::var(name).ok())
     }
@@ -96,6 +98,13 @@ impl Config {
         }
         let acquire_timeout = number("DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?.min(900_000);
         let deadline_margin = number("DEADLINE_MARGIN_MS", 500)?.min(900_000);
+        let order_hold = number("ORDER_HOLD_SECONDS", DEFAULT_HOLD.as_secs())?;
+        let order_hold = parse_hold(order_hold.min(i64::MAX as u64) as i64).map_err(|_| {
+            ConfigError::Invalid {
+                name: "ORDER_HOLD_SECONDS",
+                reason: format!("expected {} to {}", MIN_HOLD.as_secs(), MAX_HOLD.as_secs()),
+            }
+        })?;
         Ok(Self {
             database,
             pool: PoolConfig {
@@ -106,6 +115,7 @@ impl Config {
                 request_timeout: Duration::from_millis(request_timeout),
                 deadline_margin: Duration::from_millis(deadline_margin),
                 body_limit: number("MAX_BODY_BYTES", 64 * 1024)? as usize,
+                order_hold,
             },
         })
     }

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
 
+use crate::domain::event::{Event, EventType, FeedPage, NewEvent, Position};
 use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, Once, Replay};
 use crate::domain::order::{
     NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order,
@@ -15,8 +16,9 @@ use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
     Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, new_id,
 };
+use crate::events;
 use crate::ports::{
-    HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write, Written,
+    EventStore, HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write, Written,
 };
 
 #[derive(Debug, Default)]
@@ -29,6 +31,8 @@ struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
     movements: Vec<StockMovement>,
+    /// The outbox, in feed order.
+    events: Vec<Event>,
     /// By (caller, key).
     keys: HashMap<(String, String), StoredKey>,
 }
@@ -66,6 +70,15 @@ impl MemoryStore {
         if let Ok(mut state) = self.state.lock() {
             for stored in state.keys.values_mut() {
                 stored.created_at -= age;
+            }
+        }
+    }
+
+    /// Makes every pending order's hold end `age` sooner (for tests of expiry).
+    pub fn age_orders(&self, age: std::time::Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            for order in state.orders.values_mut() {
+                order.expires_at -= age;
             }
         }
     }
@@ -112,7 +125,43 @@ impl State {
             // The initial stock is part of creating the product, not a change after it.
             self.product_mut(id)?.version = 1;
         }
-        Ok(self.products[&id].clone())
+        let product = self.products[&id].clone();
+        self.emit(events::product(EventType::ProductCreated, &product));
+        Ok(product)
+    }
+
+    /// Appends an event to the outbox (the state's lock stands for the change's transaction).
+    fn emit(&mut self, event: NewEvent) {
+        let position = Position {
+            xid: 0,
+            seq: self.events.len() as i64 + 1,
+        };
+        self.events.push(Event {
+            id: event.id,
+            event_type: event.event_type,
+            resource_id: event.resource_id,
+            data: event.data,
+            occurred_at: OffsetDateTime::now_utc(),
+            position,
+        });
+    }
+
+    /// Emits `stock.low` if the product fell low from `before` (available, threshold).
+    fn emit_low_stock(&mut self, id: ProductId, before: (i64, Option<i64>)) {
+        if let Some(low) = self
+            .products
+            .get(&id)
+            .and_then(|p| events::low_stock(before, p))
+        {
+            self.emit(low);
+        }
+    }
+
+    fn stock_state(&self, id: ProductId) -> (i64, Option<i64>) {
+        self.products
+            .get(&id)
+            .map(|p| (p.available(), p.low_stock_threshold))
+            .unwrap_or_default()
     }
 
     fn adjust_stock(
@@ -120,12 +169,16 @@ impl State {
         id: ProductId,
         adjustment: StockAdjustment,
     ) -> Result<(StockMovement, Product), Error> {
+        let before = self.stock_state(id);
         let product = self.product_mut(id)?;
         let on_hand = adjustment.apply(product.on_hand, product.reserved)?;
         let delta = on_hand - product.on_hand;
         let note = adjustment.note.map(|n| n.into_inner());
         let movement = self.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
-        Ok((movement, self.products[&id].clone()))
+        let product = self.products[&id].clone();
+        self.emit(events::adjusted(&movement, &product));
+        self.emit_low_stock(id, before);
+        Ok((movement, product))
     }
 
     fn create_order(&mut self, order: NewOrder) -> Result<Order, Error> {
@@ -141,10 +194,16 @@ impl State {
                 currency: p.currency.clone(),
                 on_hand: p.on_hand,
                 reserved: p.reserved,
+                low_stock_threshold: p.low_stock_threshold,
             })
             .collect();
         let plan = plan_order(&order, &snapshots)?;
         let id = new_id();
+        let before: Vec<(ProductId, (i64, Option<i64>))> = plan
+            .lines
+            .iter()
+            .map(|l| (l.product_id, self.stock_state(l.product_id)))
+            .collect();
         for line in &plan.lines {
             self.move_stock(
                 line.product_id,
@@ -155,6 +214,7 @@ impl State {
             )?;
         }
         let now = OffsetDateTime::now_utc();
+        let expires_at = now + order.hold();
         let order = Order {
             id,
             status: OrderStatus::Pending,
@@ -164,8 +224,14 @@ impl State {
             currency: plan.currency,
             created_at: now,
             updated_at: now,
+            expires_at,
+            cancel_reason: None,
         };
         self.orders.insert(id, order.clone());
+        self.emit(events::order(EventType::OrderPlaced, &order));
+        for (product, before) in before {
+            self.emit_low_stock(product, before);
+        }
         Ok(order)
     }
 
@@ -190,8 +256,11 @@ impl State {
         }
         let order = self.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
         order.status = status;
+        order.cancel_reason = action.cancel_reason();
         order.updated_at = OffsetDateTime::now_utc();
-        Ok(order.clone())
+        let order = order.clone();
+        self.emit(events::order(action.event(), &order));
+        Ok(order)
     }
 
     fn apply(&mut self, write: Write) -> Result<Written, Error> {
@@ -289,6 +358,7 @@ impl ProductStore for MemoryStore {
         deadline: Deadline,
     ) -> Result<Product, Error> {
         let mut state = self.lock(deadline)?;
+        let before = state.stock_state(id);
         let product = state.product_mut(id)?;
         if if_match.is_some_and(|m| !m.matches(product.version)) {
             return Err(Error::PreconditionFailed);
@@ -296,7 +366,10 @@ impl ProductStore for MemoryStore {
         patch.apply_to(product);
         product.version += 1;
         product.updated_at = OffsetDateTime::now_utc();
-        Ok(product.clone())
+        let product = product.clone();
+        state.emit(events::product(EventType::ProductUpdated, &product));
+        state.emit_low_stock(id, before);
+        Ok(product)
     }
 
     async fn delete_product(&self, id: ProductId, deadline: Deadline) -> Result<(), Error> {
@@ -305,7 +378,9 @@ impl ProductStore for MemoryStore {
         if product.reserved > 0 || product.on_hand > 0 {
             return Err(delete_refused());
         }
-        state.products.remove(&id);
+        if let Some(product) = state.products.remove(&id) {
+            state.emit(events::product(EventType::ProductDeleted, &product));
+        }
         Ok(())
     }
 
@@ -382,6 +457,52 @@ impl OrderStore for MemoryStore {
         deadline: Deadline,
     ) -> Result<Order, Error> {
         self.lock(deadline)?.transition_order(id, action)
+    }
+
+    async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {
+        let mut state = self.lock(deadline)?;
+        let now = OffsetDateTime::now_utc();
+        let mut due: Vec<(OffsetDateTime, OrderId)> = state
+            .orders
+            .values()
+            .filter(|o| o.status == OrderStatus::Pending && o.expires_at <= now)
+            .map(|o| (o.expires_at, o.id))
+            .collect();
+        due.sort();
+        due.truncate(limit as usize);
+        for (_, id) in &due {
+            state.transition_order(*id, OrderAction::Expire)?;
+        }
+        Ok(due.into_iter().map(|(_, id)| id).collect())
+    }
+}
+
+impl EventStore for MemoryStore {
+    async fn list_events(
+        &self,
+        after: Position,
+        limit: u32,
+        deadline: Deadline,
+    ) -> Result<FeedPage, Error> {
+        let state = self.lock(deadline)?;
+        let items = state
+            .events
+            .iter()
+            .filter(|e| e.position > after)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        Ok(FeedPage::new(items, after))
+    }
+
+    async fn purge_delivered_events(
+        &self,
+        _retention: std::time::Duration,
+        _batch: u32,
+        deadline: Deadline,
+    ) -> Result<u64, Error> {
+        // Nothing publishes the in-memory outbox, so nothing in it is ever delivered.
+        self.lock(deadline).map(|_| 0)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::domain::event::{FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once, Replay};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
@@ -102,6 +103,37 @@ pub trait OrderStore: Send + Sync {
         action: OrderAction,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Order, Error>> + Send;
+
+    /// Expires up to `limit` pending orders whose hold has ended, oldest hold first, each in a transaction of
+    /// its own: cancelled with the reason `expired`, stock released through the ledger (`order_expired`).
+    /// An order or product another transaction holds is skipped, never waited for (a later run takes it);
+    /// answers the orders it expired.
+    fn expire_orders(
+        &self,
+        limit: u32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<OrderId>, Error>> + Send;
+}
+
+/// The events every change writes in its own transaction (the outbox), and the feed that reads them.
+pub trait EventStore: Send + Sync {
+    /// Up to `limit` events after `after`, in feed order: only events every earlier one of which has
+    /// committed or rolled back, so a reader that follows the positions never misses one.
+    fn list_events(
+        &self,
+        after: Position,
+        limit: u32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<FeedPage, Error>> + Send;
+
+    /// Deletes up to `batch` events older than `retention` that the publisher has delivered, oldest first;
+    /// answers how many it deleted.
+    fn purge_delivered_events(
+        &self,
+        retention: std::time::Duration,
+        batch: u32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
 /// A write that can be made idempotent with a key.
@@ -155,6 +187,6 @@ pub trait HealthProbe: Send + Sync {
 }
 
 /// Everything the service needs: implemented by any type that has all the ports.
-pub trait Store: ProductStore + OrderStore + IdempotentStore + HealthProbe {}
+pub trait Store: ProductStore + OrderStore + IdempotentStore + EventStore + HealthProbe {}
 
-impl<T: ProductStore + OrderStore + IdempotentStore + HealthProbe> Store for T {}
+impl<T: ProductStore + OrderStore + IdempotentStore + EventStore + HealthProbe> Store for T {}

@@ -2,6 +2,7 @@
 
 use tracing::instrument;
 
+use crate::domain::event::{FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
@@ -183,6 +184,50 @@ impl<S: Store> Inventory<S> {
             let deleted = self.store.purge_expired_keys(batch, deadline).await?;
             total += deleted;
             tracing::info!(deleted, total, "purged a batch of expired idempotency keys");
+            if deleted < u64::from(batch)
+                || deadline.remaining() < std::time::Duration::from_secs(1)
+            {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Expires pending orders whose hold has ended, up to `limit` (see `OrderStore::expire_orders`);
+    /// answers how many it expired.
+    pub async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<usize, Error> {
+        let expired = self.store.expire_orders(limit, deadline).await?;
+        for id in &expired {
+            tracing::info!(order_id = %id, "order expired: its hold ended and its stock was released");
+        }
+        Ok(expired.len())
+    }
+
+    /// Events after `after`, in feed order.
+    pub async fn list_events(
+        &self,
+        after: Position,
+        limit: u32,
+        deadline: Deadline,
+    ) -> Result<FeedPage, Error> {
+        self.store.list_events(after, limit, deadline).await
+    }
+
+    /// Deletes delivered events older than `retention` in batches of `batch` until none is left or
+    /// `deadline` is near; answers how many it deleted.
+    pub async fn purge_delivered_events(
+        &self,
+        retention: std::time::Duration,
+        batch: u32,
+        deadline: Deadline,
+    ) -> Result<u64, Error> {
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .store
+                .purge_delivered_events(retention, batch, deadline)
+                .await?;
+            total += deleted;
+            tracing::info!(deleted, total, "purged a batch of delivered events");
             if deleted < u64::from(batch)
                 || deadline.remaining() < std::time::Duration::from_secs(1)
             {

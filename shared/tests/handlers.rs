@@ -863,7 +863,7 @@ async fn a_nul_or_invalid_utf8_in_the_query_is_400() {
 /// the JSON of the Lambda response, where a `"` becomes `\\\"`: 4 bytes, as much as any character costs).
 #[test]
 fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
-    use inventory::domain::order::{Order, OrderLine, OrderStatus};
+    use inventory::domain::order::{CancelReason, Order, OrderLine, OrderStatus};
     use inventory::domain::product::Product;
     use inventory::domain::stock::{MovementReason, StockMovement};
     use inventory::domain::{
@@ -903,6 +903,8 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
         currency: "EUR".into(),
         created_at: now,
         updated_at: now,
+        expires_at: now,
+        cancel_reason: Some(CancelReason::Requested),
     };
     let mut sizes = Vec::new();
     for (orders, lines) in [(100, MAX_PAGE_LINES / 100), (MAX_PAGE_LINES / 100, 100)] {

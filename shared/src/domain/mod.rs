@@ -3,6 +3,7 @@
 mod currency;
 mod deadline;
 mod error;
+pub mod event;
 pub mod idempotency;
 mod ids;
 pub mod order;

@@ -1,15 +1,67 @@
 //! Orders: how a request becomes reserved stock, and which status changes are allowed.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::event::EventType;
 use super::stock::MovementReason;
 use super::values::MAX_QUANTITY;
 use super::{CustomerRef, Error, FieldError, OrderId, ProductId, Quantity, Shortage};
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
+
+/// How long a pending order holds its stock unless its request or the configuration says otherwise.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(30 * 60);
+/// The shortest and longest hold a client may ask for.
+pub const MIN_HOLD: Duration = Duration::from_secs(60);
+pub const MAX_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses a hold in seconds, within [`MIN_HOLD`] and [`MAX_HOLD`].
+pub fn parse_hold(seconds: i64) -> Result<Duration, String> {
+    u64::try_from(seconds)
+        .ok()
+        .map(Duration::from_secs)
+        .filter(|hold| (MIN_HOLD..=MAX_HOLD).contains(hold))
+        .ok_or_else(|| {
+            format!(
+                "hold_seconds must be from {} to {}",
+                MIN_HOLD.as_secs(),
+                MAX_HOLD.as_secs()
+            )
+        })
+}
+
+/// Why a cancelled order was cancelled.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Cancelled with `POST /orders/{id}/cancel`.
+    Requested,
+    /// Its hold ended before it was fulfilled or cancelled.
+    Expired,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "requested" => Ok(Self::Requested),
+            "expired" => Ok(Self::Expired),
+            _ => Err(format!("unknown cancel reason {value}")),
+        }
+    }
+}
 
 /// Where an order is in its life: `pending` holds stock, `fulfilled` shipped it, `cancelled` released it.
 #[derive(
@@ -54,20 +106,32 @@ impl OrderStatus {
     }
 }
 
-/// The two ways a pending order ends.
+/// The ways a pending order ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
     /// Releases the reserved stock.
     Cancel,
     /// Ships it: on hand and reserved both drop by each line's quantity.
     Fulfill,
+    /// Its hold ended: cancelled with the reason `expired`, releasing the stock (done by the expire-orders
+    /// job, never by a client).
+    Expire,
 }
 
 impl OrderAction {
     pub fn target(self) -> OrderStatus {
         match self {
-            Self::Cancel => OrderStatus::Cancelled,
+            Self::Cancel | Self::Expire => OrderStatus::Cancelled,
             Self::Fulfill => OrderStatus::Fulfilled,
+        }
+    }
+
+    /// Why the order ends cancelled, for the actions that cancel it.
+    pub fn cancel_reason(self) -> Option<CancelReason> {
+        match self {
+            Self::Cancel => Some(CancelReason::Requested),
+            Self::Expire => Some(CancelReason::Expired),
+            Self::Fulfill => None,
         }
     }
 
@@ -75,14 +139,24 @@ impl OrderAction {
     pub fn reason(self) -> MovementReason {
         match self {
             Self::Cancel => MovementReason::OrderReleased,
+            Self::Expire => MovementReason::OrderExpired,
             Self::Fulfill => MovementReason::OrderFulfilled,
+        }
+    }
+
+    /// The event this action raises.
+    pub fn event(self) -> EventType {
+        match self {
+            Self::Cancel => EventType::OrderCancelled,
+            Self::Expire => EventType::OrderExpired,
+            Self::Fulfill => EventType::OrderFulfilled,
         }
     }
 
     /// `(on_hand_delta, reserved_delta)` of a line of `quantity` units.
     pub fn stock_deltas(self, quantity: i64) -> (i64, i64) {
         match self {
-            Self::Cancel => (0, -quantity),
+            Self::Cancel | Self::Expire => (0, -quantity),
             Self::Fulfill => (-quantity, -quantity),
         }
     }
@@ -105,6 +179,10 @@ pub struct Order {
     pub currency: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// When a pending order's hold on its stock ends (and the order expires).
+    pub expires_at: OffsetDateTime,
+    /// Why a cancelled order was cancelled; `None` unless it is.
+    pub cancel_reason: Option<CancelReason>,
 }
 
 impl super::Listed for Order {
@@ -139,6 +217,8 @@ pub struct RequestedLine {
 pub struct NewOrder {
     lines: Vec<MergedLine>,
     pub customer_ref: Option<CustomerRef>,
+    /// How long the order holds its stock; [`DEFAULT_HOLD`] when `None`.
+    pub hold: Option<Duration>,
 }
 
 /// All of one product's units in an order, and where the product first appears in the request.
@@ -193,7 +273,13 @@ impl NewOrder {
         Ok(Self {
             lines: merged,
             customer_ref,
+            hold: None,
         })
+    }
+
+    /// How long the order holds its stock.
+    pub fn hold(&self) -> Duration {
+        self.hold.unwrap_or(DEFAULT_HOLD)
     }
 
     /// The lines, one per product.
@@ -220,6 +306,7 @@ pub struct ProductSnapshot {
     pub currency: String,
     pub on_hand: i64,
     pub reserved: i64,
+    pub low_stock_threshold: Option<i64>,
 }
 
 /// The lines, total and currency of an order that can be placed.
@@ -348,6 +435,7 @@ mod tests {
             currency: currency.into(),
             on_hand,
             reserved,
+            low_stock_threshold: None,
         }
     }
 
@@ -509,5 +597,17 @@ mod tests {
         assert_eq!(Fulfilled.apply(Fulfill).unwrap(), Transition::AlreadyDone);
         assert!(matches!(Fulfilled.apply(Cancel), Err(Error::Conflict(_))));
         assert!(matches!(Cancelled.apply(Fulfill), Err(Error::Conflict(_))));
+        assert_eq!(Pending.apply(Expire).unwrap(), Transition::To(Cancelled));
+        assert_eq!(Expire.cancel_reason(), Some(CancelReason::Expired));
+        assert_eq!(Cancel.cancel_reason(), Some(CancelReason::Requested));
+    }
+
+    #[test]
+    fn a_hold_is_between_a_minute_and_a_day() {
+        assert_eq!(parse_hold(60), Ok(MIN_HOLD));
+        assert_eq!(parse_hold(86_400), Ok(MAX_HOLD));
+        assert!(parse_hold(59).is_err());
+        assert!(parse_hold(86_401).is_err());
+        assert!(parse_hold(-1).is_err());
     }
 }

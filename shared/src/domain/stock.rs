@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use super::values::MAX_STOCK;
 use super::{Error, MovementId, Note, OrderId, ProductId};
 
-/// Why stock changed. The first three are written by orders; the rest are adjustment reasons.
+/// Why stock changed. The first four are written by orders; the rest are adjustment reasons.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
@@ -13,6 +13,7 @@ use super::{Error, MovementId, Note, OrderId, ProductId};
 pub enum MovementReason {
     OrderReserved,
     OrderReleased,
+    OrderExpired,
     OrderFulfilled,
     Received,
     Correction,
@@ -36,6 +37,7 @@ impl MovementReason {
         match self {
             Self::OrderReserved => "order_reserved",
             Self::OrderReleased => "order_released",
+            Self::OrderExpired => "order_expired",
             Self::OrderFulfilled => "order_fulfilled",
             Self::Received => "received",
             Self::Correction => "correction",
@@ -51,6 +53,7 @@ impl MovementReason {
         [
             Self::OrderReserved,
             Self::OrderReleased,
+            Self::OrderExpired,
             Self::OrderFulfilled,
         ]
         .into_iter()

@@ -6,7 +6,10 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::order::{NewOrder, Order, OrderLine, OrderStatus, RequestedLine};
+use crate::domain::event::{Event, EventType};
+use crate::domain::order::{
+    CancelReason, NewOrder, Order, OrderLine, OrderStatus, RequestedLine, parse_hold,
+};
 use crate::domain::product::{NewProduct, Product, ProductPatch};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
@@ -218,6 +221,11 @@ pub struct CreateOrderBody {
     /// The client's own reference (customer, cart). Trimmed; 1 to 255 characters.
     #[schema(max_length = 255)]
     pub customer_ref: Option<String>,
+    /// How long the order holds its stock, in seconds (1 minute to 24 hours); the service's configured
+    /// default (30 minutes unless its operator chose another) when absent. A pending order still pending
+    /// then expires: it is cancelled with the reason `expired` and its stock released.
+    #[schema(minimum = 60, maximum = 86_400, example = 900)]
+    pub hold_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -239,6 +247,9 @@ impl TryFrom<CreateOrderBody> for NewOrder {
         let customer_ref = body
             .customer_ref
             .map(|c| v.check("/customer_ref", CustomerRef::parse(c)));
+        let hold = body
+            .hold_seconds
+            .map(|h| v.check("/hold_seconds", parse_hold(h)));
         let lines: Option<Vec<RequestedLine>> = lines.and_then(|lines| {
             // Parse every line before giving up, so that all bad lines are reported together.
             let parsed: Vec<Option<RequestedLine>> = lines
@@ -268,8 +279,14 @@ impl TryFrom<CreateOrderBody> for NewOrder {
             None => Some(None),
             Some(c) => c.map(Some),
         };
-        let (lines, customer_ref) = v.finish(lines.zip(customer_ref))?;
-        NewOrder::new(lines, customer_ref)
+        let hold = match hold {
+            None => Some(None),
+            Some(h) => h.map(Some),
+        };
+        let ((lines, customer_ref), hold) = v.finish(lines.zip(customer_ref).zip(hold))?;
+        let mut order = NewOrder::new(lines, customer_ref)?;
+        order.hold = hold;
+        Ok(order)
     }
 }
 
@@ -338,6 +355,16 @@ pub struct OrderView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
+    /// When the hold of a pending order on its stock ends: soon after (within a minute), an order still
+    /// pending is cancelled with `cancel_reason` `expired` and its stock released. Kept as it was once the
+    /// order is no longer pending.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// Why a cancelled order was cancelled: `requested` (by a client) or `expired` (its hold ended);
+    /// `null` unless the status is `cancelled`.
+    #[schema(required = true)]
+    pub cancel_reason: Option<CancelReason>,
 }
 
 /// A line of an order: a snapshot of the product at ordering time.
@@ -375,6 +402,8 @@ impl From<Order> for OrderView {
             currency: o.currency,
             created_at: o.created_at,
             updated_at: o.updated_at,
+            expires_at: o.expires_at,
+            cancel_reason: o.cancel_reason,
         }
     }
 }
@@ -440,6 +469,53 @@ impl<T> PageView<T> {
             next_cursor: page.next_cursor.map(|c| c.encode()),
         }
     }
+}
+
+/// An event: something that happened to a product or an order, with the resource as the change left it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct EventView {
+    /// Unique: a consumer that may get an event twice (the EventBridge bus delivers at least once) drops
+    /// repeats by this id.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When the change committed its transaction's work (the transaction's time).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub time: OffsetDateTime,
+    /// The product (`product.*`, `stock.*`) or order (`order.*`) the event is about.
+    pub resource_id: Uuid,
+    /// The resource after the change: an `Order` for `order.*`; a `Product` for `product.*` and
+    /// `stock.low` (for `product.deleted`, as it was when deleted); for `stock.adjusted`, the ledger row
+    /// and the product, as `POST /products/{id}/stock-adjustments` answers them.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// The event's place in the feed (pass as `after` to read the events that follow it).
+    pub cursor: String,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        Self {
+            id: e.id,
+            event_type: e.event_type,
+            time: e.occurred_at,
+            resource_id: e.resource_id,
+            data: e.data,
+            cursor: e.position.encode(),
+        }
+    }
+}
+
+/// A page of the event feed.
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct FeedView {
+    /// In feed order: the changes of any one resource in the order they committed. Empty when nothing
+    /// new has committed.
+    pub items: Vec<EventView>,
+    /// Pass as `after` to read on: the last event's cursor, or the `after` given when there is nothing new.
+    /// Never null: a reader polls again from it.
+    pub next_cursor: String,
 }
 
 /// `GET /health`.

@@ -9,8 +9,8 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
 use super::dto::{
-    AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView, OrderView,
-    PageView, ProductView, StockAdjustmentBody, UpdateProductBody,
+    AdjustmentView, CreateOrderBody, CreateProductBody, EventView, FeedView, HealthView,
+    MovementView, OrderView, PageView, ProductView, StockAdjustmentBody, UpdateProductBody,
 };
 use super::idempotency::{fingerprint, render, response};
 use super::openapi::{
@@ -24,6 +24,7 @@ use super::request::{
 use super::response::{ApiError, json, no_content, with_header};
 use super::routes::{Endpoint, Route};
 use super::{App, Caller};
+use crate::domain::event::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, Position};
 use crate::domain::idempotency::Claim;
 use crate::domain::order::{NewOrder, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
@@ -102,6 +103,7 @@ handlers! {
     GetOrder => get_order,
     CancelOrder => cancel_order,
     FulfillOrder => fulfill_order,
+    ListEvents => list_events,
     Health => health,
 }
 
@@ -335,7 +337,9 @@ pub async fn list_stock_movements<S: Store>(
 /// Place an order, reserving stock for every line at once.
 ///
 /// All or nothing: if any product is unknown (404) or short of available stock (409, every short line
-/// listed), nothing is reserved.
+/// listed), nothing is reserved. The order holds its stock until `expires_at` (`hold_seconds` from now, or
+/// the configured default of 30 minutes); an order still pending then is cancelled with `cancel_reason`
+/// `expired` within a minute, and its stock released.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
     request_body(content = CreateOrderBody, content_type = "application/json"),
@@ -358,7 +362,9 @@ pub async fn create_order<S: Store>(
     deadline: Deadline,
 ) -> Result {
     let (body, value) = json_body_value::<CreateOrderBody>(request, app.config.body_limit)?;
-    let write = Write::CreateOrder(NewOrder::try_from(body)?);
+    let mut order = NewOrder::try_from(body)?;
+    order.hold.get_or_insert(app.config.order_hold);
+    let write = Write::CreateOrder(order);
     let claim = claim::<CreateOrder>(request, caller, None, Some(&value))?;
     write_once(app, claim, write, deadline).await
 }
@@ -469,6 +475,55 @@ pub async fn fulfill_order<S: Store>(
     deadline: Deadline,
 ) -> Result {
     transition::<FulfillOrder, _>(app, request, caller, OrderAction::Fulfill, deadline).await
+}
+
+/// Follow what happens: the event feed.
+///
+/// Every change writes its events in its own transaction: `order.placed`, `order.cancelled`,
+/// `order.expired`, `order.fulfilled`, `stock.adjusted`, `stock.low` (a change took available stock from
+/// above the product's threshold to at or below it), `product.created`, `product.updated`,
+/// `product.deleted`; each with the resource as the change left it. Events come in feed order, which lists
+/// the changes of any one resource in the order they committed, and a change that began before another but
+/// committed after it is never skipped: an event appears only once every transaction that could precede it
+/// has ended (a lag of the longest running write, milliseconds under normal load). Start without `after`
+/// (from the oldest event kept), then poll with `next_cursor`, which is never null. Events are kept 7 days
+/// after the publisher delivered them to the EventBridge bus, then deleted.
+#[utoipa::path(
+    get, path = "/events", tag = "events",
+    params(
+        ("after" = Option<String>, Query, description = "`next_cursor` of the previous page, or an event's `cursor`: only events after it"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Most events to return, default 100"),
+    ),
+    responses(
+        (status = 200, description = "The events after `after`, oldest first", body = FeedView),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_events<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let after = query_parsed(request, "after", Position::decode)?.unwrap_or_default();
+    let limit = query_parsed(request, "limit", |value| {
+        value
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_FEED_LIMIT).contains(limit))
+            .ok_or_else(|| format!("limit must be an integer from 1 to {MAX_FEED_LIMIT}"))
+    })?
+    .unwrap_or(DEFAULT_FEED_LIMIT);
+    let page = app.inventory.list_events(after, limit, deadline).await?;
+    Ok(json(
+        StatusCode::OK,
+        &FeedView {
+            next_cursor: page.next.encode(),
+            items: page.items.into_iter().map(EventView::from).collect(),
+        },
+    ))
 }
 
 /// Liveness, with a database round trip.

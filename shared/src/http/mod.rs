@@ -45,6 +45,8 @@ pub struct HttpConfig {
     pub deadline_margin: Duration,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// How long an order holds its stock when its request does not say.
+    pub order_hold: Duration,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +55,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(10),
             deadline_margin: Duration::from_millis(500),
             body_limit: 64 * 1024,
+            order_hold: crate::domain::order::DEFAULT_HOLD,
         }
     }
 }

@@ -7,13 +7,15 @@
 use utoipa::{OpenApi, ToResponse};
 
 use super::dto::{
-    AdjustmentReason, AdjustmentView, CreateOrderBody, CreateProductBody, HealthView, MovementView,
-    OrderLineBody, OrderLineView, OrderView, ProductView, StockAdjustmentBody, UpdateProductBody,
+    AdjustmentReason, AdjustmentView, CreateOrderBody, CreateProductBody, EventView, FeedView,
+    HealthView, MovementView, OrderLineBody, OrderLineView, OrderView, ProductView,
+    StockAdjustmentBody, UpdateProductBody,
 };
 use super::response::{Problem, ProblemCode};
 use super::routes::{ROUTES, Scope};
 use super::{docs, handlers};
-use crate::domain::order::OrderStatus;
+use crate::domain::event::EventType;
+use crate::domain::order::{CancelReason, OrderStatus};
 use crate::domain::stock::MovementReason;
 use crate::domain::{Currency, FieldError, Shortage};
 
@@ -48,7 +50,59 @@ pub fn document() -> serde_json::Value {
         document_idempotency(&mut document["paths"][route.path][route.method.to_lowercase()]);
     }
     document_security(&mut document);
+    document_events(&mut document);
     document
+}
+
+/// The schema of each kind of event: which types there are, and what `data` holds for each.
+fn document_events(document: &mut serde_json::Value) {
+    let kinds = [
+        (
+            "OrderEvent",
+            "An order was placed, cancelled, expired or fulfilled: `data` is the order after it.",
+            vec![
+                EventType::OrderPlaced,
+                EventType::OrderCancelled,
+                EventType::OrderExpired,
+                EventType::OrderFulfilled,
+            ],
+            "OrderView",
+        ),
+        (
+            "ProductEvent",
+            "A product was created, changed or deleted, or a change took its available stock to or below its              threshold (`stock.low`): `data` is the product after it (as it was, when deleted).",
+            vec![
+                EventType::ProductCreated,
+                EventType::ProductUpdated,
+                EventType::ProductDeleted,
+                EventType::StockLow,
+            ],
+            "ProductView",
+        ),
+        (
+            "StockAdjustedEvent",
+            "A product's stock was adjusted: `data` is the ledger row and the product after it.",
+            vec![EventType::StockAdjusted],
+            "AdjustmentView",
+        ),
+    ];
+    let schemas = &mut document["components"]["schemas"];
+    let mut refs = Vec::new();
+    for (name, description, types, data) in kinds {
+        let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+        schemas[name] = serde_json::json!({
+            "description": description,
+            "allOf": [
+                {"$ref": "#/components/schemas/EventView"},
+                {"type": "object", "properties": {
+                    "type": {"type": "string", "enum": types},
+                    "data": {"$ref": format!("#/components/schemas/{data}")},
+                }},
+            ],
+        });
+        refs.push(serde_json::json!({"$ref": format!("#/components/schemas/{name}")}));
+    }
+    schemas["FeedView"]["properties"]["items"]["items"] = serde_json::json!({"oneOf": refs});
 }
 
 /// The bearer token every route but the public ones needs, with the route's scope, so that Swagger UI's
@@ -152,13 +206,14 @@ needs a bearer token carrying its scope (see each operation, and the `bearer` se
         handlers::create_product, handlers::list_products, handlers::get_product, handlers::update_product,
         handlers::delete_product, handlers::adjust_stock, handlers::list_stock_movements, handlers::create_order,
         handlers::list_orders, handlers::get_order, handlers::cancel_order, handlers::fulfill_order,
-        handlers::health, docs::openapi_json, docs::swagger_ui, docs::swagger_asset,
+        handlers::list_events, handlers::health, docs::openapi_json, docs::swagger_ui, docs::swagger_asset,
     ),
     components(
         schemas(
             ProductView, OrderView, OrderLineView, MovementView, AdjustmentView, HealthView, CreateProductBody,
             UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, OrderStatus,
-            MovementReason, Problem, ProblemCode, FieldError, Shortage,
+            MovementReason, Problem, ProblemCode, FieldError, Shortage, CancelReason, EventType, EventView,
+            FeedView,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, IdempotencyKeyReused, Internal, Unavailable),
     ),
@@ -166,6 +221,7 @@ needs a bearer token carrying its scope (see each operation, and the `bearer` se
         (name = "products", description = "The catalogue and its stock"),
         (name = "stock", description = "Stock adjustments and the stock ledger"),
         (name = "orders", description = "Orders, which reserve stock until they are fulfilled or cancelled"),
+        (name = "events", description = "What happened: every change as an event, in commit order"),
         (name = "operations", description = "Health and documentation"),
     ),
 )]

@@ -18,6 +18,7 @@ pub enum Endpoint {
     GetOrder,
     CancelOrder,
     FulfillOrder,
+    ListEvents,
     Health,
     /// The OpenAPI document and the Swagger UI: several routes, one function.
     Docs,
@@ -45,10 +46,11 @@ pub enum Scope {
     OrdersRead,
     OrdersWrite,
     OrdersFulfil,
+    EventsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Self::ProductsRead,
         Self::ProductsWrite,
         Self::StockRead,
@@ -56,6 +58,7 @@ impl Scope {
         Self::OrdersRead,
         Self::OrdersWrite,
         Self::OrdersFulfil,
+        Self::EventsRead,
     ];
 
     /// Its name, as tokens carry it (behind a prefix, such as Cognito's resource server identifier).
@@ -68,6 +71,7 @@ impl Scope {
             Self::OrdersRead => "orders.read",
             Self::OrdersWrite => "orders.write",
             Self::OrdersFulfil => "orders.fulfil",
+            Self::EventsRead => "events.read",
         }
     }
 
@@ -80,6 +84,7 @@ impl Scope {
             Self::OrdersRead => "Read orders",
             Self::OrdersWrite => "Place and cancel orders",
             Self::OrdersFulfil => "Fulfil orders",
+            Self::EventsRead => "Follow the event feed",
         }
     }
 }
@@ -95,6 +100,7 @@ impl Endpoint {
             Self::ListOrders | Self::GetOrder => Scope::OrdersRead,
             Self::CreateOrder | Self::CancelOrder => Scope::OrdersWrite,
             Self::FulfillOrder => Scope::OrdersFulfil,
+            Self::ListEvents => Scope::EventsRead,
             Self::Health | Self::Docs => return None,
         })
     }
@@ -162,6 +168,7 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/orders/{id}/fulfill",
     ),
+    route(Endpoint::ListEvents, "list-events", "GET", "/events"),
     route(Endpoint::Health, "health", "GET", "/health"),
     route(Endpoint::Docs, "docs", "GET", "/openapi.json"),
     route(Endpoint::Docs, "docs", "GET", "/swagger/"),

@@ -3,6 +3,7 @@
 //! would pin the session), and whose errors are mapped by SQLSTATE and constraint name into domain errors.
 
 mod errors;
+mod events;
 pub mod iam;
 mod idempotency;
 mod orders;

@@ -1,11 +1,15 @@
 use time::OffsetDateTime;
 
+use crate::domain::event::EventType;
 use crate::domain::order::{
-    NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot, Transition, plan_order,
+    CancelReason, NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot,
+    Transition, plan_order,
 };
+use crate::domain::product::Product;
 use crate::domain::{
     Deadline, Error, Id, MAX_PAGE_LINES, OrderId, Page, PageRequest, ProductId, new_id,
 };
+use crate::events;
 use crate::ports::OrderStore;
 
 use super::{PgStore, Tx, db_error};
@@ -19,6 +23,8 @@ struct OrderLineRow {
     total_minor: i64,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    cancel_reason: Option<String>,
     product_id: ProductId,
     sku: String,
     name: String,
@@ -50,6 +56,13 @@ fn group_orders(rows: Vec<OrderLineRow>) -> Result<Vec<Order>, Error> {
                 currency: row.currency,
                 created_at: row.created_at,
                 updated_at: row.updated_at,
+                expires_at: row.expires_at,
+                cancel_reason: row
+                    .cancel_reason
+                    .as_deref()
+                    .map(CancelReason::parse)
+                    .transpose()
+                    .map_err(Error::internal)?,
             }),
         }
     }
@@ -62,7 +75,7 @@ async fn fetch_order(tx: &mut Tx<'_>, id: OrderId) -> Result<Order, Error> {
         OrderLineRow,
         r#"
         SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
-               l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
+               o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
         FROM orders o JOIN order_lines l ON l.order_id = o.id
         WHERE o.id = $1
         ORDER BY l.line_no
@@ -113,7 +126,7 @@ impl OrderStore for PgStore {
                         WHERE lines_before <= $4
                     )
                     SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
-                           l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
+                           o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
                     FROM page o JOIN order_lines l ON l.order_id = o.id
                     ORDER BY o.id DESC, l.line_no
                     "#,
@@ -139,6 +152,10 @@ impl OrderStore for PgStore {
         self.transaction(deadline, async |tx| transition(tx, id, action).await)
             .await
     }
+
+    async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {
+        self.expire_due_orders(limit, deadline).await
+    }
 }
 
 /// Places an order in `tx`: locks its products, plans it, reserves and writes everything (see
@@ -150,7 +167,7 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
     let products = sqlx::query_as!(
         ProductSnapshot,
         r#"
-        SELECT id, sku, name, price_minor, currency, on_hand, reserved
+        SELECT id, sku, name, price_minor, currency, on_hand, reserved, low_stock_threshold
         FROM products
         WHERE id = ANY($1)
         ORDER BY id
@@ -170,9 +187,9 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
 
     // Round trip 2: every line in one statement. The reservation is a conditional UPDATE, and the
     // CHECK constraint (reserved <= on_hand) stands behind it; the order, its snapshot lines and one
-    // ledger row per product are written alongside.
+    // ledger row per product are written alongside. It answers each reserved product as it now is.
     let lines = &plan.lines;
-    let written = sqlx::query!(
+    let reserved = sqlx::query!(
         r#"
         WITH line AS (
             SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
@@ -182,11 +199,11 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
             SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
             FROM line
             WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
-            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+            RETURNING p.*, line.quantity
         ), new_order AS (
-            INSERT INTO orders (id, status, customer_ref, currency, total_minor)
-            VALUES ($1, 'pending', $8, $9, $10)
-            RETURNING created_at, updated_at
+            INSERT INTO orders (id, status, customer_ref, currency, total_minor, expires_at)
+            VALUES ($1, 'pending', $8, $9, $10, now() + make_interval(secs => $11))
+            RETURNING created_at, updated_at, expires_at
         ), new_lines AS (
             INSERT INTO order_lines
                 (order_id, line_no, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
@@ -197,8 +214,11 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
                 (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
             SELECT id, $1, 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
         )
-        SELECT (SELECT count(*) FROM reservation) AS "reserved!", created_at, updated_at
-        FROM new_order
+        SELECT r.id, r.sku, r.name, r.description, r.price_minor, r.currency, r.on_hand, r.reserved,
+               r.low_stock_threshold, r.version, r.created_at, r.updated_at,
+               o.created_at AS order_created_at, o.updated_at AS order_updated_at,
+               o.expires_at AS order_expires_at
+        FROM new_order o LEFT JOIN reservation r ON true
         "#,
         id.uuid(),
         &lines.iter().map(|l| l.product_id.uuid()).collect::<Vec<_>>(),
@@ -210,26 +230,61 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
         order.customer_ref.as_ref().map(|c| c.as_str()),
         &plan.currency,
         plan.total_minor,
+        order.hold().as_secs_f64(),
     )
-    .fetch_one(tx.conn().await?)
+    .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("reserve the stock and write the order"))?;
 
     // The rows are locked and the plan checked availability, so every reservation must have applied;
     // if not, something broke that invariant and the transaction is rolled back.
-    if written.reserved != lines.len() as i64 {
+    let after: Vec<Product> = reserved
+        .iter()
+        .filter_map(|r| {
+            Some(Product {
+                id: r.id?.into(),
+                sku: r.sku.clone()?,
+                name: r.name.clone()?,
+                description: r.description.clone(),
+                price_minor: r.price_minor?,
+                currency: r.currency.clone()?,
+                on_hand: r.on_hand?,
+                reserved: r.reserved?,
+                low_stock_threshold: r.low_stock_threshold,
+                version: r.version?,
+                created_at: r.created_at?,
+                updated_at: r.updated_at?,
+            })
+        })
+        .collect();
+    if after.len() != lines.len() {
         return Err(Error::internal("a reservation did not apply under lock"));
     }
-    Ok(Order {
+    let header = &reserved[0];
+    let placed = Order {
         id,
         status: OrderStatus::Pending,
         customer_ref: order.customer_ref.as_ref().map(|c| c.as_str().to_owned()),
         lines: plan.lines,
         total_minor: plan.total_minor,
         currency: plan.currency,
-        created_at: written.created_at,
-        updated_at: written.updated_at,
-    })
+        created_at: header.order_created_at,
+        updated_at: header.order_updated_at,
+        expires_at: header.order_expires_at,
+        cancel_reason: None,
+    };
+    tx.emit(events::order(EventType::OrderPlaced, &placed));
+    for product in &after {
+        let before = products
+            .iter()
+            .find(|p| p.id == product.id)
+            .map(|p| (p.on_hand - p.reserved, p.low_stock_threshold))
+            .unwrap_or_default();
+        if let Some(low) = events::low_stock(before, product) {
+            tx.emit(low);
+        }
+    }
+    Ok(placed)
 }
 
 /// Cancels or fulfils an order in `tx` (see [`OrderStore::transition_order`]).
@@ -247,7 +302,7 @@ pub(super) async fn transition(
     .map_err(db_error("lock the order"))?
     .ok_or(Error::NotFound("order"))?;
     let current = OrderStatus::parse(&status).map_err(Error::internal)?;
-    let Transition::To(next) = current.apply(action)? else {
+    let Transition::To(_) = current.apply(action)? else {
         return fetch_order(tx, id).await;
     };
 
@@ -264,7 +319,12 @@ pub(super) async fn transition(
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("lock the order's products"))?;
+    end_order(tx, id, action).await
+}
 
+/// Ends a pending order whose row and products `tx` has locked: moves its stock as `action` says, writes the
+/// ledger and the new status, and records the event.
+async fn end_order(tx: &mut Tx<'_>, id: OrderId, action: OrderAction) -> Result<Order, Error> {
     let fulfil = matches!(action, OrderAction::Fulfill);
     sqlx::query!(
         r#"
@@ -285,15 +345,92 @@ pub(super) async fn transition(
             SELECT id, $1, $4, CASE WHEN $3 THEN -quantity ELSE 0 END, -quantity, on_hand, reserved
             FROM changed
         )
-        UPDATE orders SET status = $2, updated_at = now() WHERE id = $1
+        UPDATE orders SET status = $2, cancel_reason = $5, updated_at = now() WHERE id = $1
         "#,
         id.uuid(),
-        next.as_str(),
+        action.target().as_str(),
         fulfil,
         action.reason().as_str(),
+        action.cancel_reason().map(CancelReason::as_str),
     )
     .execute(tx.conn().await?)
     .await
     .map_err(db_error("release the stock and change the order's status"))?;
-    fetch_order(tx, id).await
+    let order = fetch_order(tx, id).await?;
+    tx.emit(events::order(action.event(), &order));
+    Ok(order)
+}
+
+/// What one expiry transaction did.
+enum Expiry {
+    /// No pending order is past its hold (but for those skipped).
+    Done,
+    Expired(OrderId),
+    /// Another transaction holds one of the order's products: left for a later run.
+    Busy(OrderId),
+}
+
+/// Expires the pending order whose hold ended first, in `tx`, skipping `skipped` and any order or product
+/// another transaction has locked (it never waits for a live request).
+async fn expire_next(tx: &mut Tx<'_>, skipped: &[uuid::Uuid]) -> Result<Expiry, Error> {
+    let due = sqlx::query!(
+        r#"
+        SELECT o.id, (SELECT count(*) FROM order_lines l WHERE l.order_id = o.id) AS "products!"
+        FROM orders o
+        WHERE o.status = 'pending' AND o.expires_at <= now() AND NOT (o.id = ANY($1))
+        ORDER BY o.expires_at
+        LIMIT 1
+        FOR UPDATE OF o SKIP LOCKED
+        "#,
+        skipped,
+    )
+    .fetch_optional(tx.conn().await?)
+    .await
+    .map_err(db_error("find an expired order"))?;
+    let Some(due) = due else {
+        return Ok(Expiry::Done);
+    };
+    let id = OrderId::from(due.id);
+    let locked = sqlx::query_scalar!(
+        r#"
+        SELECT count(*) AS "locked!" FROM (
+            SELECT id FROM products
+            WHERE id IN (SELECT product_id FROM order_lines WHERE order_id = $1)
+            ORDER BY id
+            FOR UPDATE SKIP LOCKED
+        ) p
+        "#,
+        id.uuid()
+    )
+    .fetch_one(tx.conn().await?)
+    .await
+    .map_err(db_error("lock the expired order's products"))?;
+    if locked < due.products {
+        return Ok(Expiry::Busy(id));
+    }
+    end_order(tx, id, OrderAction::Expire).await?;
+    Ok(Expiry::Expired(id))
+}
+
+impl PgStore {
+    /// See [`OrderStore::expire_orders`].
+    pub(super) async fn expire_due_orders(
+        &self,
+        limit: u32,
+        deadline: Deadline,
+    ) -> Result<Vec<OrderId>, Error> {
+        let mut expired = Vec::new();
+        let mut skipped = Vec::new();
+        while expired.len() < limit as usize {
+            let next = self
+                .transaction(deadline, async |tx| expire_next(tx, &skipped).await)
+                .await?;
+            match next {
+                Expiry::Done => break,
+                Expiry::Expired(id) => expired.push(id),
+                Expiry::Busy(id) => skipped.push(id.uuid()),
+            }
+        }
+        Ok(expired)
+    }
 }

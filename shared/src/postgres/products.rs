@@ -1,9 +1,11 @@
+use crate::domain::event::EventType;
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
     Deadline, Error, Id, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, StockLevel,
     new_id,
 };
+use crate::events;
 use crate::ports::ProductStore;
 
 use super::{PgStore, Tx, db_error};
@@ -69,18 +71,23 @@ impl ProductStore for PgStore {
             Some(IfMatch::Versions(versions)) => Some(versions),
         };
         self.transaction(deadline, async |tx| {
-            let updated = sqlx::query_as!(
-                Product,
+            // The old threshold, read under the row's lock, tells whether the change made the product low on
+            // stock.
+            let updated = sqlx::query!(
                 r#"
-                UPDATE products SET
-                    name = COALESCE($2, name),
-                    description = CASE WHEN $3 THEN $4 ELSE description END,
-                    price_minor = COALESCE($5, price_minor),
-                    low_stock_threshold = CASE WHEN $6 THEN $7 ELSE low_stock_threshold END,
-                    version = version + 1,
+                WITH old AS (
+                    SELECT id, low_stock_threshold FROM products WHERE id = $1 FOR UPDATE
+                )
+                UPDATE products p SET
+                    name = COALESCE($2, p.name),
+                    description = CASE WHEN $3 THEN $4 ELSE p.description END,
+                    price_minor = COALESCE($5, p.price_minor),
+                    low_stock_threshold = CASE WHEN $6 THEN $7 ELSE p.low_stock_threshold END,
+                    version = p.version + 1,
                     updated_at = now()
-                WHERE id = $1 AND ($8::bigint[] IS NULL OR version = ANY($8))
-                RETURNING *
+                FROM old
+                WHERE p.id = $1 AND old.id = p.id AND ($8::bigint[] IS NULL OR p.version = ANY($8))
+                RETURNING p.*, old.low_stock_threshold AS old_threshold
                 "#,
                 id.uuid(),
                 patch.name.as_ref().map(|n| n.as_str()),
@@ -97,7 +104,27 @@ impl ProductStore for PgStore {
             .fetch_optional(tx.conn().await?)
             .await
             .map_err(db_error("update the product"))?;
-            if let Some(product) = updated {
+            if let Some(row) = updated {
+                let old_threshold = row.old_threshold;
+                let product = Product {
+                    id: row.id.into(),
+                    sku: row.sku,
+                    name: row.name,
+                    description: row.description,
+                    price_minor: row.price_minor,
+                    currency: row.currency,
+                    on_hand: row.on_hand,
+                    reserved: row.reserved,
+                    low_stock_threshold: row.low_stock_threshold,
+                    version: row.version,
+                    created_at: row.created_at,
+                    updated_at: row.updated_at,
+                };
+                tx.emit(events::product(EventType::ProductUpdated, &product));
+                if let Some(low) = events::low_stock((product.available(), old_threshold), &product)
+                {
+                    tx.emit(low);
+                }
                 return Ok(product);
             }
             // Nothing updated: either there is no such product or the precondition failed.
@@ -123,14 +150,16 @@ impl ProductStore for PgStore {
             // first (and the row no longer qualifies) or waits for the delete and then finds no product.
             // Stock on hand must be adjusted to zero first, through the ledger, so the ledger of a deleted
             // product still sums to its (zero) stock.
-            let deleted = sqlx::query_scalar!(
-                "DELETE FROM products WHERE id = $1 AND reserved = 0 AND on_hand = 0 RETURNING id",
+            let deleted = sqlx::query_as!(
+                Product,
+                "DELETE FROM products WHERE id = $1 AND reserved = 0 AND on_hand = 0 RETURNING *",
                 id.uuid()
             )
             .fetch_optional(tx.conn().await?)
             .await
             .map_err(db_error("delete the product"))?;
-            if deleted.is_some() {
+            if let Some(product) = deleted {
+                tx.emit(events::product(EventType::ProductDeleted, &product));
                 return Ok(());
             }
             let exists = sqlx::query_scalar!(
@@ -226,7 +255,7 @@ impl ProductStore for PgStore {
 /// Creates a product in `tx`: the product and, when it starts with stock, the ledger row that explains it,
 /// in one statement.
 pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<Product, Error> {
-    sqlx::query_as!(
+    let product = sqlx::query_as!(
         Product,
         r#"
         WITH product AS (
@@ -255,7 +284,9 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
     )
     .fetch_one(tx.conn().await?)
     .await
-    .map_err(db_error("insert the product"))
+    .map_err(db_error("insert the product"))?;
+    tx.emit(events::product(EventType::ProductCreated, &product));
+    Ok(product)
 }
 
 /// Adjusts on-hand stock in `tx`: the conditional change (guarded by the CHECK constraints) and its ledger
@@ -320,5 +351,13 @@ pub(super) async fn adjust(
         created_at: row.created_at,
         updated_at: row.updated_at,
     };
+    tx.emit(events::adjusted(&movement, &product));
+    let before = (
+        product.available() - adjustment.delta,
+        product.low_stock_threshold,
+    );
+    if let Some(low) = events::low_stock(before, &product) {
+        tx.emit(low);
+    }
     Ok((movement, product))
 }

@@ -15,6 +15,10 @@ pub const APP_GRANTS: &[(&str, &str)] = &[
     ("stock_movements", "SELECT, INSERT"),
     // DELETE for the scheduled purge of expired keys.
     ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),
+    // DELETE for the retention of delivered events.
+    ("events", "SELECT, INSERT, DELETE"),
+    ("event_resources", "SELECT, INSERT, UPDATE"),
+    ("event_deliveries", "SELECT, UPDATE"),
     ("_sqlx_migrations", ""),
 ];
 

@@ -22,6 +22,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Transaction};
 
 use super::errors::StepFailed;
 use super::{PgStore, db_error};
+use crate::domain::event::NewEvent;
 use crate::domain::{Deadline, Error};
 
 /// How long a statement may start after its timeout was set without setting it again (and how much is kept
@@ -52,6 +53,8 @@ pub(crate) struct Tx<'c> {
     deadline: Deadline,
     /// Statements that start before this instant end by the deadline under the timeouts in force.
     bounded_until: Instant,
+    /// The events of the transaction's changes, written by its last statement before COMMIT.
+    events: Vec<NewEvent>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -63,6 +66,17 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 impl Tx<'_> {
+    /// Records an event of a change made in this transaction: it is written with the transaction's last
+    /// statement, and commits (or not) with the change.
+    pub(crate) fn emit(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// The events recorded so far, taken out to be written.
+    pub(super) fn take_events(&mut self) -> Vec<NewEvent> {
+        std::mem::take(&mut self.events)
+    }
+
     /// The connection, for the next statement: its timeouts are set again first if the ones in force could
     /// let it outlive the deadline.
     pub(crate) async fn conn(&mut self) -> Result<&mut PgConnection, Error> {
@@ -244,9 +258,14 @@ impl PgStore {
                 tx,
                 deadline,
                 bounded_until: timeouts.set_at + SLACK,
+                events: Vec::new(),
             };
             let work = work.take().expect("work runs at most once");
-            match work(&mut tx).await {
+            let done = match work(&mut tx).await {
+                Ok(value) => super::events::write(&mut tx).await.map(|()| value),
+                Err(error) => Err(error),
+            };
+            match done {
                 Ok(value) => {
                     committing.store(true, Ordering::SeqCst);
                     tx.tx

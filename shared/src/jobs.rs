@@ -1,0 +1,138 @@
+//! The scheduled jobs: functions that serve no route but run on a schedule (an EventBridge schedule in the
+//! template), or locally once or every few seconds (`--every N`, as `scripts/serve` and `docker compose up`
+//! run them). Each run works in bounded batches until nothing is left or its deadline is near.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bootstrap::{close_on_shutdown, store_from_env};
+use crate::domain::{Deadline, Error};
+use crate::postgres::PgStore;
+use crate::service::Inventory;
+
+/// One kind of scheduled work.
+pub trait Job: Send + Sync + 'static {
+    /// The binary's name, for its usage line.
+    const NAME: &'static str;
+
+    /// One run, answering a summary of what it did.
+    fn run(
+        inventory: &Inventory<PgStore>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<serde_json::Value, Error>> + Send;
+}
+
+/// Rows deleted per statement by the purges: a short transaction, whatever the backlog.
+pub const PURGE_BATCH: u32 = 1000;
+
+/// How long delivered events are kept: 7 days unless `EVENT_RETENTION_DAYS` says otherwise (1 to 365).
+pub fn event_retention() -> Result<Duration, Error> {
+    let days = std::env::var("EVENT_RETENTION_DAYS")
+        .ok()
+        .map_or(Ok(7), |days| days.trim().parse::<u64>())
+        .ok()
+        .filter(|days| (1..=365).contains(days))
+        .ok_or_else(|| {
+            Error::internal("EVENT_RETENTION_DAYS must be a whole number from 1 to 365")
+        })?;
+    Ok(Duration::from_secs(days * 24 * 60 * 60))
+}
+
+/// Deletes idempotency keys older than their 24 hours and delivered events older than their retention
+/// (hourly).
+#[derive(Debug)]
+pub struct Purge;
+
+impl Job for Purge {
+    const NAME: &'static str = "purge-expired";
+
+    async fn run(
+        inventory: &Inventory<PgStore>,
+        deadline: Deadline,
+    ) -> Result<serde_json::Value, Error> {
+        let keys = inventory.purge_expired_keys(PURGE_BATCH, deadline).await?;
+        let events = inventory
+            .purge_delivered_events(event_retention()?, PURGE_BATCH, deadline)
+            .await?;
+        Ok(serde_json::json!({ "deleted_keys": keys, "deleted_events": events }))
+    }
+}
+
+/// Orders expired per call of the store: each in a transaction of its own.
+pub const EXPIRE_BATCH: u32 = 100;
+
+/// Cancels pending orders whose hold has ended and releases their stock (every minute).
+#[derive(Debug)]
+pub struct ExpireOrders;
+
+impl Job for ExpireOrders {
+    const NAME: &'static str = "expire-orders";
+
+    async fn run(
+        inventory: &Inventory<PgStore>,
+        deadline: Deadline,
+    ) -> Result<serde_json::Value, Error> {
+        let mut total = 0;
+        loop {
+            let expired = inventory.expire_orders(EXPIRE_BATCH, deadline).await?;
+            total += expired;
+            if expired < EXPIRE_BATCH as usize || deadline.remaining() < Duration::from_secs(1) {
+                return Ok(serde_json::json!({ "expired": total }));
+            }
+        }
+    }
+}
+
+/// The `main` of a job's binary: on Lambda, serves the schedule's invocations; anywhere else runs once
+/// against `DATABASE_URL`, or every N seconds with `--every N`.
+pub async fn main<J: Job>() -> Result<(), lambda_runtime::Error> {
+    crate::logging::init();
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return serve::<J>().await;
+    }
+    let every = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
+        [] => None,
+        [flag, seconds] if flag == "--every" => Some(Duration::from_secs(
+            seconds
+                .parse()
+                .map_err(|_| "--every takes a number of seconds")?,
+        )),
+        _ => return Err(format!("usage: {} [--every SECONDS]", J::NAME).into()),
+    };
+    let (store, config) = store_from_env().await?;
+    let inventory = Inventory::new(store);
+    loop {
+        let deadline = Deadline::after(config.http.request_timeout);
+        match J::run(&inventory, deadline).await {
+            Ok(summary) => tracing::info!(job = J::NAME, %summary, "run done"),
+            Err(error) if every.is_some() => tracing::error!(job = J::NAME, %error, "run failed"),
+            Err(error) => return Err(error.into()),
+        }
+        match every {
+            Some(period) => tokio::time::sleep(period).await,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Serves the job's scheduled invocations on Lambda: each runs it once within the invocation's deadline
+/// and answers the summary.
+async fn serve<J: Job>() -> Result<(), lambda_runtime::Error> {
+    let (store, config) = store_from_env().await?;
+    close_on_shutdown(store.pool().clone()).await;
+    let inventory = Arc::new(Inventory::new(store));
+    let http = config.http;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let inventory = Arc::clone(&inventory);
+            let deadline = http.deadline(Some(event.context.deadline));
+            async move {
+                let summary = J::run(&inventory, deadline).await?;
+                tracing::info!(job = J::NAME, %summary, "run done");
+                Ok::<_, lambda_runtime::Error>(summary)
+            }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,156 @@
+//! The outbox on Postgres: each transaction's events are written by its last statement before COMMIT, and
+//! the feed reads them in position order up to the oldest transaction still running (see the events
+//! migration for why that never skips an event).
+
+use std::time::Duration;
+
+use crate::domain::event::{Event, EventType, FeedPage, Position};
+use crate::domain::{Deadline, Error};
+use crate::ports::EventStore;
+
+use super::{PgStore, Tx, db_error};
+
+/// Writes the events `tx` recorded, if any, in one statement: each gets the position that orders it after
+/// every earlier event of its resources, and the resources remember it.
+pub(super) async fn write(tx: &mut Tx<'_>) -> Result<(), Error> {
+    let events = tx.take_events();
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"
+        WITH position AS (
+            SELECT greatest(
+                pg_current_xact_id(),
+                (SELECT max(commit_xid) FROM event_resources WHERE resource_id = ANY($2))
+            ) AS xid
+        ), resources AS (
+            INSERT INTO event_resources (resource_id, commit_xid)
+            SELECT DISTINCT r.id, position.xid FROM unnest($2::uuid[]) AS r(id), position
+            ON CONFLICT (resource_id) DO UPDATE SET commit_xid = EXCLUDED.commit_xid
+        )
+        INSERT INTO events (id, commit_xid, type, resource_id, data)
+        SELECT e.id, position.xid, e.type, e.resource_id, e.data::jsonb
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY
+                AS e(id, resource_id, type, data, n),
+             position
+        ORDER BY e.n
+        "#,
+        &events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        &events.iter().map(|e| e.resource_id).collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.event_type.as_str().to_owned())
+            .collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.data.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .execute(tx.conn().await?)
+    .await
+    .map_err(db_error("write the events"))?;
+    Ok(())
+}
+
+/// An event as the feed query returns it.
+struct EventRow {
+    id: uuid::Uuid,
+    xid: i64,
+    seq: i64,
+    event_type: String,
+    resource_id: uuid::Uuid,
+    data: String,
+    created_at: time::OffsetDateTime,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = Error;
+
+    fn try_from(row: EventRow) -> Result<Self, Error> {
+        Ok(Event {
+            id: row.id,
+            event_type: EventType::parse(&row.event_type)
+                .ok_or_else(|| Error::internal("unknown event type"))?,
+            resource_id: row.resource_id,
+            data: serde_json::from_str(&row.data).map_err(Error::internal)?,
+            occurred_at: row.created_at,
+            position: Position {
+                xid: row.xid,
+                seq: row.seq,
+            },
+        })
+    }
+}
+
+/// Up to `limit` events after `after` that no running transaction can still precede.
+pub(super) async fn read_feed(
+    tx: &mut Tx<'_>,
+    after: Position,
+    limit: u32,
+) -> Result<Vec<Event>, Error> {
+    // pg_current_snapshot() is the statement's own snapshot: every transaction below its xmin has ended, and
+    // its events (if it committed) are visible to this very statement.
+    let rows = sqlx::query_as!(
+        EventRow,
+        r#"
+        SELECT id, commit_xid::text::bigint AS "xid!", seq, type AS event_type, resource_id,
+               data::text AS "data!", created_at
+        FROM events
+        WHERE (commit_xid, seq) > ($1::text::xid8, $2)
+          AND commit_xid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY commit_xid, seq
+        LIMIT $3
+        "#,
+        after.xid.to_string(),
+        after.seq,
+        i64::from(limit),
+    )
+    .fetch_all(tx.conn().await?)
+    .await
+    .map_err(db_error("read the events"))?;
+    rows.into_iter().map(Event::try_from).collect()
+}
+
+impl EventStore for PgStore {
+    async fn list_events(
+        &self,
+        after: Position,
+        limit: u32,
+        deadline: Deadline,
+    ) -> Result<FeedPage, Error> {
+        let items = self
+            .read(deadline, async |tx| read_feed(tx, after, limit).await)
+            .await?;
+        Ok(FeedPage::new(items, after))
+    }
+
+    async fn purge_delivered_events(
+        &self,
+        retention: Duration,
+        batch: u32,
+        deadline: Deadline,
+    ) -> Result<u64, Error> {
+        self.transaction(deadline, async |tx| {
+            // Oldest first through the index, and only what the publisher has passed.
+            let deleted = sqlx::query!(
+                r#"
+                DELETE FROM events WHERE id IN (
+                    SELECT e.id FROM events e, event_deliveries d
+                    WHERE e.created_at < now() - make_interval(secs => $1)
+                      AND (e.commit_xid, e.seq) <= (d.after_xid, d.after_seq)
+                    ORDER BY e.created_at
+                    LIMIT $2
+                )
+                "#,
+                retention.as_secs_f64(),
+                i64::from(batch),
+            )
+            .execute(tx.conn().await?)
+            .await
+            .map_err(db_error("purge delivered events"))?;
+            Ok(deleted.rows_affected())
+        })
+        .await
+    }
+}
