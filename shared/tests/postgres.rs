@@ -495,6 +495,20 @@ async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn expired_orders_release_their_stock_once(pool: PgPool) {
+    common::behaviour::expired_orders_release_their_stock_once(
+        Inventory::new(PgStore::new(common::served(&pool))),
+        async |_| {
+            sqlx::query("UPDATE orders SET expires_at = expires_at - interval '2 hours'")
+                .execute(&pool)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn expired_keys_are_purged_in_batches_and_can_be_used_again(pool: PgPool) {
     common::behaviour::expired_keys_are_purged_in_batches_and_can_be_used_again(
         Inventory::new(PgStore::new(common::served(&pool))),

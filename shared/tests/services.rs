@@ -58,3 +58,12 @@ async fn expired_keys_are_purged_in_batches_and_can_be_used_again() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn expired_orders_release_their_stock_once() {
+    common::behaviour::expired_orders_release_their_stock_once(
+        Inventory::new(MemoryStore::new()),
+        async |inventory| inventory.store().age_orders(Duration::from_secs(2 * 3600)),
+    )
+    .await;
+}

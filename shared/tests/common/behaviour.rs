@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
+use inventory::domain::event::{Event, EventType, Position};
 use inventory::domain::idempotency::{Claim, Fingerprint, IdempotencyKey, Once};
-use inventory::domain::order::{OrderAction, OrderStatus};
+use inventory::domain::order::{CancelReason, OrderAction, OrderStatus};
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use inventory::domain::{
@@ -710,6 +711,252 @@ pub async fn expired_keys_are_purged_in_batches_and_can_be_used_again<S: Store>(
     assert!(reused.replayed(), "the key taken over is kept");
 }
 
+/// The events of the feed from the start, read `page` at a time, once the reader has caught up with the
+/// event `last` is true of. (An event shows once every transaction that began before it ended: on a server
+/// that other tests share, a few of theirs may hold the feed back a moment.)
+pub async fn feed_until<S: Store>(
+    inventory: &Inventory<S>,
+    page: u32,
+    last: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
+    let mut after = Position::default();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = inventory
+            .list_events(after, page, deadline())
+            .await
+            .unwrap();
+        assert!(got.items.len() <= page as usize);
+        if got.items.is_empty() {
+            assert_eq!(
+                got.next, after,
+                "an empty page keeps the reader where it was"
+            );
+            if events.iter().any(&last) {
+                return events;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the feed never caught up: {events:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        assert!(got.items.iter().all(|e| e.position > after));
+        after = got.next;
+        assert_eq!(Some(after), got.items.last().map(|e| e.position));
+        events.extend(got.items);
+    }
+}
+
+/// What an event says: its type, its resource, and a field of its data.
+fn said(event: &Event, field: &str) -> (EventType, uuid::Uuid, serde_json::Value) {
+    let value = event
+        .data
+        .pointer(field)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    (event.event_type, event.resource_id, value)
+}
+
+/// Each change writes its events, and only a change that happened does: read in feed order, they tell the
+/// story of the changes as they were made.
+pub async fn every_change_is_one_event_in_the_feed<S: Store>(inventory: Inventory<S>) {
+    use EventType::*;
+    let mut new = new_product("EVENTFUL", 100, 10);
+    new.low_stock_threshold = Some(inventory::domain::StockLevel::parse(5).unwrap());
+    let product = inventory.create_product(new, deadline()).await.unwrap();
+    let p = product.id.uuid();
+    let patch = ProductPatch {
+        name: Some(ProductName::parse("Renamed".into()).unwrap()),
+        ..Default::default()
+    };
+    inventory
+        .update_product(product.id, patch, None, deadline())
+        .await
+        .unwrap();
+    // 10 available, 5 reserved: down to the threshold.
+    let first = inventory
+        .create_order(new_order(&[(product.id, 5)]), deadline())
+        .await
+        .unwrap();
+    let adjustment = StockAdjustment {
+        delta: 1,
+        reason: MovementReason::Received,
+        note: None,
+    };
+    inventory
+        .adjust_stock(product.id, adjustment, deadline())
+        .await
+        .unwrap();
+    // 6 available: an order of 1 takes it to the threshold again.
+    let second = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
+    // Refused: no change, no event.
+    let short = inventory
+        .create_order(new_order(&[(product.id, 6)]), deadline())
+        .await;
+    assert!(matches!(short, Err(Error::InsufficientStock(_))));
+    for (order, action) in [
+        (first.id, OrderAction::Cancel),
+        (second.id, OrderAction::Fulfill),
+    ] {
+        inventory
+            .transition_order(order, action, deadline())
+            .await
+            .unwrap();
+        // A repeat changes nothing, and says nothing.
+        inventory
+            .transition_order(order, action, deadline())
+            .await
+            .unwrap();
+    }
+    let empty = StockAdjustment {
+        delta: -10,
+        reason: MovementReason::Correction,
+        note: None,
+    };
+    inventory
+        .adjust_stock(product.id, empty, deadline())
+        .await
+        .unwrap();
+    inventory
+        .delete_product(product.id, deadline())
+        .await
+        .unwrap();
+
+    let events = feed_until(&inventory, 2, |e| e.event_type == ProductDeleted).await;
+    let (o1, o2) = (first.id.uuid(), second.id.uuid());
+    let story: Vec<(EventType, uuid::Uuid, serde_json::Value)> = events
+        .iter()
+        .map(|e| match e.event_type {
+            OrderPlaced | OrderCancelled | OrderFulfilled | OrderExpired => said(e, "/status"),
+            StockAdjusted => said(e, "/product/on_hand"),
+            _ => said(e, "/available"),
+        })
+        .collect();
+    let json = |v: serde_json::Value| v;
+    assert_eq!(
+        story,
+        vec![
+            (ProductCreated, p, json(10.into())),
+            (ProductUpdated, p, json(10.into())),
+            (OrderPlaced, o1, json("pending".into())),
+            (StockLow, p, json(5.into())),
+            (StockAdjusted, p, json(11.into())),
+            (OrderPlaced, o2, json("pending".into())),
+            (StockLow, p, json(5.into())),
+            (OrderCancelled, o1, json("cancelled".into())),
+            (OrderFulfilled, o2, json("fulfilled".into())),
+            (StockAdjusted, p, json(0.into())),
+            (StockLow, p, json(0.into())),
+            (ProductDeleted, p, json(0.into())),
+        ]
+    );
+    assert_eq!(events[1].data["name"], "Renamed");
+    assert_eq!(events[7].data["cancel_reason"], "requested");
+    assert_eq!(events[4].data["movement"]["reason"], "received");
+    let versions: Vec<i64> = events
+        .iter()
+        .filter(|e| e.resource_id == p)
+        .map(|e| {
+            e.data["version"]
+                .as_i64()
+                .or(e.data["product"]["version"].as_i64())
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] <= w[1]),
+        "the product's events follow its versions: {versions:?}"
+    );
+    let ids: std::collections::HashSet<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), events.len(), "event ids are unique");
+    let after_last = inventory
+        .list_events(events.last().unwrap().position, 10, deadline())
+        .await
+        .unwrap();
+    assert!(after_last.items.is_empty());
+}
+
+/// Pending orders hold their stock until their hold ends; `age` makes every pending order's hold end two
+/// hours sooner. The expiry cancels those past their hold (reason `expired`), releases their stock through
+/// the ledger once, and raises `order.expired`; an expired order cannot be fulfilled.
+pub async fn expired_orders_release_their_stock_once<S: Store>(
+    inventory: Inventory<S>,
+    age: impl AsyncFnOnce(&Inventory<S>),
+) {
+    let product = inventory
+        .create_product(new_product("HELD", 100, 10), deadline())
+        .await
+        .unwrap();
+    let short = inventory
+        .create_order(new_order(&[(product.id, 3)]), deadline())
+        .await
+        .unwrap();
+    assert!(short.expires_at > short.created_at);
+    let mut long = new_order(&[(product.id, 2)]);
+    long.hold = Some(std::time::Duration::from_secs(24 * 3600));
+    let long = inventory.create_order(long, deadline()).await.unwrap();
+    assert_eq!(
+        (long.expires_at - long.created_at).whole_hours(),
+        24,
+        "the hold asked for"
+    );
+    assert_eq!(inventory.expire_orders(100, deadline()).await.unwrap(), 0);
+    age(&inventory).await;
+    assert_eq!(inventory.expire_orders(100, deadline()).await.unwrap(), 1);
+    assert_eq!(inventory.expire_orders(100, deadline()).await.unwrap(), 0);
+
+    let expired = inventory.get_order(short.id, deadline()).await.unwrap();
+    assert_eq!(
+        (expired.status, expired.cancel_reason),
+        (OrderStatus::Cancelled, Some(CancelReason::Expired))
+    );
+    let still = inventory.get_order(long.id, deadline()).await.unwrap();
+    assert_eq!(still.status, OrderStatus::Pending);
+    let after = inventory.get_product(product.id, deadline()).await.unwrap();
+    assert_eq!((after.on_hand, after.reserved), (10, 2));
+    let released: Vec<StockMovement> = ledger(&inventory, product.id)
+        .await
+        .into_iter()
+        .filter(|m| m.reason == MovementReason::OrderExpired)
+        .collect();
+    assert_eq!(released.len(), 1);
+    assert_eq!(
+        (released[0].order_id, released[0].reserved_delta),
+        (Some(short.id), -3)
+    );
+    assert_ledger_balances(&inventory, product.id).await;
+    assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
+
+    let fulfil = inventory
+        .transition_order(short.id, OrderAction::Fulfill, deadline())
+        .await;
+    assert!(matches!(fulfil, Err(Error::Conflict(_))), "{fulfil:?}");
+    let cancel = inventory
+        .transition_order(short.id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        cancel.cancel_reason,
+        Some(CancelReason::Expired),
+        "cancelling an expired order changes nothing"
+    );
+    let expiries: Vec<Event> =
+        feed_until(&inventory, 100, |e| e.event_type == EventType::OrderExpired)
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == EventType::OrderExpired)
+            .collect();
+    assert_eq!(expiries.len(), 1);
+    assert_eq!(expiries[0].resource_id, short.id.uuid());
+    assert_eq!(expiries[0].data["cancel_reason"], "expired");
+}
+
 /// A claim of `key` for the request whose fingerprint is all `n`.
 pub fn claim(key: &str, n: u8) -> Claim {
     Claim {
@@ -988,6 +1235,7 @@ macro_rules! every_behaviour {
             pages_walk_every_item_once,
             filters_find_skus_and_low_stock,
             the_ledger_of_an_unknown_product_is_not_found,
+            every_change_is_one_event_in_the_feed,
         );
     };
 }
