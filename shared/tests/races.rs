@@ -5,70 +5,20 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use inventory::domain::order::{Order, OrderAction};
-use inventory::domain::{Deadline, Error, ProductId};
+use inventory::domain::{Error, ProductId};
 use inventory::postgres::PgStore;
 use inventory::service::Inventory;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::sync::{Barrier, Mutex};
+use tokio::sync::Barrier;
 
 use common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
+use common::race::{ONE_RACE, XorShift, long_deadline, pool_for};
 use common::{new_order, new_product};
 
 const BUYERS: usize = 64;
-
-/// One race at a time.
-static ONE_RACE: Mutex<()> = Mutex::const_new(());
-
-/// A pool with a connection for every client, all opened before the race starts. (The pool options
-/// `#[sqlx::test]` offers are capped well below that; only its database is used.)
-async fn pool_for(clients: usize, _: PgPoolOptions, options: PgConnectOptions) -> PgPool {
-    let pool = PgPoolOptions::new()
-        .max_connections(clients as u32)
-        .min_connections(clients as u32)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(common::served_options(options))
-        .await
-        .unwrap();
-    let held: Vec<_> = futures_join(clients, |_| pool.acquire()).await;
-    drop(held);
-    pool
-}
-
-async fn futures_join<T, F: Future<Output = Result<T, sqlx::Error>>>(
-    n: usize,
-    f: impl Fn(usize) -> F,
-) -> Vec<T> {
-    let mut out = Vec::new();
-    let futures: Vec<F> = (0..n).map(f).collect();
-    for fut in futures {
-        out.push(fut.await.unwrap());
-    }
-    out
-}
-
-fn long_deadline() -> Deadline {
-    Deadline::after(Duration::from_secs(60))
-}
-
-/// A small deterministic generator, so a failing race can be replayed from its seed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 #[sqlx::test(migrations = "../migrations")]
 async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(

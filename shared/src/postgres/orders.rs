@@ -413,7 +413,9 @@ async fn expire_next(tx: &mut Tx<'_>, skipped: &[uuid::Uuid]) -> Result<Expiry, 
 }
 
 impl PgStore {
-    /// See [`OrderStore::expire_orders`].
+    /// See [`OrderStore::expire_orders`]. Orders skipped because another transaction held them or their
+    /// products are tried again once the rest are done (a live request holds its rows for milliseconds),
+    /// at most [`EXPIRY_ROUNDS`] times.
     pub(super) async fn expire_due_orders(
         &self,
         limit: u32,
@@ -421,16 +423,25 @@ impl PgStore {
     ) -> Result<Vec<OrderId>, Error> {
         let mut expired = Vec::new();
         let mut skipped = Vec::new();
+        let mut rounds = 1;
         while expired.len() < limit as usize {
             let next = self
                 .transaction(deadline, async |tx| expire_next(tx, &skipped).await)
                 .await?;
             match next {
-                Expiry::Done => break,
                 Expiry::Expired(id) => expired.push(id),
                 Expiry::Busy(id) => skipped.push(id.uuid()),
+                Expiry::Done if skipped.is_empty() || rounds == EXPIRY_ROUNDS => break,
+                Expiry::Done => {
+                    rounds += 1;
+                    skipped.clear();
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
         Ok(expired)
     }
 }
+
+/// How many times one expiry call goes over the orders it had to skip.
+const EXPIRY_ROUNDS: u32 = 3;

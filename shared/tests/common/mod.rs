@@ -4,6 +4,7 @@
 pub mod behaviour;
 pub mod cluster;
 pub mod proxy;
+pub mod race;
 
 use inventory::domain::order::{NewOrder, RequestedLine};
 use inventory::domain::product::NewProduct;
