@@ -386,7 +386,7 @@ fn api_functions_reach_the_proxy_with_iam_auth_and_nothing_else() {
         // A job's own settings (see shared/src/jobs.rs) aside,
         let own: &[&str] = match binary.as_str() {
             "purge-expired" => &["EVENT_RETENTION_DAYS"],
-            "publish-events" => &["EVENT_BUS_NAME"],
+            "publish-events" => &["EVENT_BUS_NAME", "REQUEST_TIMEOUT_MS"],
             _ => &[],
         };
         let names: BTreeSet<&str> = variables
@@ -417,15 +417,20 @@ fn api_functions_reach_the_proxy_with_iam_auth_and_nothing_else() {
             "{binary}"
         );
         assert_eq!(variables["AUTH_MODE"], "gateway", "{binary}");
+        // The publisher alone may also reach EventBridge, with a role and a security group of its own.
+        let (role, group) = match binary.as_str() {
+            "publish-events" => ("PublisherRole", "PublisherSecurityGroup"),
+            _ => ("ApiFunctionRole", "ApiFunctionSecurityGroup"),
+        };
         assert_eq!(
             yaml(&properties["Role"]),
-            "!GetAtt ApiFunctionRole.Arn",
+            format!("!GetAtt {role}.Arn"),
             "{binary}"
         );
         assert_eq!(
             yaml(&properties["VpcConfig"]["SecurityGroupIds"]),
-            "- !Ref ApiFunctionSecurityGroup",
-            "{binary} is not in the VPC, or not only in the API functions' security group"
+            format!("- !Ref {group}"),
+            "{binary} is not in the VPC, or not only in its security group"
         );
     }
     // The docs function needs no database and no VPC.

@@ -3,12 +3,13 @@
 //! run them). Each run works in bounded batches until nothing is left or its deadline is near.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::bootstrap::{close_on_shutdown, store_from_env};
 use crate::domain::{Deadline, Error};
-use crate::postgres::PgStore;
+use crate::eventbridge::EventBus;
+use crate::postgres::{Delivered, PgStore};
 use crate::service::Inventory;
 
 /// One kind of scheduled work.
@@ -81,6 +82,62 @@ impl Job for ExpireOrders {
                 return Ok(serde_json::json!({ "expired": total }));
             }
         }
+    }
+}
+
+/// Events read and sent per step of the publisher: ten `PutEvents` calls at most.
+pub const PUBLISH_BATCH: u32 = 100;
+
+/// How long the publisher waits before looking again when nothing is waiting.
+pub const PUBLISH_POLL: Duration = Duration::from_millis(500);
+
+/// The bus the publisher sends to, made once per process from the environment.
+fn event_bus() -> Result<&'static EventBus, Error> {
+    static BUS: OnceLock<EventBus> = OnceLock::new();
+    if let Some(bus) = BUS.get() {
+        return Ok(bus);
+    }
+    let bus = EventBus::from_environment()?;
+    Ok(BUS.get_or_init(|| bus))
+}
+
+/// Delivers the event feed to the EventBridge bus (`EVENT_BUS_NAME`), in feed order, at least once: each run
+/// sends what is waiting, then keeps looking every [`PUBLISH_POLL`] until its deadline is near, so an event
+/// reaches the bus within a second or so of its commit (the template runs it every minute, for most of the
+/// minute). A run that dies half-way leaves the delivered position where it was: the next one sends the same
+/// events again, and consumers drop repeats by event id.
+#[derive(Debug)]
+pub struct PublishEvents;
+
+impl Job for PublishEvents {
+    const NAME: &'static str = "publish-events";
+
+    async fn run(
+        inventory: &Inventory<PgStore>,
+        deadline: Deadline,
+    ) -> Result<serde_json::Value, Error> {
+        let bus = event_bus()?;
+        let mut published = 0;
+        while deadline.remaining() > PUBLISH_POLL + Duration::from_secs(1) {
+            let step = inventory
+                .store()
+                .deliver_events(PUBLISH_BATCH, deadline, async |events| {
+                    bus.put(events).await
+                })
+                .await?;
+            match step {
+                Delivered::Sent(0) => tokio::time::sleep(PUBLISH_POLL).await,
+                Delivered::Sent(sent) => {
+                    published += sent;
+                    tracing::info!(sent, published, "published events");
+                }
+                Delivered::Overtaken => {
+                    tracing::warn!("another publisher is running: this one stops");
+                    break;
+                }
+            }
+        }
+        Ok(serde_json::json!({ "published": published }))
     }
 }
 

@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod deploy;
 pub mod domain;
+pub mod eventbridge;
 pub mod events;
 pub mod http;
 pub mod jobs;

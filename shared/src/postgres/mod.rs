@@ -20,6 +20,7 @@ use sqlx::{Connection, PgPool};
 use crate::domain::{Deadline, Error};
 use crate::ports::HealthProbe;
 pub use errors::db_error;
+pub use events::Delivered;
 use iam::IamAuth;
 pub use tx::LOCK_WAIT;
 use tx::Tx;
