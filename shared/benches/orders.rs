@@ -5,7 +5,8 @@
 //!   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p inventory --bench orders
 //!
 //! BENCH_CLIENTS (default 8) and BENCH_SECONDS (default 10) set the load. Runs the service twice, without
-//! and with an Idempotency-Key on every order. Prints throughput, latency percentiles and the ratios to
+//! and with an Idempotency-Key on every order, while a reader follows the event feed; then pgbench, without
+//! and with the order's event. Prints throughput, latency percentiles, the feed's lag and the ratios to
 //! pgbench; asserts nothing.
 
 use std::process::Command;
@@ -62,8 +63,24 @@ reservation AS (
   INSERT INTO stock_movements (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
   SELECT id, (SELECT id FROM new_id), 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
 )
-SELECT (SELECT count(*) FROM reservation), created_at, updated_at FROM new_order;
+SELECT (SELECT count(*) FROM reservation), created_at, updated_at, (SELECT id FROM new_id) AS order_id
+FROM new_order \gset
 COMMIT;
+"#;
+
+/// What the service's orders also write since they raise events: the `order.placed` event, as
+/// `postgres::events::write` writes it (its data the size of a 3-line order's JSON), as the last statement.
+const PGBENCH_EVENT: &str = r#"
+WITH position AS (
+  SELECT greatest(pg_current_xact_id(),
+                  (SELECT max(commit_xid) FROM event_resources WHERE resource_id = ANY(ARRAY[:order_id::uuid]))) AS xid
+), resources AS (
+  INSERT INTO event_resources (resource_id, commit_xid) SELECT :order_id::uuid, position.xid FROM position
+  ON CONFLICT (resource_id) DO UPDATE SET commit_xid = EXCLUDED.commit_xid
+)
+INSERT INTO events (id, commit_xid, type, resource_id, data)
+SELECT uuid_v7(), position.xid, 'order.placed', :order_id::uuid, jsonb_build_object('pad', repeat('x', 900))
+FROM position;
 "#;
 
 #[tokio::main]
@@ -112,12 +129,21 @@ async fn main() {
         },
     );
     let inventory = Arc::new(Inventory::new(PgStore::new(pool)));
+    // The feed's reader has a connection of its own.
+    let feed = Arc::new(Inventory::new(PgStore::new(connect_lazy(
+        options.clone(),
+        &PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(10),
+        },
+    ))));
 
     // The service and adapter under load, without and with an Idempotency-Key on every order.
     let mut throughput = Vec::new();
     for keyed in [false, true] {
         let stop = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
+        let reader = tokio::spawn(follow_feed(Arc::clone(&feed), stop));
         let tasks: Vec<_> = (0..clients)
             .map(|client| {
                 let inventory = Arc::clone(&inventory);
@@ -169,6 +195,8 @@ async fn main() {
         for task in tasks {
             latencies.extend(task.await.unwrap());
         }
+        let mut lags = reader.await.unwrap();
+        lags.sort();
         let elapsed = started.elapsed().as_secs_f64();
         latencies.sort();
         let percentile =
@@ -187,11 +215,52 @@ async fn main() {
             percentile(0.50).as_secs_f64() * 1000.0,
             percentile(0.99).as_secs_f64() * 1000.0,
         );
+        let lag = |p: f64| lags[((lags.len() as f64 * p) as usize).min(lags.len() - 1)];
+        println!(
+            "  a reader following GET /events's feed meanwhile saw {} events, each {:.1} ms after its transaction \
+             began at the median, {:.1} ms at p99, {:.1} ms at most",
+            lags.len(),
+            lag(0.5).as_secs_f64() * 1000.0,
+            lag(0.99).as_secs_f64() * 1000.0,
+            lag(1.0).as_secs_f64() * 1000.0,
+        );
     }
 
-    // The reference: the same transaction from pgbench.
-    let script = std::env::temp_dir().join(format!("inventory-bench-{}.sql", std::process::id()));
-    std::fs::write(&script, PGBENCH_SCRIPT).unwrap();
+    // The reference: the same transaction from pgbench, without and with its event.
+    let without = pgbench(&options, clients, seconds, PGBENCH_SCRIPT);
+    let with_event = PGBENCH_SCRIPT.replace("COMMIT;", &format!("{PGBENCH_EVENT}COMMIT;"));
+    let with = pgbench(&options, clients, seconds, &with_event);
+    println!(
+        "pgbench reference: {clients} clients, the order's transaction: {:.0} orders/s, {}; with its event: {:.0} \
+         orders/s, {} (the event costs {:.0}% of the throughput)",
+        without.0,
+        without.1,
+        with.0,
+        with.1,
+        100.0 * (1.0 - with.0 / without.0)
+    );
+    println!(
+        "ratio service/pgbench with its event: {:.2} without a key, {:.2} with one; against the order's \
+         transaction without the event: {:.2} and {:.2}",
+        throughput[0] / with.0,
+        throughput[1] / with.0,
+        throughput[0] / without.0,
+        throughput[1] / without.0,
+    );
+
+    setup.close().await;
+    Postgres::force_drop_database(&url).await.unwrap();
+}
+
+/// Runs `script` with pgbench on the bench database: its orders per second and its latency line.
+fn pgbench(
+    options: &PgConnectOptions,
+    clients: usize,
+    seconds: u64,
+    script: &str,
+) -> (f64, String) {
+    let path = std::env::temp_dir().join(format!("inventory-bench-{}.sql", std::process::id()));
+    std::fs::write(&path, script).unwrap();
     let output = Command::new("pgbench")
         .args([
             "-n",
@@ -201,22 +270,21 @@ async fn main() {
             &clients.to_string(),
             "-j",
             "2",
-            "-T",
-            &seconds.to_string(),
         ])
+        .args(["-T", &seconds.to_string()])
         .args([
             "-h",
             options.get_host(),
             "-p",
             &options.get_port().to_string(),
-            "-U",
-            options.get_username(),
         ])
+        .args(["-U", options.get_username()])
         .arg("-f")
-        .arg(&script)
+        .arg(&path)
         .arg(options.get_database().unwrap())
         .output()
         .expect("pgbench (from the PostgreSQL client packages) must be on PATH");
+    let _ = std::fs::remove_file(path);
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -232,17 +300,27 @@ async fn main() {
     let latency = report
         .lines()
         .find(|l| l.starts_with("latency average"))
-        .unwrap_or("latency average = ?");
-    println!(
-        "pgbench reference: {clients} clients, same transaction: {tps:.0} orders/s, {latency}"
-    );
-    println!(
-        "ratio service/pgbench: {:.2} without a key, {:.2} with one",
-        throughput[0] / tps,
-        throughput[1] / tps
-    );
+        .unwrap_or("latency average = ?")
+        .to_owned();
+    (tps, latency)
+}
 
-    setup.close().await;
-    let _ = std::fs::remove_file(script);
-    Postgres::force_drop_database(&url).await.unwrap();
+/// Follows the event feed until `stop`, and answers how long after its transaction began each event became
+/// visible to the reader (an upper bound of how far the feed lags behind commits).
+async fn follow_feed(inventory: Arc<Inventory<PgStore>>, stop: Instant) -> Vec<Duration> {
+    let mut after = inventory::domain::event::Position::default();
+    let mut lags = Vec::new();
+    while Instant::now() < stop {
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let page = inventory.list_events(after, 500, deadline).await.unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        after = page.next;
+        for event in &page.items {
+            lags.push(Duration::try_from(now - event.occurred_at).unwrap_or_default());
+        }
+        if page.items.is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    lags
 }

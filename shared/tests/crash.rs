@@ -793,6 +793,27 @@ async fn check_database(
         assert_eq!(status, "pending", "order {id}");
     }
 
+    // Each order raised its event once, and nothing else raised one: the outbox commits with the change.
+    let events: Vec<(Uuid, String)> = sqlx::query_as("SELECT resource_id, type FROM events")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let mut raised: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for (resource, kind) in &events {
+        if products.contains(resource) {
+            assert_eq!(kind, "product.created", "{resource}");
+            continue;
+        }
+        assert_eq!(kind, "order.placed", "{resource}");
+        *raised.entry(*resource).or_default() += 1;
+    }
+    assert_eq!(
+        raised.keys().copied().collect::<BTreeSet<Uuid>>(),
+        stored_ids,
+        "an order.placed event for each order, and for no other"
+    );
+    assert!(raised.values().all(|n| *n == 1), "an order.placed twice");
+
     // The lines are the ones requested.
     let lines: Vec<(Uuid, Uuid, i64)> =
         sqlx::query_as("SELECT order_id, product_id, quantity FROM order_lines")
@@ -902,4 +923,121 @@ impl Rng {
         }
         lines
     }
+}
+
+/// The expiry job with the database killed under it, half-way through its work: it fails while the server is
+/// down, and its next runs finish the work once the server is back. Every order is expired once, its stock
+/// released once through the ledger, and one `order.expired` raised for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_with_the_database_killed_half_way_releases_each_order_once() {
+    use inventory::domain::Deadline;
+    use inventory::service::Inventory;
+
+    let mut cluster = Cluster::start("expiry-crash", "");
+    let admin = cluster.options("postgres", None);
+    let password = "expiry-crash-app-password";
+    schema::migrate(admin.clone(), Some(("inventory_app", password)))
+        .await
+        .unwrap();
+    let as_app = cluster.options("inventory_app", Some(password));
+    let products = create_products(&as_app).await;
+    let inventory = Inventory::new(PgStore::new(connect_lazy(as_app, &instance_pool())));
+    let orders = 400;
+    for i in 0..orders {
+        let lines = vec![inventory::domain::order::RequestedLine {
+            product_id: products[i % products.len()].into(),
+            quantity: inventory::domain::Quantity::parse(1 + (i % 3) as i64).unwrap(),
+        }];
+        let order = inventory::domain::order::NewOrder::new(lines, None).unwrap();
+        inventory
+            .create_order(order, Deadline::after(REQUEST_TIMEOUT))
+            .await
+            .unwrap();
+    }
+    let mut conn = PgConnection::connect_with(&admin).await.unwrap();
+    sqlx::query("UPDATE orders SET expires_at = now() - interval '1 second'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let runs = {
+        let inventory = inventory.clone();
+        tokio::spawn(async move {
+            let (mut expired, mut failed) = (0, 0);
+            let give_up = Instant::now() + GIVE_UP;
+            loop {
+                assert!(Instant::now() < give_up, "the expiry never finished");
+                match inventory
+                    .expire_orders(50, inventory::domain::Deadline::after(REQUEST_TIMEOUT))
+                    .await
+                {
+                    Ok(0) => return (expired, failed),
+                    Ok(n) => expired += n,
+                    Err(error) => {
+                        assert!(
+                            matches!(
+                                error,
+                                inventory::domain::Error::Unavailable(_)
+                                    | inventory::domain::Error::OutcomeUnknown(_)
+                            ),
+                            "{error:?}"
+                        );
+                        failed += 1;
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.crash();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.start_again();
+    let (expired, failed) = runs.await.unwrap();
+    println!(
+        "{orders} expired holds, the database killed after 0.3 s of expiry for 2 s: {expired} expiries reported, \
+         {failed} runs failed while it was down"
+    );
+    assert!(failed > 0, "the crash came after the work was done");
+
+    let mut conn = PgConnection::connect_with(&admin).await.unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status <> 'cancelled'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT order_id, product_id FROM stock_movements WHERE reason = 'order_expired'
+           GROUP BY 1, 2 HAVING count(*) <> 1) t",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(twice, 0, "an order line released twice");
+    let released: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT order_id) FROM stock_movements WHERE reason = 'order_expired'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(released, orders as i64);
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT resource_id FROM events WHERE type = 'order.expired'
+           GROUP BY 1 HAVING count(*) = 1) t",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(events, orders as i64, "one order.expired per order");
+    let unbalanced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM products p WHERE p.reserved <> 0
+            OR p.on_hand <> (SELECT sum(on_hand_delta) FROM stock_movements m WHERE m.product_id = p.id)
+            OR (SELECT sum(reserved_delta) FROM stock_movements m WHERE m.product_id = p.id) <> 0",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unbalanced, 0, "stock, ledger and holds reconcile");
 }

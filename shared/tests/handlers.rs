@@ -958,3 +958,76 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
         assert!(*size < LAMBDA_LIMIT / 2, "{what}: {size} bytes");
     }
 }
+
+#[tokio::test]
+async fn an_order_holds_its_stock_for_the_hold_asked_for_within_bounds() {
+    let app = App::new(
+        MemoryStore::new(),
+        HttpConfig {
+            order_hold: Duration::from_secs(600),
+            ..HttpConfig::default()
+        },
+    );
+    let product = create_product(&app, "HOLD", 5).await;
+    let place = |body: Value| {
+        let event = v2(Endpoint::CreateOrder, "/orders").json(&body);
+        call(&app, Endpoint::CreateOrder, event)
+    };
+    let line = json!([{ "product_id": product.id, "quantity": 1 }]);
+    for hold in [json!(59), json!(86_401), json!(-5), json!("soon")] {
+        let response = place(json!({ "lines": line, "hold_seconds": hold })).await;
+        let status = response.status().as_u16();
+        let body = body(&response);
+        assert!(matches!(status, 400 | 422), "{hold}: {body}");
+        if status == 422 {
+            assert_eq!(body["errors"][0]["pointer"], "/hold_seconds", "{body}");
+        }
+    }
+    let held = |response: &Response<Body>| {
+        let order: OrderView = serde_json::from_value(body(response)).unwrap();
+        assert_eq!(order.cancel_reason, None);
+        (order.expires_at - order.created_at).whole_seconds()
+    };
+    let asked = place(json!({ "lines": line, "hold_seconds": 120 })).await;
+    assert_eq!(asked.status(), 201);
+    assert_eq!(held(&asked), 120);
+    let default = place(json!({ "lines": line })).await;
+    assert_eq!(held(&default), 600, "the configured hold");
+}
+
+#[tokio::test]
+async fn the_event_feed_follows_its_cursor_and_refuses_others() {
+    let app = app();
+    let product = create_product(&app, "FEED", 5).await;
+    let feed = |query: &[(&str, &str)]| {
+        let event = v2(Endpoint::ListEvents, "/events").query(query);
+        call(&app, Endpoint::ListEvents, event)
+    };
+    let first = feed(&[]).await;
+    assert_eq!(first.status(), 200);
+    let page = body(&first);
+    assert_eq!(page["items"][0]["type"], "product.created");
+    assert_eq!(page["items"][0]["resource_id"], json!(product.id));
+    assert_eq!(page["items"][0]["data"]["sku"], "FEED");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(page["items"][0]["cursor"], json!(cursor));
+    let empty = body(&feed(&[("after", &cursor)]).await);
+    assert_eq!(empty["items"], json!([]));
+    assert_eq!(
+        empty["next_cursor"],
+        json!(cursor),
+        "never null: poll again from it"
+    );
+    let list_cursor =
+        inventory::domain::Cursor(inventory::domain::ProductId::from(product.id)).encode();
+    for query in [
+        [("after", "nonsense")],
+        [("after", list_cursor.as_str())],
+        [("limit", "0")],
+        [("limit", "501")],
+    ] {
+        problem(&feed(&query).await, 400, "bad_request");
+    }
+    let bounded = body(&feed(&[("limit", "500")]).await);
+    assert_eq!(bounded["items"].as_array().unwrap().len(), 1);
+}

@@ -588,3 +588,50 @@ async fn transient_database_conditions_are_unavailable(pool: PgPool) {
         .unwrap_err();
     assert!(matches!(db_error("raise")(bug), Error::Internal(_)));
 }
+
+/// Retention deletes events older than it only once the publisher has delivered them, oldest first, in
+/// batches; newer ones and undelivered ones stay in the feed.
+#[sqlx::test(migrations = "../migrations")]
+async fn delivered_events_past_their_retention_are_purged_in_batches(pool: PgPool) {
+    let inventory = Inventory::new(PgStore::new(common::served(&pool)));
+    for i in 0..5 {
+        inventory
+            .create_product(new_product(&format!("OLD-{i}"), 1, 0), deadline())
+            .await
+            .unwrap();
+    }
+    let day = Duration::from_secs(24 * 3600);
+    // Three of the five are 8 days old; the publisher has delivered up to the fourth.
+    sqlx::raw_sql(
+        "UPDATE events SET created_at = now() - interval '8 days'
+           WHERE id IN (SELECT id FROM events ORDER BY commit_xid, seq LIMIT 3);
+         UPDATE event_deliveries SET (after_xid, after_seq) =
+           (SELECT commit_xid, seq FROM events ORDER BY commit_xid, seq OFFSET 3 LIMIT 1);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let purge = || inventory.purge_delivered_events(7 * day, 2, deadline());
+    assert_eq!(purge().await.unwrap(), 3, "two batches of at most 2");
+    assert_eq!(purge().await.unwrap(), 0);
+    let left: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT data->>'sku', created_at < now() - interval '7 days' FROM events ORDER BY commit_xid, seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        [("OLD-3".to_owned(), false), ("OLD-4".to_owned(), false)]
+    );
+    // Old but not delivered: kept.
+    sqlx::query("UPDATE events SET created_at = now() - interval '8 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE event_deliveries SET after_xid = '0', after_seq = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(purge().await.unwrap(), 0);
+}
