@@ -26,6 +26,21 @@ use common::{new_order, new_product};
 
 type Service = Inventory<PgStore>;
 
+/// The race's clients reach the server as the functions do (through the pooler in the pooled run); the
+/// test's own setup and checks go straight to it.
+async fn race_pools(
+    clients: usize,
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) -> (PgPool, PgPool) {
+    let direct = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    (pool_for(clients, pool_options, options).await, direct)
+}
+
 /// `count` pending orders of 1 to 3 lines over `products`, all with their hold already ended.
 async fn expired_orders(
     inventory: &Service,
@@ -139,8 +154,8 @@ async fn expiry_racing_fulfil_and_cancel_has_one_winner_per_order(
 ) {
     let _race = ONE_RACE.lock().await;
     let clients = 40;
-    let pool = pool_for(clients + 4, pool_options, options).await;
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let (served, pool) = race_pools(clients + 4, pool_options, options).await;
+    let inventory = Inventory::new(PgStore::new(served));
     let products = stocked_products(&inventory, 4).await;
     let orders = expired_orders(&inventory, &pool, &products, clients).await;
 
@@ -216,8 +231,8 @@ async fn two_expiry_runs_at_once_expire_each_order_once(
     options: PgConnectOptions,
 ) {
     let _race = ONE_RACE.lock().await;
-    let pool = pool_for(4, pool_options, options).await;
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let (served, pool) = race_pools(4, pool_options, options).await;
+    let inventory = Inventory::new(PgStore::new(served));
     let products = stocked_products(&inventory, 3).await;
     let orders = expired_orders(&inventory, &pool, &products, 150).await;
     let started = Instant::now();
@@ -254,8 +269,8 @@ async fn expiry_runs_cut_off_half_way_release_nothing_twice(
     options: PgConnectOptions,
 ) {
     let _race = ONE_RACE.lock().await;
-    let pool = pool_for(4, pool_options, options).await;
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let (served, pool) = race_pools(4, pool_options, options).await;
+    let inventory = Inventory::new(PgStore::new(served));
     let products = stocked_products(&inventory, 3).await;
     let orders = expired_orders(&inventory, &pool, &products, 60).await;
     let mut rng = XorShift(0xc0ff);
@@ -319,9 +334,9 @@ async fn a_reader_following_the_feed_sees_each_committed_change_once_in_commit_o
     let _race = ONE_RACE.lock().await;
     let writers = 64;
     let rounds = 12;
-    let pool = pool_for(writers + 2, pool_options, options).await;
+    let (served, pool) = race_pools(writers + 2, pool_options, options).await;
     fail_marked_orders_at_commit(&pool).await;
-    let inventory = Inventory::new(PgStore::new(pool.clone()));
+    let inventory = Inventory::new(PgStore::new(served));
     let mut products = Vec::new();
     for i in 0..8 {
         let mut new = new_product(&format!("FEED-{i}"), 100 + i, 60);

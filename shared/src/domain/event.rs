@@ -1,10 +1,10 @@
 //! Events: what happened, recorded in the same transaction as the change itself (a transactional outbox), for
 //! other systems to follow through `GET /events` or an EventBridge bus.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::page::{decode_tagged, encode_tagged};
 
 /// What happened.
 #[derive(
@@ -113,28 +113,24 @@ const FEED: u8 = 0x45;
 impl Position {
     /// The feed's cursor: opaque to clients (base64url of a tag and the position).
     pub fn encode(self) -> String {
-        let mut bytes = [0; 17];
-        bytes[0] = FEED;
-        bytes[1..9].copy_from_slice(&self.xid.to_be_bytes());
-        bytes[9..].copy_from_slice(&self.seq.to_be_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.xid.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.seq.to_be_bytes());
+        encode_tagged(FEED, bytes)
     }
 
     pub fn decode(value: &str) -> Result<Self, String> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(value)
-            .ok()
-            .filter(|bytes| bytes.len() == 17)
-            .ok_or_else(|| "cursor is not one this API issued".to_owned())?;
-        if bytes[0] != FEED {
-            return Err("cursor belongs to a list, not to the event feed".to_owned());
-        }
+        let bytes = decode_tagged(
+            value,
+            FEED,
+            "cursor belongs to a list, not to the event feed",
+        )?;
         let word = |range: std::ops::Range<usize>| {
             i64::from_be_bytes(bytes[range].try_into().expect("8 bytes"))
         };
         let position = Self {
-            xid: word(1..9),
-            seq: word(9..17),
+            xid: word(0..8),
+            seq: word(8..16),
         };
         if position.xid < 0 || position.seq < 0 {
             return Err("cursor is not one this API issued".to_owned());
@@ -147,6 +143,11 @@ impl Position {
 pub const MAX_FEED_LIMIT: u32 = 500;
 pub const DEFAULT_FEED_LIMIT: u32 = 100;
 
+/// Most bytes of event data (as JSON) one page of the feed holds: a page ends before the event that would
+/// take it over (but always holds one), so that no page can approach Lambda's 6 MB response limit, whatever
+/// the events (an order of 100 lines with the longest names is about 100 KB).
+pub const MAX_FEED_BYTES: usize = 1024 * 1024;
+
 /// A page of the feed, and where to continue from: the last event's position, or the request's own when
 /// nothing new has committed yet (never the end: a reader polls again from there).
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +157,18 @@ pub struct FeedPage {
 }
 
 impl FeedPage {
-    pub fn new(items: Vec<Event>, after: Position) -> Self {
+    /// The page of `items` (in feed order) that fits [`MAX_FEED_BYTES`], continuing after `after`.
+    pub fn new(mut items: Vec<Event>, after: Position) -> Self {
+        let mut bytes = 0;
+        let fits = items
+            .iter()
+            .take_while(|event| {
+                bytes += event.data.to_string().len();
+                bytes <= MAX_FEED_BYTES
+            })
+            .count()
+            .max(1);
+        items.truncate(fits);
         let next = items.last().map_or(after, |event| event.position);
         Self { items, next }
     }
@@ -192,6 +204,31 @@ mod tests {
         let list_cursor = crate::domain::Cursor(crate::domain::new_id::<crate::domain::OrderId>());
         assert!(Position::decode(&list_cursor.encode()).is_err());
         assert!(Position::decode("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_page_ends_before_the_event_that_would_take_it_over_its_size() {
+        let event = |seq: i64, bytes: usize| Event {
+            id: Uuid::now_v7(),
+            event_type: EventType::OrderPlaced,
+            resource_id: Uuid::now_v7(),
+            data: serde_json::Value::String("x".repeat(bytes)),
+            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            position: Position { xid: 1, seq },
+        };
+        let quarter = MAX_FEED_BYTES / 4;
+        let page = FeedPage::new(
+            (1..=6).map(|n| event(n, quarter)).collect(),
+            Position::default(),
+        );
+        assert_eq!(
+            page.items.len(),
+            3,
+            "three quarters and their quotes fit, four do not"
+        );
+        assert_eq!(page.next, Position { xid: 1, seq: 3 });
+        let huge = FeedPage::new(vec![event(1, 2 * MAX_FEED_BYTES)], Position::default());
+        assert_eq!(huge.items.len(), 1, "a page always holds one event");
     }
 
     #[test]

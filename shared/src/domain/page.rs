@@ -21,24 +21,35 @@ pub struct Cursor<K>(pub K);
 
 impl<K: Id> Cursor<K> {
     pub fn encode(&self) -> String {
-        let mut bytes = [0; 17];
-        bytes[0] = K::LIST;
-        bytes[1..].copy_from_slice(self.0.uuid().as_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        encode_tagged(K::LIST, *self.0.uuid().as_bytes())
     }
 
     pub fn decode(value: &str) -> Result<Self, String> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(value)
-            .ok()
-            .filter(|bytes| bytes.len() == 17)
-            .ok_or_else(|| "cursor is not one this API issued".to_owned())?;
-        if bytes[0] != K::LIST {
-            return Err("cursor belongs to another list".to_owned());
-        }
-        let uuid = Uuid::from_slice(&bytes[1..]).expect("16 bytes");
-        Ok(Self(K::from_uuid(uuid)))
+        let bytes = decode_tagged(value, K::LIST, "cursor belongs to another list")?;
+        Ok(Self(K::from_uuid(Uuid::from_bytes(bytes))))
     }
+}
+
+/// An opaque cursor: base64url of the tag of what it belongs to, and 16 bytes of position.
+pub(super) fn encode_tagged(tag: u8, position: [u8; 16]) -> String {
+    let mut bytes = [0; 17];
+    bytes[0] = tag;
+    bytes[1..].copy_from_slice(&position);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The position of a cursor [`encode_tagged`] made with `tag`; `elsewhere` when it was made for something
+/// else.
+pub(super) fn decode_tagged(value: &str, tag: u8, elsewhere: &str) -> Result<[u8; 16], String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(value)
+        .ok()
+        .filter(|bytes| bytes.len() == 17)
+        .ok_or_else(|| "cursor is not one this API issued".to_owned())?;
+    if bytes[0] != tag {
+        return Err(elsewhere.to_owned());
+    }
+    Ok(bytes[1..].try_into().expect("16 bytes"))
 }
 
 /// Something a list holds, with the id that is its keyset position.

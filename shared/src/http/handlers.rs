@@ -486,8 +486,10 @@ pub async fn fulfill_order<S: Store>(
 /// the changes of any one resource in the order they committed, and a change that began before another but
 /// committed after it is never skipped: an event appears only once every transaction that could precede it
 /// has ended (a lag of the longest running write, milliseconds under normal load). Start without `after`
-/// (from the oldest event kept), then poll with `next_cursor`, which is never null. Events are kept 7 days
-/// after the publisher delivered them to the EventBridge bus, then deleted.
+/// (from the oldest event kept), then poll with `next_cursor`, which is never null. A page holds up to `limit`
+/// events and about 1 MB of event data at most (it ends before the event that would take it over, and
+/// always holds one), far below the 6 MB a Lambda function can answer. Events are kept 7 days after the
+/// publisher delivered them to the EventBridge bus, then deleted.
 #[utoipa::path(
     get, path = "/events", tag = "events",
     params(

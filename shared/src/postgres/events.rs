@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::domain::event::{Event, EventType, FeedPage, Position};
+use crate::domain::event::{Event, EventType, FeedPage, MAX_FEED_BYTES, Position};
 use crate::domain::{Deadline, Error};
 use crate::ports::EventStore;
 
@@ -91,20 +91,29 @@ pub(super) async fn read_feed(
 ) -> Result<Vec<Event>, Error> {
     // pg_current_snapshot() is the statement's own snapshot: every transaction below its xmin has ended, and
     // its events (if it committed) are visible to this very statement.
+    // Only the events that start within the page's size budget leave the server.
     let rows = sqlx::query_as!(
         EventRow,
         r#"
-        SELECT id, commit_xid::text::bigint AS "xid!", seq, type AS event_type, resource_id,
-               data::text AS "data!", created_at
-        FROM events
-        WHERE (commit_xid, seq) > ($1::text::xid8, $2)
-          AND commit_xid < pg_snapshot_xmin(pg_current_snapshot())
-        ORDER BY commit_xid, seq
-        LIMIT $3
+        SELECT id AS "id!", xid AS "xid!", seq AS "seq!", event_type AS "event_type!",
+               resource_id AS "resource_id!", data AS "data!", created_at AS "created_at!"
+        FROM (
+            SELECT id, commit_xid::text::bigint AS xid, seq, type AS event_type, resource_id,
+                   data::text AS data, created_at,
+                   sum(octet_length(data::text)) OVER (ORDER BY commit_xid, seq) AS bytes
+            FROM events
+            WHERE (commit_xid, seq) > ($1::text::xid8, $2)
+              AND commit_xid < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY commit_xid, seq
+            LIMIT $3
+        ) page
+        WHERE bytes - octet_length(data) < $4
+        ORDER BY xid, seq
         "#,
         after.xid.to_string(),
         after.seq,
         i64::from(limit),
+        MAX_FEED_BYTES as i64,
     )
     .fetch_all(tx.conn().await?)
     .await
