@@ -40,6 +40,33 @@ async fn through_proxy(options: &PgConnectOptions) -> (Inventory<PgStore>, Proxy
 }
 
 /// Keys stored in the database.
+/// The outbox holds one event per committed change, and none of a failed one: as many `product.created` as
+/// products, `order.*` as orders placed, cancelled and fulfilled, `stock.adjusted` as adjustments in the
+/// ledger (the initial stock of a new product is part of its creation).
+async fn assert_one_event_per_change(pool: &PgPool) {
+    let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+        r#"
+        SELECT t.type, (SELECT count(*) FROM events e WHERE e.type = t.type), t.changes FROM (
+            SELECT 'product.created' AS type, (SELECT count(*) FROM products) AS changes
+            UNION ALL SELECT 'order.placed', (SELECT count(*) FROM orders)
+            UNION ALL SELECT 'order.cancelled', (SELECT count(*) FROM orders WHERE status = 'cancelled')
+            UNION ALL SELECT 'order.fulfilled', (SELECT count(*) FROM orders WHERE status = 'fulfilled')
+            UNION ALL SELECT 'stock.adjusted', (SELECT count(*) FROM stock_movements
+                WHERE order_id IS NULL AND note IS DISTINCT FROM 'initial stock')
+        ) t
+        "#,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (kind, events, changes) in counts {
+        assert_eq!(
+            events, changes,
+            "{kind} events against the changes committed"
+        );
+    }
+}
+
 async fn keys(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
         .fetch_all(pool)
@@ -129,6 +156,7 @@ async fn a_lost_commit_is_unknown_and_a_retry_with_its_key_replays_it(
     }
     assert_eq!(proxy.fired().len(), 15, "every plan went off");
     assert_each_write_applied_once(&direct, "LOST").await;
+    assert_one_event_per_change(&pool).await;
     assert_eq!(
         keys(&pool).await.len(),
         5,
