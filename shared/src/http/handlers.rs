@@ -488,8 +488,8 @@ pub async fn fulfill_order<S: Store>(
 /// has ended (a lag of the longest running write, milliseconds under normal load). Start without `after`
 /// (from the oldest event kept), then poll with `next_cursor`, which is never null. A page holds up to `limit`
 /// events and about 1 MB of event data at most (it ends before the event that would take it over, and
-/// always holds one), far below the 6 MB a Lambda function can answer. Events are kept 7 days after the
-/// publisher delivered them to the EventBridge bus, then deleted.
+/// always holds one), far below the 6 MB a Lambda function can answer. An event is deleted 7 days after
+/// its change, once the publisher has delivered it to the EventBridge bus.
 #[utoipa::path(
     get, path = "/events", tag = "events",
     params(
