@@ -21,7 +21,7 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
-use common::race::{ONE_RACE, XorShift, long_deadline, pool_for};
+use common::race::{ONE_RACE, XorShift, long_deadline, pool_for, race_store};
 use common::{new_order, new_product};
 
 type Service = Inventory<PgStore>;
@@ -336,7 +336,7 @@ async fn a_reader_following_the_feed_sees_each_committed_change_once_in_commit_o
     let rounds = 12;
     let (served, pool) = race_pools(writers + 2, pool_options, options).await;
     fail_marked_orders_at_commit(&pool).await;
-    let inventory = Inventory::new(PgStore::new(served));
+    let inventory = Inventory::new(race_store(served));
     let mut products = Vec::new();
     for i in 0..8 {
         let mut new = new_product(&format!("FEED-{i}"), 100 + i, 60);

@@ -9,13 +9,12 @@ use std::time::Instant;
 
 use inventory::domain::order::{Order, OrderAction};
 use inventory::domain::{Error, ProductId};
-use inventory::postgres::PgStore;
 use inventory::service::Inventory;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::Barrier;
 
 use common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
-use common::race::{ONE_RACE, XorShift, long_deadline, pool_for};
+use common::race::{ONE_RACE, XorShift, long_deadline, pool_for, race_store};
 use common::{new_order, new_product};
 
 const BUYERS: usize = 64;
@@ -27,7 +26,7 @@ async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(
 ) {
     let _race = ONE_RACE.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
-    let inventory = Inventory::new(PgStore::new(pool));
+    let inventory = Inventory::new(race_store(pool));
     let stock = 10;
     let product = inventory
         .create_product(new_product("LAST-UNITS", 999, stock), long_deadline())
@@ -86,7 +85,7 @@ async fn buyers_of_several_units_never_oversell(
 ) {
     let _race = ONE_RACE.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
-    let inventory = Inventory::new(PgStore::new(pool));
+    let inventory = Inventory::new(race_store(pool));
     let stock = 50;
     let product = inventory
         .create_product(new_product("BULK", 100, stock), long_deadline())
@@ -142,7 +141,7 @@ async fn overlapping_multi_line_orders_never_deadlock(
 ) {
     let _race = ONE_RACE.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
-    let inventory = Inventory::new(PgStore::new(pool));
+    let inventory = Inventory::new(race_store(pool));
     let mut products: Vec<ProductId> = Vec::new();
     for i in 0..6 {
         products.push(
@@ -234,7 +233,7 @@ async fn racing_requests_with_one_key_have_one_effect_on_every_route(
     let _race = ONE_RACE.lock().await;
     let racers = 32;
     let pool = pool_for(racers, pool_options, options).await;
-    let inventory = std::sync::Arc::new(Inventory::new(PgStore::new(pool)));
+    let inventory = std::sync::Arc::new(Inventory::new(race_store(pool)));
     let in_progress =
         common::behaviour::racing_requests_with_one_key_have_one_effect(inventory, racers).await;
     println!("{racers} racers per key on 5 routes: {in_progress} answers were request_in_progress");

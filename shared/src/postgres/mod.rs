@@ -64,12 +64,18 @@ pub struct PgStore {
     pool: PgPool,
     /// Signs the password of each new connection, when the database takes IAM authentication.
     iam: Option<Arc<IamAuth>>,
+    /// The longest wait for one lock ([`LOCK_WAIT`] unless set otherwise).
+    lock_wait: Duration,
 }
 
 impl PgStore {
     /// A store on a pool whose connection options are complete (a password, or none, in them).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, iam: None }
+        Self {
+            pool,
+            iam: None,
+            lock_wait: LOCK_WAIT,
+        }
     }
 
     /// A store whose connections authenticate with IAM auth tokens (RDS Proxy on AWS).
@@ -77,7 +83,15 @@ impl PgStore {
         Self {
             pool,
             iam: Some(iam),
+            lock_wait: LOCK_WAIT,
         }
+    }
+
+    /// The same store with another bound on each lock wait (still never past a request's deadline). A
+    /// longer wait trades the quick 503 of a long lock queue for requests that wait in it.
+    pub fn with_lock_wait(mut self, lock_wait: Duration) -> Self {
+        self.lock_wait = lock_wait;
+        self
     }
 
     /// The pool behind the store (to close it on shutdown).

@@ -29,7 +29,7 @@ use crate::domain::{Deadline, Error};
 /// back from the time left when setting it).
 pub(crate) const SLACK: Duration = Duration::from_millis(50);
 
-/// The longest wait for one lock. A row lock is held for a few milliseconds by a healthy transaction, so a
+/// The longest wait for one lock, by default ([`PgStore::with_lock_wait`] sets another). A row lock is held for a few milliseconds by a healthy transaction, so a
 /// longer wait means a queue or a stuck holder: better a quick 503 than a request that waits its whole budget.
 pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
@@ -51,6 +51,7 @@ pub(crate) enum Access {
 pub(crate) struct Tx<'c> {
     tx: Transaction<'c, Postgres>,
     deadline: Deadline,
+    lock_wait: Duration,
     /// Statements that start before this instant end by the deadline under the timeouts in force.
     bounded_until: Instant,
     /// The events of the transaction's changes, written by its last statement before COMMIT.
@@ -81,7 +82,7 @@ impl Tx<'_> {
     /// let it outlive the deadline.
     pub(crate) async fn conn(&mut self) -> Result<&mut PgConnection, Error> {
         if Instant::now() >= self.bounded_until {
-            let timeouts = Timeouts::now(self.deadline)?;
+            let timeouts = Timeouts::now(self.deadline, self.lock_wait)?;
             sqlx::query(
                 "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
                  set_config('idle_in_transaction_session_timeout', $3, true)",
@@ -107,7 +108,7 @@ struct Timeouts {
 }
 
 impl Timeouts {
-    fn now(deadline: Deadline) -> Result<Self, Error> {
+    fn now(deadline: Deadline, lock_wait: Duration) -> Result<Self, Error> {
         let set_at = Instant::now();
         let remaining = deadline.remaining().min(MAX_BUDGET);
         let statement = remaining.saturating_sub(SLACK);
@@ -117,7 +118,7 @@ impl Timeouts {
         Ok(Self {
             set_at,
             statement_ms: statement.as_millis(),
-            lock_ms: statement.min(LOCK_WAIT).as_millis(),
+            lock_ms: statement.min(lock_wait).as_millis(),
             idle_ms: remaining.as_millis(),
         })
     }
@@ -237,7 +238,7 @@ impl PgStore {
             .map_err(|e| Failure::Failed(db_error("acquire a connection")(e)))?;
         let mut held = Discard(Some(conn));
         // Timed from now, not from before a wait for the connection.
-        let timeouts = match Timeouts::now(deadline) {
+        let timeouts = match Timeouts::now(deadline, self.lock_wait) {
             Ok(timeouts) => timeouts,
             Err(error) => {
                 held.keep();
@@ -257,6 +258,7 @@ impl PgStore {
             let mut tx = Tx {
                 tx,
                 deadline,
+                lock_wait: self.lock_wait,
                 bounded_until: timeouts.set_at + SLACK,
                 events: Vec::new(),
             };

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use inventory::domain::Deadline;
+use inventory::postgres::PgStore;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::Mutex;
@@ -35,6 +36,13 @@ async fn futures_join<T, F: Future<Output = Result<T, sqlx::Error>>>(
         out.push(fut.await.unwrap());
     }
     out
+}
+
+/// The store of a race: its lock waits are bounded by the deadline alone. The default bound (a second) turns a
+/// long lock queue into quick 503s, as it should in service; but what a race proves (no deadlock, no oversell,
+/// one effect per key) must not depend on how fast this machine drains a queue of 64.
+pub fn race_store(pool: PgPool) -> PgStore {
+    PgStore::new(pool).with_lock_wait(Duration::from_secs(60))
 }
 
 pub fn long_deadline() -> Deadline {
