@@ -33,7 +33,20 @@ impl Watch {
             "/../target/e2e-watch.log"
         ));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("cargo")
+        let mut command = Command::new("cargo");
+        // Not the variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, OUT_DIR, ...): build
+        // scripts (ring's, through cc) watch some of them, so the watch's `cargo run` would rebuild ring and every
+        // crate above it, and the next build outside the test would rebuild them back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name == "OUT_DIR"
+                || (name.starts_with("CARGO_")
+                    && !matches!(name.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR"))
+            {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let child = command
             .args(["lambda", "watch", "--ignore-changes", "--concurrency", "4"])
             .args([
                 "--invoke-address",
