@@ -34,15 +34,25 @@ impl Watch {
         ));
         let file = std::fs::File::create(&log).unwrap();
         let mut command = Command::new("cargo");
-        // Not the variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, OUT_DIR, ...): build
-        // scripts (ring's, through cc) watch some of them, so the watch's `cargo run` would rebuild ring and every
-        // crate above it, and the next build outside the test would rebuild them back.
+        // Not the variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, OUT_DIR, ...; the
+        // user's CARGO_* settings stay): build scripts (ring's, through cc) watch some of them, so the watch's
+        // `cargo run` would rebuild ring and every crate above it, and the next build outside the test would
+        // rebuild them back.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
-            if name == "OUT_DIR"
-                || (name.starts_with("CARGO_")
-                    && !matches!(name.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR"))
-            {
+            let set_for_the_test = name == "OUT_DIR"
+                || [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_BIN_",
+                    "CARGO_CRATE_",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+            if set_for_the_test {
                 command.env_remove(name.as_ref());
             }
         }
