@@ -10,6 +10,26 @@ use crate::ports::ProductStore;
 
 use super::{PgStore, Tx, db_error};
 
+/// The product in a row that has every column of `products` and more (each query's row is a type of its own).
+macro_rules! product_in {
+    ($row:ident) => {
+        Product {
+            id: $row.id.into(),
+            sku: $row.sku,
+            name: $row.name,
+            description: $row.description,
+            price_minor: $row.price_minor,
+            currency: $row.currency,
+            on_hand: $row.on_hand,
+            reserved: $row.reserved,
+            low_stock_threshold: $row.low_stock_threshold,
+            version: $row.version,
+            created_at: $row.created_at,
+            updated_at: $row.updated_at,
+        }
+    };
+}
+
 impl ProductStore for PgStore {
     async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
         self.transaction(deadline, async |tx| insert_product(tx, new).await)
@@ -106,20 +126,7 @@ impl ProductStore for PgStore {
             .map_err(db_error("update the product"))?;
             if let Some(row) = updated {
                 let old_threshold = row.old_threshold;
-                let product = Product {
-                    id: row.id.into(),
-                    sku: row.sku,
-                    name: row.name,
-                    description: row.description,
-                    price_minor: row.price_minor,
-                    currency: row.currency,
-                    on_hand: row.on_hand,
-                    reserved: row.reserved,
-                    low_stock_threshold: row.low_stock_threshold,
-                    version: row.version,
-                    created_at: row.created_at,
-                    updated_at: row.updated_at,
-                };
+                let product = product_in!(row);
                 tx.emit(events::product(EventType::ProductUpdated, &product));
                 if let Some(low) = events::low_stock((product.available(), old_threshold), &product)
                 {
@@ -337,20 +344,7 @@ pub(super) async fn adjust(
         note: adjustment.note.map(|n| n.into_inner()),
         created_at: row.movement_created_at,
     };
-    let product = Product {
-        id: row.id.into(),
-        sku: row.sku,
-        name: row.name,
-        description: row.description,
-        price_minor: row.price_minor,
-        currency: row.currency,
-        on_hand: row.on_hand,
-        reserved: row.reserved,
-        low_stock_threshold: row.low_stock_threshold,
-        version: row.version,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-    };
+    let product = product_in!(row);
     tx.emit(events::adjusted(&movement, &product));
     let before = (
         product.available() - adjustment.delta,
