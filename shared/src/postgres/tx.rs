@@ -29,8 +29,9 @@ use crate::domain::{Deadline, Error};
 /// back from the time left when setting it).
 pub(crate) const SLACK: Duration = Duration::from_millis(50);
 
-/// The longest wait for one lock, by default ([`PgStore::with_lock_wait`] sets another). A row lock is held for a few milliseconds by a healthy transaction, so a
-/// longer wait means a queue or a stuck holder: better a quick 503 than a request that waits its whole budget.
+/// The longest wait for one lock, by default ([`PgStore::with_lock_wait`] sets another). A row lock is held for a
+/// few milliseconds by a healthy transaction, so a longer wait means a queue or a stuck holder: better a quick 503
+/// than a request that waits its whole budget.
 pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// Less time than this left is not worth starting (or continuing) a transaction for.
@@ -51,6 +52,7 @@ pub(crate) enum Access {
 pub(crate) struct Tx<'c> {
     tx: Transaction<'c, Postgres>,
     deadline: Deadline,
+    /// The store's bound on each lock wait, applied again whenever the timeouts are set again.
     lock_wait: Duration,
     /// Statements that start before this instant end by the deadline under the timeouts in force.
     bounded_until: Instant,
