@@ -1,7 +1,8 @@
 //! Transactions bounded by the request's deadline, on the server as well as in the client:
 //!
-//! * every statement gets `statement_timeout` = the time left less [`SLACK`], valid for statements that start
-//!   within [`SLACK`] of when it was set; a statement that starts later first sets it again to what remains,
+//! * every statement gets `statement_timeout` = the time left less a slack (a tenth of it, between
+//!   [`MIN_SLACK`] and [`MAX_SLACK`]), valid for statements that start within that slack of when it was set;
+//!   a statement that starts later first sets it again to what remains,
 //!   so no statement can run past the deadline, however long the ones before it took;
 //! * lock waits are bounded by [`LOCK_WAIT`], far below a whole request's budget, so a queue on one hot row
 //!   fails fast instead of every request in it waiting out its deadline;
@@ -25,9 +26,12 @@ use super::{PgStore, db_error};
 use crate::domain::event::NewEvent;
 use crate::domain::{Deadline, Error};
 
-/// How long a statement may start after its timeout was set without setting it again (and how much is kept
-/// back from the time left when setting it).
-pub(crate) const SLACK: Duration = Duration::from_millis(50);
+/// The least and the most of the slack: how long a statement may start after its timeout was set without
+/// setting it again, and so how much is kept back from the time left when setting it. A tenth of the time
+/// left in between: a request with seconds to go loses a little of its statements' budget rather than a round
+/// trip (taken while holding its locks) whenever a lock queue delays it past a few tens of milliseconds.
+const MIN_SLACK: Duration = Duration::from_millis(50);
+const MAX_SLACK: Duration = Duration::from_secs(1);
 
 /// The longest wait for one lock, by default ([`PgStore::with_lock_wait`] sets another). A row lock is held for a
 /// few milliseconds by a healthy transaction, so a longer wait means a queue or a stuck holder: better a quick 503
@@ -95,7 +99,7 @@ impl Tx<'_> {
             .execute(&mut *self.tx)
             .await
             .map_err(db_error("set the remaining timeouts"))?;
-            self.bounded_until = timeouts.set_at + SLACK;
+            self.bounded_until = timeouts.set_at + timeouts.slack;
         }
         Ok(&mut self.tx)
     }
@@ -104,6 +108,7 @@ impl Tx<'_> {
 /// The timeouts of a transaction's statements from one moment on.
 struct Timeouts {
     set_at: Instant,
+    slack: Duration,
     statement_ms: u128,
     lock_ms: u128,
     idle_ms: u128,
@@ -113,12 +118,14 @@ impl Timeouts {
     fn now(deadline: Deadline, lock_wait: Duration) -> Result<Self, Error> {
         let set_at = Instant::now();
         let remaining = deadline.remaining().min(MAX_BUDGET);
-        let statement = remaining.saturating_sub(SLACK);
+        let slack = (remaining / 10).clamp(MIN_SLACK, MAX_SLACK);
+        let statement = remaining.saturating_sub(slack);
         if statement < MIN_BUDGET {
             return Err(Error::unavailable("request deadline reached"));
         }
         Ok(Self {
             set_at,
+            slack,
             statement_ms: statement.as_millis(),
             lock_ms: statement.min(lock_wait).as_millis(),
             idle_ms: remaining.as_millis(),
@@ -261,7 +268,7 @@ impl PgStore {
                 tx,
                 deadline,
                 lock_wait: self.lock_wait,
-                bounded_until: timeouts.set_at + SLACK,
+                bounded_until: timeouts.set_at + timeouts.slack,
                 events: Vec::new(),
             };
             let work = work.take().expect("work runs at most once");
