@@ -186,16 +186,7 @@ impl State {
             .lock_order()
             .iter()
             .filter_map(|id| self.products.get(id))
-            .map(|p| ProductSnapshot {
-                id: p.id,
-                sku: p.sku.clone(),
-                name: p.name.clone(),
-                price_minor: p.price_minor,
-                currency: p.currency.clone(),
-                on_hand: p.on_hand,
-                reserved: p.reserved,
-                low_stock_threshold: p.low_stock_threshold,
-            })
+            .map(ProductSnapshot::from)
             .collect();
         let plan = plan_order(&order, &snapshots)?;
         let id = new_id();

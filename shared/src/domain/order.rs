@@ -6,6 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::event::EventType;
+use super::product::Product;
 use super::stock::MovementReason;
 use super::values::MAX_QUANTITY;
 use super::{CustomerRef, Error, FieldError, OrderId, ProductId, Quantity, Shortage};
@@ -307,6 +308,21 @@ pub struct ProductSnapshot {
     pub on_hand: i64,
     pub reserved: i64,
     pub low_stock_threshold: Option<i64>,
+}
+
+impl From<&Product> for ProductSnapshot {
+    fn from(p: &Product) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku.clone(),
+            name: p.name.clone(),
+            price_minor: p.price_minor,
+            currency: p.currency.clone(),
+            on_hand: p.on_hand,
+            reserved: p.reserved,
+            low_stock_threshold: p.low_stock_threshold,
+        }
+    }
 }
 
 /// The lines, total and currency of an order that can be placed.

@@ -1,56 +1,56 @@
-//! The outbox on Postgres: each transaction's events are written by its last statement before COMMIT, and
-//! the feed reads them in position order up to the oldest transaction still running (see the events
-//! migration for why that never skips an event).
+//! The outbox on Postgres: each transaction's events are written by its last statement before COMMIT (an
+//! order's by the order's own statement: see `orders::place_order`), and the feed reads them in position order
+//! up to the oldest transaction still running (see the events migration for why that never skips an event).
 
 use std::time::Duration;
 
-use crate::domain::event::{Event, EventType, FeedPage, MAX_FEED_BYTES, Position};
+use crate::domain::event::{Event, EventType, FeedPage, MAX_FEED_BYTES, NewEvent, Position};
 use crate::domain::{Deadline, Error};
 use crate::ports::EventStore;
 
 use super::{PgStore, Tx, db_error};
 
 /// Writes the events `tx` recorded, if any, in one statement: each gets the position that orders it after
-/// every earlier event of its resources, and the resources remember it.
+/// every earlier event of its resources, and the resources remember it (the `write_events` function).
 pub(super) async fn write(tx: &mut Tx<'_>) -> Result<(), Error> {
     let events = tx.take_events();
     if events.is_empty() {
         return Ok(());
     }
-    sqlx::query!(
-        r#"
-        WITH position AS (
-            SELECT greatest(
-                pg_current_xact_id(),
-                (SELECT max(commit_xid) FROM event_resources WHERE resource_id = ANY($2))
-            ) AS xid
-        ), resources AS (
-            INSERT INTO event_resources (resource_id, commit_xid)
-            SELECT DISTINCT r.id, position.xid FROM unnest($2::uuid[]) AS r(id), position
-            ON CONFLICT (resource_id) DO UPDATE SET commit_xid = EXCLUDED.commit_xid
-        )
-        INSERT INTO events (id, commit_xid, type, resource_id, data)
-        SELECT e.id, position.xid, e.type, e.resource_id, e.data::jsonb
-        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY
-                AS e(id, resource_id, type, data, n),
-             position
-        ORDER BY e.n
-        "#,
-        &events.iter().map(|e| e.id).collect::<Vec<_>>(),
-        &events.iter().map(|e| e.resource_id).collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.event_type.as_str().to_owned())
-            .collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.data.to_string())
-            .collect::<Vec<_>>(),
+    let columns = EventColumns::of(&events);
+    sqlx::query_scalar!(
+        r#"SELECT write_events($1, $2, $3, $4) AS "written!""#,
+        &columns.ids,
+        &columns.resource_ids,
+        &columns.types,
+        &columns.data,
     )
-    .execute(tx.conn().await?)
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(db_error("write the events"))?;
     Ok(())
+}
+
+/// Events as the arguments of the `write_events` function: one array per column.
+pub(super) struct EventColumns {
+    pub ids: Vec<uuid::Uuid>,
+    pub resource_ids: Vec<uuid::Uuid>,
+    pub types: Vec<String>,
+    pub data: Vec<String>,
+}
+
+impl EventColumns {
+    pub fn of(events: &[NewEvent]) -> Self {
+        Self {
+            ids: events.iter().map(|e| e.id).collect(),
+            resource_ids: events.iter().map(|e| e.resource_id).collect(),
+            types: events
+                .iter()
+                .map(|e| e.event_type.as_str().to_owned())
+                .collect(),
+            data: events.iter().map(|e| e.data.to_string()).collect(),
+        }
+    }
 }
 
 /// An event as the feed query returns it.

@@ -12,6 +12,8 @@ use crate::domain::{
 use crate::events;
 use crate::ports::OrderStore;
 
+use super::events::EventColumns;
+use super::products::product_in;
 use super::{PgStore, Tx, db_error};
 
 /// One line of an order joined with its order's header, as the order queries return them.
@@ -158,17 +160,16 @@ impl OrderStore for PgStore {
     }
 }
 
-/// Places an order in `tx`: locks its products, plans it, reserves and writes everything (see
+/// Places an order in `tx`: locks its products, plans it, reserves and writes everything with its events (see
 /// [`OrderStore::create_order`]).
 pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Order, Error> {
     let id: OrderId = new_id();
     // Round trip 1: lock every product of the order, in id order (the one global lock order, so two
-    // orders over the same products queue instead of deadlocking), and read what pricing needs.
-    let products = sqlx::query_as!(
-        ProductSnapshot,
+    // orders over the same products queue instead of deadlocking), and read them with the transaction's time.
+    let rows = sqlx::query!(
         r#"
-        SELECT id, sku, name, price_minor, currency, on_hand, reserved, low_stock_threshold
-        FROM products
+        SELECT p.*, now() AS "now!"
+        FROM products p
         WHERE id = ANY($1)
         ORDER BY id
         FOR UPDATE
@@ -182,13 +183,51 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("lock the order's products"))?;
+    let now = rows.first().map(|row| row.now);
+    let locked: Vec<Product> = rows.into_iter().map(|row| product_in!(row)).collect();
+    let snapshots: Vec<ProductSnapshot> = locked.iter().map(ProductSnapshot::from).collect();
+    let plan = plan_order(&order, &snapshots)?;
+    let now = now.ok_or_else(|| Error::internal("an order was planned without products"))?;
 
-    let plan = plan_order(&order, &products)?;
+    // Under the locks, what the reservation will leave is known already: the order as placed, each product
+    // after it, and so the events, which are written by the same statement as the order.
+    let placed = Order {
+        id,
+        status: OrderStatus::Pending,
+        customer_ref: order.customer_ref.as_ref().map(|c| c.as_str().to_owned()),
+        lines: plan.lines,
+        total_minor: plan.total_minor,
+        currency: plan.currency,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + order.hold(),
+        cancel_reason: None,
+    };
+    let mut written = vec![events::order(EventType::OrderPlaced, &placed)];
+    let mut after = Vec::with_capacity(placed.lines.len());
+    for line in &placed.lines {
+        let before = locked
+            .iter()
+            .find(|p| p.id == line.product_id)
+            .ok_or_else(|| Error::internal("a planned line's product was not locked"))?;
+        let product = Product {
+            reserved: before.reserved + line.quantity,
+            version: before.version + 1,
+            updated_at: now,
+            ..before.clone()
+        };
+        written.extend(events::low_stock(
+            (before.available(), before.low_stock_threshold),
+            &product,
+        ));
+        after.push(product);
+    }
+    let written = EventColumns::of(&written);
 
-    // Round trip 2: every line in one statement. The reservation is a conditional UPDATE, and the
-    // CHECK constraint (reserved <= on_hand) stands behind it; the order, its snapshot lines and one
-    // ledger row per product are written alongside. It answers each reserved product as it now is.
-    let lines = &plan.lines;
+    // Round trip 2: every line and the events in one statement. The reservation is a conditional UPDATE, and
+    // the CHECK constraint (reserved <= on_hand) stands behind it; the order, its snapshot lines and one ledger
+    // row per product are written alongside. It answers each reserved product as it now is.
+    let lines = &placed.lines;
     let reserved = sqlx::query!(
         r#"
         WITH line AS (
@@ -199,11 +238,11 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
             SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
             FROM line
             WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
-            RETURNING p.*, line.quantity
+            RETURNING p.id, p.on_hand, p.reserved, p.version, line.quantity
         ), new_order AS (
-            INSERT INTO orders (id, status, customer_ref, currency, total_minor, expires_at)
-            VALUES ($1, 'pending', $8, $9, $10, now() + make_interval(secs => $11))
-            RETURNING created_at, updated_at, expires_at
+            INSERT INTO orders (id, status, customer_ref, currency, total_minor, created_at, updated_at, expires_at)
+            VALUES ($1, 'pending', $8, $9, $10, $11, $11, $12)
+            RETURNING id
         ), new_lines AS (
             INSERT INTO order_lines
                 (order_id, line_no, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
@@ -213,12 +252,11 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
             INSERT INTO stock_movements
                 (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
             SELECT id, $1, 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
+        ), written AS (
+            SELECT write_events($13, $14, $15, $16) AS events
         )
-        SELECT r.id, r.sku, r.name, r.description, r.price_minor, r.currency, r.on_hand, r.reserved,
-               r.low_stock_threshold, r.version, r.created_at, r.updated_at,
-               o.created_at AS order_created_at, o.updated_at AS order_updated_at,
-               o.expires_at AS order_expires_at
-        FROM new_order o LEFT JOIN reservation r ON true
+        SELECT r.id AS "id?", r.reserved AS "reserved?", r.version AS "version?", w.events AS "events!"
+        FROM new_order o CROSS JOIN written w LEFT JOIN reservation r ON true
         "#,
         id.uuid(),
         &lines.iter().map(|l| l.product_id.uuid()).collect::<Vec<_>>(),
@@ -227,62 +265,35 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
         &lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
         &lines.iter().map(|l| l.unit_price_minor).collect::<Vec<_>>(),
         &lines.iter().map(|l| l.line_total_minor).collect::<Vec<_>>(),
-        order.customer_ref.as_ref().map(|c| c.as_str()),
-        &plan.currency,
-        plan.total_minor,
-        order.hold().as_secs_f64(),
+        placed.customer_ref.as_deref(),
+        &placed.currency,
+        placed.total_minor,
+        placed.created_at,
+        placed.expires_at,
+        &written.ids,
+        &written.resource_ids,
+        &written.types,
+        &written.data,
     )
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("reserve the stock and write the order"))?;
 
-    // The rows are locked and the plan checked availability, so every reservation must have applied;
-    // if not, something broke that invariant and the transaction is rolled back.
-    let after: Vec<Product> = reserved
-        .iter()
-        .filter_map(|r| {
-            Some(Product {
-                id: r.id?.into(),
-                sku: r.sku.clone()?,
-                name: r.name.clone()?,
-                description: r.description.clone(),
-                price_minor: r.price_minor?,
-                currency: r.currency.clone()?,
-                on_hand: r.on_hand?,
-                reserved: r.reserved?,
-                low_stock_threshold: r.low_stock_threshold,
-                version: r.version?,
-                created_at: r.created_at?,
-                updated_at: r.updated_at?,
-            })
+    // The rows are locked and the plan checked availability, so every reservation must have applied, and
+    // left each product as the events say; if not, something broke that invariant and the transaction is
+    // rolled back.
+    let applied = reserved.iter().all(|r| {
+        after.iter().any(|p| {
+            r.id == Some(p.id.uuid())
+                && r.reserved == Some(p.reserved)
+                && r.version == Some(p.version)
         })
-        .collect();
-    if after.len() != lines.len() {
-        return Err(Error::internal("a reservation did not apply under lock"));
-    }
-    let header = &reserved[0];
-    let placed = Order {
-        id,
-        status: OrderStatus::Pending,
-        customer_ref: order.customer_ref.as_ref().map(|c| c.as_str().to_owned()),
-        lines: plan.lines,
-        total_minor: plan.total_minor,
-        currency: plan.currency,
-        created_at: header.order_created_at,
-        updated_at: header.order_updated_at,
-        expires_at: header.order_expires_at,
-        cancel_reason: None,
-    };
-    tx.emit(events::order(EventType::OrderPlaced, &placed));
-    for product in &after {
-        let before = products
-            .iter()
-            .find(|p| p.id == product.id)
-            .map(|p| (p.on_hand - p.reserved, p.low_stock_threshold))
-            .unwrap_or_default();
-        if let Some(low) = events::low_stock(before, product) {
-            tx.emit(low);
-        }
+    });
+    let all = reserved.iter().filter(|r| r.id.is_some()).count() == after.len();
+    if !applied || !all || reserved[0].events != written.ids.len() as i64 {
+        return Err(Error::internal(
+            "a reservation did not apply under lock as planned",
+        ));
     }
     Ok(placed)
 }

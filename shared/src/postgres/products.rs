@@ -29,6 +29,7 @@ macro_rules! product_in {
         }
     };
 }
+pub(super) use product_in;
 
 impl ProductStore for PgStore {
     async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
