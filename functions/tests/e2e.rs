@@ -523,12 +523,7 @@ async fn the_api_holds_its_contract_over_http() {
         ("/swagger/swagger-ui.css", "text/css"),
         ("/swagger/swagger-initializer.js", "javascript"),
     ] {
-        let response = api
-            .client
-            .get(format!("{}{path}", api.base))
-            .send()
-            .await
-            .unwrap();
+        let response = fetch_through_watch(&api, path).await;
         assert_eq!(response.status(), 200, "{path}");
         let served = response.headers()["content-type"]
             .to_str()
@@ -577,4 +572,39 @@ async fn the_api_holds_its_contract_over_http() {
         shutdowns >= 2,
         "every function instance shuts down gracefully: {shutdowns}"
     );
+}
+
+/// GET `path`, retried when `cargo lambda watch` itself loses the function's answer. Its runtime API emulator
+/// (cargo-lambda 1.9.2) acknowledges a function's response before it has read the response's body, and now and
+/// then the body never reaches the waiting client: the request hangs, or the emulator answers its own 500
+/// (`"title":"Internal Server Error"`, not this API's error format, which always has a `code`). Measured here
+/// on the Swagger UI's 1.5 MB script: 1 hang in 300 sequential requests, 5 emulator 500s in 400 with 4 at once;
+/// the function logged a 200 for each. Not a path of the API on Lambda, so it is retried rather than failed.
+async fn fetch_through_watch(api: &Api, path: &str) -> reqwest::Response {
+    let mut lost = 0;
+    loop {
+        let attempt = api
+            .client
+            .get(format!("{}{path}", api.base))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        match attempt {
+            Ok(response) if response.status() != 500 => return response,
+            Ok(response) => {
+                let body = response.text().await.unwrap_or_default();
+                assert!(
+                    !body.contains("\"code\""),
+                    "{path}: the API answered 500: {body}"
+                );
+            }
+            Err(error) => assert!(error.is_timeout(), "{path}: {error}"),
+        }
+        lost += 1;
+        eprintln!("{path}: cargo lambda watch lost the answer ({lost} so far); again");
+        assert!(
+            lost < 3,
+            "{path}: cargo lambda watch lost the answer {lost} times"
+        );
+    }
 }
