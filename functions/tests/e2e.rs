@@ -28,10 +28,8 @@ struct Watch {
 impl Watch {
     fn start(port: u16, database_url: &str, key_file: &std::path::Path) -> Self {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let log = std::path::PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/e2e-watch.log"
-        ));
+        // In the target dir, wherever CARGO_TARGET_DIR puts it.
+        let log = std::path::PathBuf::from(concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-watch.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut command = Command::new("cargo");
         // Not the variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, OUT_DIR, ...; the
