@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use lambda_http::service_fn;
 
@@ -17,6 +17,10 @@ use crate::postgres::{self, PgStore};
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
 pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
     crate::logging::init();
+    // The graceful-shutdown extension's registration, a round trip to the runtime API that must end before the
+    // first poll, goes out first: the configuration is read while it is under way.
+    let pool_to_close = Arc::new(OnceLock::new());
+    let registration = tokio::spawn(close_on_shutdown(Arc::clone(&pool_to_close)));
     let auth = AuthConfig::from_env()
         .and_then(|auth| auth.load())
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
@@ -26,9 +30,9 @@ pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
         );
     }
     let (store, config) = store_from_env().await?;
-    let pool = store.pool().clone();
+    let _ = pool_to_close.set(store.pool().clone());
     let app = Arc::new(App::with_auth(store, config.http, auth));
-    close_on_shutdown(pool).await;
+    registration.await?;
     lambda_http::run_concurrent(service_fn(move |request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(app.serve::<H>(request).await) }
@@ -53,12 +57,14 @@ pub async fn store_from_env() -> Result<(PgStore, Config), lambda_http::Error> {
     Ok((store, config))
 }
 
-/// On SIGTERM (sent before Lambda tears the instance down) closes the pool's connections cleanly and flushes
-/// what is still buffered of the logs.
-pub(crate) async fn close_on_shutdown(pool: sqlx::PgPool) {
+/// On SIGTERM (sent before Lambda tears the instance down) closes the pool's connections cleanly (the pool
+/// `pool` holds by then, if any) and flushes what is still buffered of the logs.
+pub(crate) async fn close_on_shutdown(pool: Arc<OnceLock<sqlx::PgPool>>) {
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
-        pool.close().await;
-        tracing::info!("shut down: database connections closed");
+        if let Some(pool) = pool.get() {
+            pool.close().await;
+            tracing::info!("shut down: database connections closed");
+        }
         let _ = std::io::stdout().flush();
     })
     .await;

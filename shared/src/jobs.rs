@@ -177,7 +177,7 @@ pub async fn main<J: Job>() -> Result<(), lambda_runtime::Error> {
 /// and answers the summary.
 async fn serve<J: Job>() -> Result<(), lambda_runtime::Error> {
     let (store, config) = store_from_env().await?;
-    close_on_shutdown(store.pool().clone()).await;
+    close_on_shutdown(Arc::new(OnceLock::from(store.pool().clone()))).await;
     let inventory = Arc::new(Inventory::new(store));
     let http = config.http;
     lambda_runtime::run(lambda_runtime::service_fn(
