@@ -2,7 +2,9 @@
 
 //! `POST /products/{id}/stock-adjustments`: adjust a product's on-hand stock.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::AdjustStock>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::AdjustStock;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<AdjustStock>())
 }

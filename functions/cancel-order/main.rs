@@ -2,7 +2,9 @@
 
 //! `POST /orders/{id}/cancel`: cancel a pending order, releasing its stock.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::CancelOrder>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::CancelOrder;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<CancelOrder>())
 }

@@ -2,7 +2,9 @@
 
 //! `POST /orders`: place an order, reserving stock for every line at once.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::CreateOrder>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::CreateOrder;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<CreateOrder>())
 }

@@ -2,7 +2,9 @@
 
 //! `POST /products`: create a product.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::CreateProduct>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::CreateProduct;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<CreateProduct>())
 }

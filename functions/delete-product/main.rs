@@ -2,7 +2,9 @@
 
 //! `DELETE /products/{id}`: remove a product from the catalogue.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::DeleteProduct>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::DeleteProduct;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<DeleteProduct>())
 }

@@ -2,7 +2,8 @@
 
 //! `GET /openapi.json`, `GET /swagger/`, `GET /swagger/{file}`: the OpenAPI document and the Swagger UI.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run_docs().await
+use inventory::bootstrap::{block_on, run_docs};
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run_docs())
 }

@@ -2,7 +2,9 @@
 
 //! `POST /orders/{id}/fulfill`: fulfil a pending order: its stock leaves the warehouse.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::FulfillOrder>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::FulfillOrder;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<FulfillOrder>())
 }

@@ -2,7 +2,9 @@
 
 //! `GET /orders/{id}`: read an order.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::GetOrder>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::GetOrder;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<GetOrder>())
 }

@@ -2,7 +2,9 @@
 
 //! `GET /products/{id}`: read a product.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::GetProduct>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::GetProduct;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<GetProduct>())
 }

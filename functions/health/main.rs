@@ -2,7 +2,9 @@
 
 //! `GET /health`: liveness, with a database round trip.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::Health>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::Health;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<Health>())
 }

@@ -2,7 +2,9 @@
 
 //! `GET /events`: follow what happens: the event feed.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::ListEvents>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::ListEvents;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<ListEvents>())
 }

@@ -2,7 +2,9 @@
 
 //! `GET /orders`: list orders, newest first.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::ListOrders>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::ListOrders;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<ListOrders>())
 }

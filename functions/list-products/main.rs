@@ -2,7 +2,9 @@
 
 //! `GET /products`: list products in creation order.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::ListProducts>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::ListProducts;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<ListProducts>())
 }

@@ -2,7 +2,9 @@
 
 //! `GET /products/{id}/stock-movements`: read a product's stock ledger, newest first.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::ListStockMovements>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::ListStockMovements;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<ListStockMovements>())
 }

@@ -2,7 +2,9 @@
 
 //! `PATCH /products/{id}`: change a product's catalogue fields.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    inventory::bootstrap::run::<inventory::http::handlers::UpdateProduct>().await
+use inventory::bootstrap::{block_on, run};
+use inventory::http::handlers::UpdateProduct;
+
+fn main() -> Result<(), lambda_http::Error> {
+    block_on(run::<UpdateProduct>())
 }

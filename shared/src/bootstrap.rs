@@ -12,6 +12,25 @@ use crate::http::{App, Auth, Handler};
 use crate::postgres::iam::IamAuth;
 use crate::postgres::{self, PgStore};
 
+/// Runs a function's `serve` future on the runtime its instance needs: one thread when it serves one invocation
+/// at a time (Lambda's default), so that nothing hands work between threads and no worker threads are started
+/// before the first poll; worker threads when `AWS_LAMBDA_MAX_CONCURRENCY` lets it serve several at once
+/// (Lambda Managed Instances). A function's `main` is `block_on(run::<CreateOrder>())`.
+pub fn block_on(
+    serve: impl Future<Output = Result<(), lambda_http::Error>>,
+) -> Result<(), lambda_http::Error> {
+    let concurrent = std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .ok()
+        .and_then(|value| value.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 1);
+    let mut runtime = if concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    runtime.enable_all().build()?.block_on(serve)
+}
+
 /// Serves the endpoint `H` (see [`Handler`]): `bootstrap::run::<CreateOrder>()`. Logs are JSON with the
 /// Lambda request id on every line when `AWS_LAMBDA_LOG_FORMAT=json` (as on Lambda), readable text otherwise. With `AWS_LAMBDA_MAX_CONCURRENCY`
 /// above 1 (Lambda Managed Instances) requests are served concurrently, one pool for all of them.
@@ -21,6 +40,8 @@ pub async fn run<H: Handler>() -> Result<(), lambda_http::Error> {
     // first poll, goes out first: the configuration is read while it is under way.
     let pool_to_close = Arc::new(OnceLock::new());
     let registration = tokio::spawn(close_on_shutdown(Arc::clone(&pool_to_close)));
+    // On one thread, the registration starts (connects, sends) only when this task yields.
+    tokio::task::yield_now().await;
     let auth = AuthConfig::from_env()
         .and_then(|auth| auth.load())
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;

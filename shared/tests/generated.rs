@@ -46,18 +46,22 @@ fn main_rs(document: &serde_json::Value, routes: &[&Route]) -> String {
         .iter()
         .map(|r| format!("`{} {}`", r.method, r.path))
         .collect();
-    let (what, run) = match endpoint {
+    let (what, uses, run) = match endpoint {
         Endpoint::Docs => (
             "the OpenAPI document and the Swagger UI".to_owned(),
-            "inventory::bootstrap::run_docs()".to_owned(),
+            "use inventory::bootstrap::{block_on, run_docs};\n".to_owned(),
+            "run_docs()".to_owned(),
         ),
         _ => (
             summary(document, routes[0]).to_lowercase(),
-            format!("inventory::bootstrap::run::<inventory::http::handlers::{endpoint:?}>()"),
+            format!(
+                "use inventory::bootstrap::{{block_on, run}};\nuse inventory::http::handlers::{endpoint:?};\n"
+            ),
+            format!("run::<{endpoint:?}>()"),
         ),
     };
     format!(
-        "{MAIN_HEADER}\n\n//! {}: {what}.\n\n#[tokio::main]\nasync fn main() -> Result<(), lambda_http::Error> {{\n    {run}.await\n}}\n",
+        "{MAIN_HEADER}\n\n//! {}: {what}.\n\n{uses}\nfn main() -> Result<(), lambda_http::Error> {{\n    block_on({run})\n}}\n",
         described.join(", ")
     )
 }
