@@ -41,7 +41,7 @@ ensure_pgbouncer() {
   if command -v service >/dev/null 2>&1; then service pgbouncer stop >/dev/null 2>&1 || true; fi
 }
 
-# CloudFormation linters for template.yaml (scripts/lint-template), each from PyPI into its own virtualenv under
+# CloudFormation linters for the two stacks (scripts/lint-template), each from PyPI into its own virtualenv under
 # TOOLS_DIR: aws-sam-cli pins a cfn-lint range and dozens of libraries that must not move the global site-packages.
 CFN_LINT_VERSION=1.58.0
 SAM_CLI_VERSION=1.170.0
@@ -66,10 +66,18 @@ ensure_cfn_lint() {
   CFN_LINT="$TOOLS_DIR/cfn-lint-$CFN_LINT_VERSION/bin/cfn-lint"
 }
 
-# Sets SAM_CLI to the pinned AWS SAM CLI.
+# Sets SAM_CLI to the pinned AWS SAM CLI, and SAM_PYTHON to the Python of its virtualenv (with its translator).
 ensure_sam_cli() {
   ensure_venv "$TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
   SAM_CLI="$TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION/bin/sam"
+  SAM_PYTHON="$TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION/bin/python"
+}
+
+# Sets CHECKOV to the pinned checkov, the policy scanner run on the stacks (scripts/lint-template).
+CHECKOV_VERSION=3.3.30
+ensure_checkov() {
+  ensure_venv "$TOOLS_DIR/checkov-$CHECKOV_VERSION" "checkov==$CHECKOV_VERSION"
+  CHECKOV="$TOOLS_DIR/checkov-$CHECKOV_VERSION/bin/checkov"
 }
 
 # Zig, the cross-compiler and linker of `cargo lambda build`, from PyPI into its own virtualenv under TOOLS_DIR, so

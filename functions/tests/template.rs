@@ -1,6 +1,7 @@
-//! The SAM template deploys exactly the API of the route table: one function per binary, each routed as the
-//! contract says, behind the authorizer with the route's scope, configured the way the code reads its
-//! configuration. (The linters check the template against CloudFormation; this checks it against the code.)
+//! The two stacks deploy exactly the API of the route table, configured the way the code reads its configuration,
+//! and deploy safely: the data (network, database, proxy, user pool) in `data.yaml`, with a lifecycle of its own;
+//! the code in `template.yaml`, which imports the data stack's exports and holds nothing stateful. (The linters
+//! check the templates against CloudFormation; this checks them against the code and the rules of each service.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,13 +10,23 @@ use inventory::http::routes::Scope;
 use serde_norway::Value;
 use serde_norway::value::TaggedValue;
 
-fn template() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
-        .expect("template.yaml at the repository root");
+fn read(name: &str) -> Value {
+    let path = format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_norway::from_str(&text).unwrap()
 }
 
-/// The functions of the template, by binary name.
+/// The application stack.
+fn template() -> Value {
+    read("template.yaml")
+}
+
+/// The data stack.
+fn data() -> Value {
+    read("data.yaml")
+}
+
+/// The functions of the application template, by binary name.
 fn functions(template: &Value) -> BTreeMap<String, Value> {
     template["Resources"]
         .as_mapping()
@@ -92,7 +103,7 @@ fn is_intrinsic(map: &serde_norway::Mapping) -> bool {
             .any(|k| k == "Ref" || k == "Condition" || k.starts_with("Fn::"))
 }
 
-/// The YAML of a value, such as `!Ref AppUsername`, for comparing intrinsic functions.
+/// The YAML of a value, such as `!Ref AuthScopePrefix`, for comparing intrinsic functions.
 fn yaml(value: &Value) -> String {
     serde_norway::to_string(value).unwrap().trim().to_owned()
 }
@@ -107,6 +118,15 @@ fn intrinsic<'a>(value: &'a Value, name: &str) -> &'a Value {
         }
         other => panic!("expected !{name}, found {}", yaml(other)),
     }
+}
+
+/// The export of the data stack that `value` imports (`{ "Fn::ImportValue": !Sub "${DataStack}-Name" }`).
+fn imported(value: &Value) -> String {
+    let sub = intrinsic(&value["Fn::ImportValue"], "Sub");
+    sub.as_str()
+        .and_then(|s| s.strip_prefix("${DataStack}-"))
+        .unwrap_or_else(|| panic!("not an import of the data stack: {}", yaml(value)))
+        .to_owned()
 }
 
 /// HTTP API route keys cannot end with a slash: the contract's `GET /swagger/` is the route `GET /swagger`
@@ -138,31 +158,12 @@ fn http_events(function: &Value) -> Vec<(String, String, Value)> {
         .collect()
 }
 
-/// The name of the HTTP API's only authorizer, which is also its default.
-fn authorizer(template: &Value) -> String {
-    let auth = &template["Resources"]["Api"]["Properties"]["Auth"];
-    let names: Vec<&str> = auth["Authorizers"]
-        .as_mapping()
-        .expect("the API has authorizers")
-        .keys()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
-    assert_eq!(auth["DefaultAuthorizer"], names[0]);
-    names[0].to_owned()
-}
-
-/// The prefix expression of the route scopes (the value of `P` in `!Sub ["${P}orders.write", { P: ... }]`)
-/// and the scope name after it.
-fn route_scope(scope: &Value) -> (String, String) {
-    let sub = intrinsic(scope, "Sub")
-        .as_sequence()
-        .expect("!Sub [text, variables]");
-    let text = sub[0].as_str().unwrap();
-    let name = text
-        .strip_prefix("${P}")
-        .unwrap_or_else(|| panic!("{text} does not start with the prefix ${{P}}"));
-    (yaml(&sub[1]["P"]), name.to_owned())
+/// The scope a route's `!Sub "${AuthScopePrefix}<scope>"` names.
+fn route_scope(scope: &Value) -> String {
+    let text = intrinsic(scope, "Sub").as_str().expect("!Sub text");
+    text.strip_prefix("${AuthScopePrefix}")
+        .unwrap_or_else(|| panic!("{text} does not start with the prefix"))
+        .to_owned()
 }
 
 /// The functions that run on a schedule and serve no route.
@@ -178,7 +179,7 @@ fn the_template_routes_exactly_the_route_table() {
         };
         if JOBS.contains(&binary.as_str()) {
             let kinds: Vec<&Value> = events.values().map(|e| &e["Type"]).collect();
-            assert_eq!(kinds, ["Schedule"], "{binary} runs on a schedule only");
+            assert_eq!(kinds, ["ScheduleV2"], "{binary} runs on a schedule only");
             continue;
         }
         assert!(events.values().all(|e| e["Type"] == "HttpApi"), "{binary}");
@@ -206,7 +207,11 @@ fn the_template_routes_exactly_the_route_table() {
 #[test]
 fn every_route_needs_exactly_its_scope_and_the_public_ones_none() {
     let template = template();
-    let authorizer = authorizer(&template);
+    let auth = &template["Resources"]["Api"]["Properties"]["Auth"];
+    let authorizers: Vec<&Value> = auth["Authorizers"].as_mapping().unwrap().keys().collect();
+    assert_eq!(authorizers.len(), 1);
+    // A route that names no authorizer gets this one, the only one.
+    assert_eq!(&auth["DefaultAuthorizer"], authorizers[0]);
     let mut checked = 0;
     for (binary, function) in functions(&template) {
         for (method, path, properties) in http_events(&function) {
@@ -214,26 +219,22 @@ fn every_route_needs_exactly_its_scope_and_the_public_ones_none() {
                 .iter()
                 .find(|r| r.method == method && route_key(r.path) == path)
                 .unwrap_or_else(|| panic!("{method} {path} is not in the route table"));
-            let auth = &properties["Auth"];
-            let keys: BTreeSet<&str> = auth
+            let auth = properties["Auth"]
                 .as_mapping()
-                .unwrap_or_else(|| panic!("{binary}: {method} {path} names no Auth"))
-                .keys()
-                .map(|k| k.as_str().unwrap())
-                .collect();
+                .unwrap_or_else(|| panic!("{binary}: {method} {path} names no Auth"));
+            let keys: BTreeSet<&str> = auth.keys().map(|k| k.as_str().unwrap()).collect();
             match route.endpoint.scope() {
                 Some(scope) => {
                     assert_eq!(
                         keys,
-                        BTreeSet::from(["Authorizer", "AuthorizationScopes"]),
+                        BTreeSet::from(["AuthorizationScopes"]),
                         "{method} {path}"
                     );
-                    assert_eq!(auth["Authorizer"], authorizer.as_str(), "{method} {path}");
                     let scopes: Vec<String> = auth["AuthorizationScopes"]
                         .as_sequence()
                         .unwrap()
                         .iter()
-                        .map(|s| route_scope(s).1)
+                        .map(route_scope)
                         .collect();
                     assert_eq!(scopes, [scope.as_str()], "{method} {path}");
                 }
@@ -254,36 +255,21 @@ fn the_authorizer_and_the_functions_name_scopes_with_one_prefix() {
     let template = template();
     let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
     assert_eq!(globals["AUTH_MODE"], "gateway");
-    let prefix = yaml(&globals["AUTH_SCOPE_PREFIX"]);
-    for function in functions(&template).values() {
-        for (method, path, properties) in http_events(function) {
-            for scope in properties["Auth"]["AuthorizationScopes"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-            {
-                assert_eq!(route_scope(scope).0, prefix, "{method} {path}");
-            }
-        }
-    }
-    // With the user pool the template creates, the prefix is its resource server's identifier and a slash;
-    // with an external issuer, the AuthScopePrefix parameter.
-    let choice = intrinsic(&globals["AUTH_SCOPE_PREFIX"], "If")
-        .as_sequence()
-        .unwrap();
-    assert_eq!(choice[0], "CreateUserPool");
-    let server = &template["Resources"]["UserPoolResourceServer"]["Properties"];
+    assert_eq!(yaml(&globals["AUTH_SCOPE_PREFIX"]), "!Ref AuthScopePrefix");
+    // By default, the prefix of the data stack's user pool: its resource server's identifier and a slash.
+    let server = &data()["Resources"]["UserPoolResourceServer"]["Properties"];
     assert_eq!(
-        choice[1].as_str().unwrap(),
+        template["Parameters"]["AuthScopePrefix"]["Default"]
+            .as_str()
+            .unwrap(),
         format!("{}/", server["Identifier"].as_str().unwrap())
     );
-    assert_eq!(yaml(&choice[2]), "!Ref AuthScopePrefix");
 }
 
 #[test]
 fn the_user_pool_grants_the_scopes_of_the_route_table_to_a_client_credentials_client() {
-    let template = template();
-    let resources = &template["Resources"];
+    let data = data();
+    let resources = &data["Resources"];
     let server = &resources["UserPoolResourceServer"]["Properties"];
     let identifier = server["Identifier"].as_str().unwrap();
     let declared: Vec<(&str, &str)> = server["Scopes"]
@@ -321,20 +307,38 @@ fn the_user_pool_grants_the_scopes_of_the_route_table_to_a_client_credentials_cl
         .map(|s| format!("{identifier}/{}", s.as_str()))
         .collect();
     assert_eq!(granted, all);
+}
 
-    // Cognito's access tokens carry no aud, only client_id, which API Gateway then matches against the audience.
-    let jwt = &resources["Api"]["Properties"]["Auth"]["Authorizers"][authorizer(&template)]["JwtConfiguration"];
-    let audience = yaml(&jwt["audience"]);
+/// Cognito's access tokens carry no aud, only client_id, which API Gateway then matches against the audience:
+/// the authorizer accepts the data stack's admin client and every client id the operator adds, or, with an
+/// issuer of the operator's, exactly the audiences given.
+#[test]
+fn the_authorizer_accepts_a_list_of_clients() {
+    let template = template();
+    let jwt = &template["Resources"]["Api"]["Properties"]["Auth"]["Authorizers"]["OAuth2"]["JwtConfiguration"];
+    let issuer = intrinsic(&jwt["issuer"], "If").as_sequence().unwrap();
+    assert_eq!(issuer[0], "UsePool");
+    assert_eq!(imported(&issuer[1]), "Issuer");
+    assert_eq!(yaml(&issuer[2]), "!Ref AuthIssuer");
+
+    let audience = intrinsic(&jwt["audience"], "If").as_sequence().unwrap();
+    assert_eq!(audience[0], "UsePool");
+    assert_eq!(yaml(&audience[2]), "!Ref AuthAudience");
+    let with_pool = intrinsic(&audience[1], "If").as_sequence().unwrap();
+    assert_eq!(with_pool[0], "HasAudience");
+    // Both branches hold the admin client; the first adds the operator's list.
+    let joined = yaml(&with_pool[1]);
     assert!(
-        audience.contains("- CreateUserPool\n- - !Ref UserPoolClient\n- !Ref AuthAudience"),
-        "{audience}"
+        joined.contains("${DataStack}-ClientId") && joined.contains("!Ref AuthAudience"),
+        "{joined}"
     );
-    let issuer = yaml(&jwt["issuer"]);
-    assert!(
-        issuer.contains("https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}")
-            && issuer.contains("!Ref AuthIssuer"),
-        "{issuer}"
+    assert_eq!(imported(&with_pool[2][0]), "ClientId");
+    assert_eq!(
+        template["Parameters"]["AuthAudience"]["Type"],
+        "CommaDelimitedList"
     );
+    let exports = exports(&data());
+    assert!(exports.contains("Issuer") && exports.contains("ClientId"));
 }
 
 #[test]
@@ -408,77 +412,186 @@ fn api_functions_reach_the_proxy_with_iam_auth_and_nothing_else() {
             ]),
             "{binary}"
         );
-        let host = yaml(&variables["DATABASE_HOST"]);
-        assert!(host.contains("Proxy.Endpoint"), "{binary}: {host}");
+        assert_eq!(imported(&variables["DATABASE_HOST"]), "ProxyEndpoint");
         // As the API's own database user, not the owner of the schema.
-        assert_eq!(
-            yaml(&variables["DATABASE_USER"]),
-            "!Ref AppUsername",
-            "{binary}"
-        );
+        assert_eq!(variables["DATABASE_USER"], "inventory_app", "{binary}");
         assert_eq!(variables["AUTH_MODE"], "gateway", "{binary}");
         // The publisher alone may also reach EventBridge, with a role and a security group of its own.
         let (role, group) = match binary.as_str() {
             "publish-events" => ("PublisherRole", "PublisherSecurityGroup"),
-            _ => ("ApiFunctionRole", "ApiFunctionSecurityGroup"),
+            _ => ("FunctionRole", "FunctionSecurityGroup"),
         };
         assert_eq!(
             yaml(&properties["Role"]),
             format!("!GetAtt {role}.Arn"),
             "{binary}"
         );
-        assert_eq!(
-            yaml(&properties["VpcConfig"]["SecurityGroupIds"]),
-            format!("- !Ref {group}"),
-            "{binary} is not in the VPC, or not only in its security group"
-        );
+        let groups = properties["VpcConfig"]["SecurityGroupIds"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{binary} is not in the VPC"));
+        assert_eq!(groups.len(), 1, "{binary}: only its own security group");
+        assert_eq!(imported(&groups[0]), group, "{binary}");
     }
     // The docs function needs no database and no VPC.
     let docs = effective(&template, &functions(&template)["docs"]);
     assert!(docs["VpcConfig"].is_null() && docs["Environment"].is_null());
+
+    // Both roles connect as the API's user through the proxy (its prx- id), and as nothing else.
+    let resources = &template["Resources"];
+    let connect = yaml(&resources["ConnectThroughProxy"]["Properties"]["PolicyDocument"]);
+    assert!(
+        connect.contains("rds-db:connect")
+            && connect.contains(":dbuser:${Proxy}/inventory_app")
+            && connect.contains("${DataStack}-ProxyResourceId"),
+        "{connect}"
+    );
+    for role in ["FunctionRole", "PublisherRole"] {
+        let policies = yaml(&resources[role]["Properties"]["ManagedPolicyArns"]);
+        assert!(policies.contains("!Ref ConnectThroughProxy"), "{role}");
+    }
 }
 
-/// Each function that borrows connections from the proxy has a concurrency cap, and with the default parameters
-/// the caps add up to less than the proxy's pool on the default instance class.
+/// What the functions import is what the data stack exports.
 #[test]
-fn a_burst_cannot_ask_the_proxy_for_more_connections_than_its_pool() {
-    // max_connections of Aurora PostgreSQL on db.t4g.medium (Aurora User Guide, "Maximum connections to an
-    // Aurora PostgreSQL DB instance").
-    const T4G_MEDIUM_MAX_CONNECTIONS: i64 = 405;
-    let template = template();
-    assert_eq!(
-        template["Parameters"]["DatabaseInstanceClass"]["Default"],
-        "db.t4g.medium"
-    );
-    let default = template["Parameters"]["ReservedConcurrency"]["Default"]
-        .as_i64()
-        .unwrap();
-    let pool =
-        &template["Resources"]["ProxyTargetGroup"]["Properties"]["ConnectionPoolConfigurationInfo"];
-    let percent = pool["MaxConnectionsPercent"].as_i64().unwrap();
-    let budget = T4G_MEDIUM_MAX_CONNECTIONS * percent / 100;
-    let mut total = 0;
-    for (binary, function) in functions(&template) {
-        let properties = effective(&template, &function);
-        let host = yaml(&properties["Environment"]["Variables"]["DATABASE_HOST"]);
-        if !host.contains("Proxy.Endpoint") {
-            continue;
+fn every_import_is_an_export_of_the_data_stack() {
+    fn imports(value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Mapping(map) => {
+                if map.contains_key("Fn::ImportValue") {
+                    found.insert(imported(value));
+                }
+                map.values().for_each(|v| imports(v, found));
+            }
+            Value::Sequence(items) => items.iter().for_each(|v| imports(v, found)),
+            Value::Tagged(tagged) => imports(&tagged.value, found),
+            _ => {}
         }
-        // !If [CapConcurrency, <cap>, !Ref AWS::NoValue]
-        let cap = intrinsic(&properties["ReservedConcurrentExecutions"], "If")
-            .as_sequence()
-            .unwrap_or_else(|| panic!("{binary} has no concurrency cap"));
-        assert_eq!(cap[0], "CapConcurrency", "{binary}");
-        total += match &cap[1] {
-            Value::Number(n) => n.as_i64().unwrap(),
-            other if yaml(other) == "!Ref ReservedConcurrency" => default,
-            other => panic!("{binary}: {}", yaml(other)),
-        };
     }
+    let mut found = BTreeSet::new();
+    imports(&template(), &mut found);
+    let exports = exports(&data());
+    let missing: Vec<&String> = found.difference(&exports).collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}");
+    assert!(found.len() >= 10, "{found:?}");
+}
+
+/// The outputs of the data stack exported as `<stack name>-<output>`, by output name.
+fn exports(data: &Value) -> BTreeSet<String> {
+    data["Outputs"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, output)| !output["Export"].is_null())
+        .map(|(name, output)| {
+            let name = name.as_str().unwrap();
+            assert_eq!(
+                intrinsic(&output["Export"]["Name"], "Sub").as_str(),
+                Some(format!("${{AWS::StackName}}-{name}").as_str())
+            );
+            name.to_owned()
+        })
+        .collect()
+}
+
+/// Every stateful resource lives in the data stack, and the application stack has none: no deploy, failure or
+/// rollback of the application can delete or replace the database.
+#[test]
+fn the_database_and_the_network_are_in_the_data_stack_only() {
+    const STATEFUL: [&str; 7] = [
+        "AWS::RDS::",
+        "AWS::EC2::VPC",
+        "AWS::EC2::Subnet",
+        "AWS::EC2::SecurityGroup",
+        "AWS::Cognito::",
+        "AWS::SecretsManager::",
+        "AWS::EC2::VPCEndpoint",
+    ];
+    let types = |template: &Value| -> Vec<String> {
+        template["Resources"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .map(|r| r["Type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for kind in types(&template()) {
+        assert!(
+            !STATEFUL.iter().any(|s| kind.starts_with(s)),
+            "{kind} in the application stack"
+        );
+    }
+    let data_types = types(&data());
+    for needed in [
+        "AWS::EC2::VPC",
+        "AWS::RDS::DBCluster",
+        "AWS::RDS::DBInstance",
+        "AWS::RDS::DBProxy",
+        "AWS::Cognito::UserPool",
+    ] {
+        assert!(data_types.iter().any(|t| t == needed), "{needed}");
+    }
+    // And the data stack has no code: nothing in it changes with a release.
     assert!(
-        0 < total && total <= budget,
-        "{total} concurrent executions for a pool of {budget}"
+        data_types
+            .iter()
+            .all(|t| !t.starts_with("AWS::Lambda::") && !t.starts_with("AWS::Serverless::"))
     );
+}
+
+#[test]
+fn the_data_stack_protects_the_database() {
+    let data = data();
+    let resources = &data["Resources"];
+    let cluster = &resources["DatabaseCluster"];
+    // Deleting the stack leaves a final snapshot; a replacement never deletes the cluster that has the data.
+    assert_eq!(cluster["DeletionPolicy"], "Snapshot");
+    assert_eq!(cluster["UpdateReplacePolicy"], "Retain");
+    assert_eq!(
+        yaml(&cluster["Properties"]["DeletionProtection"]),
+        "!Ref DeletionProtection"
+    );
+    assert_eq!(data["Parameters"]["DeletionProtection"]["Default"], "true");
+    assert_eq!(cluster["Properties"]["StorageEncrypted"], true);
+    // What would replace the cluster is not a parameter: the names are fixed.
+    assert_eq!(cluster["Properties"]["DatabaseName"], "inventory");
+    assert_eq!(cluster["Properties"]["MasterUsername"], "inventory_admin");
+    for parameter in data["Parameters"].as_mapping().unwrap().keys() {
+        let name = parameter.as_str().unwrap();
+        assert!(
+            !["DatabaseName", "DatabaseUsername", "AppUsername"].contains(&name),
+            "{name}"
+        );
+    }
+    // The user pool holds the integrations' client ids and secrets.
+    assert_eq!(resources["UserPool"]["DeletionPolicy"], "Retain");
+    assert_eq!(resources["UserPool"]["UpdateReplacePolicy"], "Retain");
+}
+
+/// No stored password: RDS manages the master user's (read by the migrate function only), and the API's user
+/// logs in with IAM tokens end to end, the functions to the proxy and the proxy to the database.
+#[test]
+fn no_password_is_stored_for_the_api() {
+    let data = data();
+    let resources = &data["Resources"];
+    let cluster = &resources["DatabaseCluster"]["Properties"];
+    assert_eq!(cluster["ManageMasterUserPassword"], true);
+    assert!(cluster["MasterUserPassword"].is_null());
+    assert_eq!(cluster["EnableIAMDatabaseAuthentication"], true);
+    let proxy = &resources["Proxy"]["Properties"];
+    assert_eq!(proxy["DefaultAuthScheme"], "IAM_AUTH");
+    assert!(proxy["Auth"].is_null(), "no secret for the proxy");
+    assert_eq!(proxy["RequireTLS"], true);
+    let role = yaml(&resources["ProxyRole"]["Properties"]["Policies"]);
+    assert!(
+        role.contains("rds-db:connect")
+            && role.contains(":dbuser:${DatabaseCluster.DBClusterResourceId}/inventory_app"),
+        "{role}"
+    );
+    assert!(!role.contains("secretsmanager"), "{role}");
+    for template in [data.clone(), template()] {
+        let text = yaml(&template);
+        assert!(!text.contains("AWS::SecretsManager::Secret"));
+    }
 }
 
 #[test]
@@ -491,91 +604,498 @@ fn migrations_run_on_deploy_against_the_cluster_not_the_proxy() {
         .collect();
     assert_eq!(migrations.len(), 1);
     let properties = &migrations[0]["Properties"];
-    let token = yaml(&properties["ServiceToken"]);
-    assert!(token.contains("MigrateFunction.Arn"), "{token}");
-    // CloudFormation sends the Update event that runs them again when any of these changes, not only the code.
-    for (property, reference) in [
-        ("MigrateFunctionVersion", "MigrateFunction.Version"),
-        ("Cluster", "DatabaseCluster"),
-        ("DatabaseName", "DatabaseName"),
-        ("AppUsername", "AppUsername"),
-        ("DatabaseSecret", "DatabaseSecret"),
-        ("AppUserSecret", "AppUserSecret"),
-    ] {
-        assert_eq!(
-            yaml(&properties[property]),
-            format!("!Ref {reference}"),
-            "{property}"
-        );
-    }
+    assert_eq!(
+        yaml(&properties["ServiceToken"]),
+        "!GetAtt MigrateFunction.Arn"
+    );
+    // A new version (new migrations) or another cluster sends the Update event that migrates again; the
+    // handler tells a rollback by the version going down (shared/src/deploy.rs).
+    assert_eq!(
+        yaml(&properties["MigrateFunctionVersion"]),
+        "!Ref MigrateFunction.Version"
+    );
+    assert_eq!(imported(&properties["Cluster"]), "ClusterEndpoint");
     let migrate = effective(&template, &functions(&template)["migrate"]);
+    assert_eq!(migrate["AutoPublishAlias"], "live");
     let variables = &migrate["Environment"]["Variables"];
-    let host = yaml(&variables["DATABASE_HOST"]);
-    assert!(host.contains("DatabaseCluster.Endpoint.Address"), "{host}");
-    let secret = yaml(&variables["DATABASE_SECRET_ARN"]);
-    assert!(secret.contains("DatabaseSecret"), "{secret}");
-    let app_secret = yaml(&variables["DATABASE_APP_SECRET_ARN"]);
-    assert!(app_secret.contains("AppUserSecret"), "{app_secret}");
-    assert!(
-        variables["DATABASE_USER"].is_null(),
-        "the migrate function connects as the owner"
-    );
+    assert_eq!(imported(&variables["DATABASE_HOST"]), "ClusterEndpoint");
     assert_eq!(
-        yaml(&migrate["VpcConfig"]["SecurityGroupIds"]),
-        "- !Ref MigrateFunctionSecurityGroup"
+        imported(&variables["DATABASE_SECRET_ARN"]),
+        "MasterSecretArn"
     );
-    // The proxy logs in as the API's user, never as the owner.
-    let proxy = yaml(&template["Resources"]["Proxy"]["Properties"]["Auth"]);
-    assert!(
-        proxy.contains("AppUserSecret") && proxy.contains("IAMAuth: REQUIRED"),
-        "{proxy}"
-    );
-    assert!(!proxy.contains("DatabaseSecret"), "{proxy}");
+    assert_eq!(variables["DATABASE_APP_USER"], "inventory_app");
     assert_eq!(
-        template["Resources"]["Proxy"]["Properties"]["RequireTLS"],
-        true
+        imported(&migrate["VpcConfig"]["SecurityGroupIds"][0]),
+        "MigrateSecurityGroup"
+    );
+    // Every API function and job waits for the schema.
+    for (binary, function) in functions(&template) {
+        if binary != "migrate" && binary != "docs" {
+            assert_eq!(function["DependsOn"], "Migrations", "{binary}");
+        }
+    }
+}
+
+/// With the defaults nothing is reserved, so the first deploy succeeds on an account whose quota is 10; an
+/// operator who opts in gets a cap on every function that borrows connections, and the caps, at the value the
+/// README suggests, add up to less than the proxy's pool on the default instance class.
+#[test]
+fn defaults_reserve_nothing_and_a_reservation_fits_the_proxy_pool() {
+    // max_connections of Aurora PostgreSQL on db.t4g.medium (Aurora User Guide).
+    const T4G_MEDIUM_MAX_CONNECTIONS: i64 = 405;
+    const SUGGESTED: i64 = 20;
+    let template = template();
+    assert_eq!(template["Parameters"]["ReservedConcurrency"]["Default"], 0);
+    assert_eq!(
+        yaml(&template["Conditions"]["CapConcurrency"]),
+        "!Not\n- !Equals\n  - !Ref ReservedConcurrency\n  - 0"
+    );
+    let data = data();
+    assert_eq!(
+        data["Parameters"]["DatabaseInstanceClass"]["Default"],
+        "db.t4g.medium"
+    );
+    let pool =
+        &data["Resources"]["ProxyTargetGroup"]["Properties"]["ConnectionPoolConfigurationInfo"];
+    let budget = T4G_MEDIUM_MAX_CONNECTIONS * pool["MaxConnectionsPercent"].as_i64().unwrap() / 100;
+    // Past the pool, a request waits the borrow timeout and answers 503 within its own timeout.
+    let borrow = pool["ConnectionBorrowTimeout"].as_i64().unwrap();
+    assert!(borrow < template["Globals"]["Function"]["Timeout"].as_i64().unwrap());
+    let (mut total, mut functions_capped, mut jobs_capped) = (0, 0, 0);
+    for (binary, function) in functions(&template) {
+        let properties = effective(&template, &function);
+        if binary == "docs" || binary == "migrate" {
+            assert!(properties["ReservedConcurrentExecutions"].is_null());
+            continue;
+        }
+        let cap = intrinsic(&properties["ReservedConcurrentExecutions"], "If")
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{binary} has no concurrency cap"));
+        assert_eq!(cap[0], "CapConcurrency", "{binary}");
+        assert_eq!(yaml(&cap[2]), "!Ref AWS::NoValue", "{binary}");
+        total += match &cap[1] {
+            Value::Number(n) => {
+                jobs_capped += 1;
+                n.as_i64().unwrap()
+            }
+            other if yaml(other) == "!Ref ReservedConcurrency" => {
+                functions_capped += 1;
+                SUGGESTED
+            }
+            other => panic!("{binary}: {}", yaml(other)),
+        };
+    }
+    assert!(total <= budget, "{total} executions for a pool of {budget}");
+    // The quota check counts exactly what is reserved.
+    let check = &template["Resources"]["ConcurrencyCheck"];
+    assert_eq!(check["Condition"], "CapConcurrency");
+    assert_eq!(check["Properties"]["Functions"], functions_capped);
+    assert_eq!(check["Properties"]["Jobs"], jobs_capped);
+    assert_eq!(
+        yaml(&template["Resources"]["Migrations"]["Metadata"]),
+        "QuotaChecked: !If\n- CapConcurrency\n- !Ref ConcurrencyCheck\n- ''"
     );
 }
 
+/// The quota check's own code (the template's inline Python), run with Lambda's answer to GetAccountSettings
+/// for accounts of several sizes; its answer to CloudFormation is caught by a local HTTP server.
 #[test]
-fn every_function_that_uses_the_database_has_its_errors_and_throttles_watched() {
+fn a_reservation_the_quota_cannot_hold_fails_naming_the_quota() {
+    let template = template();
+    let code = template["Resources"]["ConcurrencyCheckFunction"]["Properties"]["Code"]["ZipFile"]
+        .as_str()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("concurrency-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.py"), code).unwrap();
+    // boto3's client, answering what Lambda answers for an account with this limit and unreserved share.
+    std::fs::write(
+        dir.join("boto3.py"),
+        "import json, os\n\
+         class _Lambda:\n    def get_account_settings(self):\n        return json.loads(os.environ['SETTINGS'])\n\
+         def client(name):\n    assert name == 'lambda'\n    return _Lambda()\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("harness.py"),
+        r#"import http.server, json, os, sys, threading
+import index
+answers = []
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):
+        answers.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+event = json.loads(os.environ["EVENT"])
+event.update(ResponseURL=f"http://127.0.0.1:{server.server_port}/answer", StackId="arn:aws:cloudformation:us-east-1:123456789012:stack/shop/1", RequestId="r1", LogicalResourceId="ConcurrencyCheck")
+index.handler(event, None)
+print(json.dumps(answers[0]))
+"#,
+    )
+    .unwrap();
+    let run = |event: serde_json::Value, limit: u32, unreserved: u32| -> serde_json::Value {
+        let settings = serde_json::json!({ "AccountLimit": {
+            "ConcurrentExecutions": limit, "UnreservedConcurrentExecutions": unreserved } });
+        let output = std::process::Command::new("python3")
+            .arg(dir.join("harness.py"))
+            .env("PYTHONPATH", &dir)
+            .env("EVENT", event.to_string())
+            .env("SETTINGS", settings.to_string())
+            .output()
+            .expect("python3");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    };
+    let properties = |reserved: u32| serde_json::json!({ "Reserved": reserved.to_string(), "Functions": "14", "Jobs": "3" });
+    let create = |reserved: u32| serde_json::json!({ "RequestType": "Create", "ResourceProperties": properties(reserved) });
+
+    // A new account: a quota of 10, all of it unreserved, which Lambda keeps.
+    let refused = run(create(20), 10, 10);
+    assert_eq!(refused["Status"], "FAILED");
+    let reason = refused["Reason"].as_str().unwrap();
+    for needed in [
+        "L-B99A9384",
+        "Concurrent executions",
+        "283",
+        "is 10",
+        "ReservedConcurrency=0",
+    ] {
+        assert!(reason.contains(needed), "{needed}: {reason}");
+    }
+    // The usual quota of 1,000: 14 x 20 + 3 = 283 fits beside the 100 kept unreserved; 14 x 65 + 3 = 913 does not.
+    assert_eq!(run(create(20), 1000, 1000)["Status"], "SUCCESS");
+    assert_eq!(run(create(65), 1000, 1000)["Status"], "FAILED");
+    // An update counts what the stack holds already: from 20 to 40 on 1,000 (717 unreserved left).
+    let update = serde_json::json!({ "RequestType": "Update", "ResourceProperties": properties(40),
+        "OldResourceProperties": properties(20), "PhysicalResourceId": "concurrency-check" });
+    assert_eq!(run(update, 1000, 717)["Status"], "SUCCESS");
+    // Deleting the check never fails, whatever the account.
+    let delete = serde_json::json!({ "RequestType": "Delete", "ResourceProperties": properties(20),
+        "PhysicalResourceId": "concurrency-check" });
+    assert_eq!(run(delete, 10, 0)["Status"], "SUCCESS");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A missed run is not retried (the next one comes within the period): neither by the scheduler nor by
+/// Lambda's asynchronous invocation, whose default retries errors twice and throttles for six hours.
+#[test]
+fn jobs_run_on_a_schedule_without_retries() {
+    let template = template();
+    for job in JOBS {
+        let function = &functions(&template)[job];
+        let events: Vec<&Value> = function["Properties"]["Events"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .collect();
+        assert_eq!(events.len(), 1, "{job}");
+        let schedule = &events[0]["Properties"];
+        assert_eq!(events[0]["Type"], "ScheduleV2", "{job}");
+        assert_eq!(schedule["RetryPolicy"]["MaximumRetryAttempts"], 0, "{job}");
+        assert_eq!(
+            schedule["RetryPolicy"]["MaximumEventAgeInSeconds"], 60,
+            "{job}"
+        );
+        let invoke = &function["Properties"]["EventInvokeConfig"];
+        assert_eq!(invoke["MaximumRetryAttempts"], 0, "{job}");
+        assert_eq!(invoke["MaximumEventAgeInSeconds"], 60, "{job}");
+    }
+    // The publisher ends before the next minute's run starts.
+    let publisher = &functions(&template)["publish-events"]["Properties"];
+    let timeout = publisher["Timeout"].as_i64().unwrap();
+    let deadline: i64 = publisher["Environment"]["Variables"]["REQUEST_TIMEOUT_MS"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(deadline < timeout * 1000 && timeout < 60);
+}
+
+#[test]
+fn every_function_that_uses_the_database_has_its_errors_watched() {
     let template = template();
     let resources = template["Resources"].as_mapping().unwrap();
-    // The functions each alarm of `metric` reads, by logical id.
-    let watched = |metric: &str| -> BTreeSet<String> {
-        resources
-            .values()
-            .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
-            .flat_map(|alarm| {
-                alarm["Properties"]["Metrics"]
-                    .as_sequence()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter(|m| m["MetricStat"]["Metric"]["MetricName"] == metric)
-            .map(|m| {
-                let dimension = &m["MetricStat"]["Metric"]["Dimensions"][0];
-                assert_eq!(dimension["Name"], "FunctionName");
-                intrinsic(&dimension["Value"], "Ref")
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
-    };
+    let watched: BTreeSet<String> = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+        .flat_map(|alarm| {
+            alarm["Properties"]["Metrics"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|m| m["MetricStat"]["Metric"]["MetricName"] == "Errors")
+        .map(|m| {
+            let dimension = &m["MetricStat"]["Metric"]["Dimensions"][0];
+            assert_eq!(dimension["Name"], "FunctionName");
+            intrinsic(&dimension["Value"], "Ref")
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     let using_database: BTreeSet<String> = resources
         .iter()
         .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
-        .filter(|(_, r)| yaml(&r["Properties"]["Role"]) == "!GetAtt ApiFunctionRole.Arn")
+        .filter(|(_, r)| {
+            yaml(&r["Properties"]["Role"]).contains("FunctionRole")
+                || yaml(&r["Properties"]["Role"]).contains("PublisherRole")
+        })
         .map(|(id, _)| id.as_str().unwrap().to_owned())
         .collect();
-    assert!(using_database.len() > 10, "{using_database:?}");
-    for metric in ["Errors", "Throttles"] {
-        let watched = watched(metric);
-        let missed: Vec<&String> = using_database.difference(&watched).collect();
-        assert!(
-            missed.is_empty(),
-            "no alarm reads the {metric} of {missed:?}"
-        );
+    assert_eq!(using_database.len(), 17, "{using_database:?}");
+    let missed: Vec<&String> = using_database.difference(&watched).collect();
+    assert!(missed.is_empty(), "no alarm reads the errors of {missed:?}");
+}
+
+/// Evaluates the intrinsic functions that names are made of, for one stack.
+struct Stack {
+    name: String,
+    id: String,
+}
+
+impl Stack {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            id: format!(
+                "arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/0f1e2d3c-4b5a-6978-8a9b-acbdcedf0123"
+            ),
+        }
+    }
+
+    fn reference(&self, name: &str, variables: &BTreeMap<String, String>) -> String {
+        match name {
+            "AWS::StackName" => self.name.clone(),
+            "AWS::StackId" => self.id.clone(),
+            "AWS::AccountId" => "123456789012".into(),
+            "AWS::Region" => "us-east-1".into(),
+            "AWS::Partition" => "aws".into(),
+            "AWS::URLSuffix" => "amazonaws.com".into(),
+            other => variables.get(other).cloned().unwrap_or_else(|| {
+                panic!("a name made of {other}, which is not known at deploy time")
+            }),
+        }
+    }
+
+    fn eval(&self, value: &Value) -> Vec<String> {
+        match value {
+            Value::String(text) => vec![text.clone()],
+            Value::Sequence(items) => items.iter().flat_map(|v| self.eval(v)).collect(),
+            Value::Tagged(tagged) => {
+                let TaggedValue { tag, value } = tagged.as_ref();
+                match tag.to_string().trim_start_matches('!') {
+                    "Ref" => vec![self.reference(value.as_str().unwrap(), &BTreeMap::new())],
+                    "Sub" => {
+                        let (text, variables) = match value {
+                            Value::String(text) => (text.as_str(), BTreeMap::new()),
+                            Value::Sequence(args) => (
+                                args[0].as_str().unwrap(),
+                                args[1]
+                                    .as_mapping()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (k.as_str().unwrap().to_owned(), self.eval(v).concat())
+                                    })
+                                    .collect(),
+                            ),
+                            other => panic!("!Sub {}", yaml(other)),
+                        };
+                        let mut out = String::new();
+                        let mut rest = text;
+                        while let Some(start) = rest.find("${") {
+                            out.push_str(&rest[..start]);
+                            let end = rest[start..].find('}').unwrap() + start;
+                            out.push_str(&self.reference(&rest[start + 2..end], &variables));
+                            rest = &rest[end + 1..];
+                        }
+                        out.push_str(rest);
+                        vec![out]
+                    }
+                    "Split" => {
+                        let args = value.as_sequence().unwrap();
+                        let on = args[0].as_str().unwrap();
+                        self.eval(&args[1])
+                            .concat()
+                            .split(on)
+                            .map(str::to_owned)
+                            .collect()
+                    }
+                    "Select" => {
+                        let args = value.as_sequence().unwrap();
+                        let index = args[0].as_u64().unwrap() as usize;
+                        vec![self.eval(&args[1])[index].clone()]
+                    }
+                    other => panic!("!{other} in a name"),
+                }
+            }
+            other => panic!("{} in a name", yaml(other)),
+        }
+    }
+}
+
+/// A service's rule for a name: the longest it may be, and whether a name is valid.
+type Rule = (usize, fn(&str) -> bool);
+
+fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
+    fn alnum_hyphen(s: &str) -> bool {
+        s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    }
+    BTreeMap::from([
+        // RDS: a letter first, letters, digits and single hyphens, no hyphen at the end.
+        (
+            ("AWS::RDS::DBProxy", "DBProxyName"),
+            (
+                63,
+                (|s: &str| {
+                    s.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && alnum_hyphen(s)
+                        && !s.contains("--")
+                        && !s.ends_with('-')
+                }) as fn(&str) -> bool,
+            ),
+        ),
+        // Cognito: lower-case letters, digits and hyphens, not at either end, and none of the reserved words.
+        (
+            ("AWS::Cognito::UserPoolDomain", "Domain"),
+            (63, |s: &str| {
+                s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !s.starts_with('-')
+                    && !s.ends_with('-')
+                    && !["aws", "amazon", "cognito"].iter().any(|w| s.contains(w))
+            }),
+        ),
+        (
+            ("AWS::Cognito::UserPool", "UserPoolName"),
+            (128, |s: &str| {
+                s.chars().all(|c| {
+                    c.is_alphanumeric() || c == '_' || c.is_whitespace() || "+=,.@-".contains(c)
+                })
+            }),
+        ),
+        (
+            ("AWS::Cognito::UserPoolClient", "ClientName"),
+            (128, |s: &str| {
+                s.chars().all(|c| {
+                    c.is_alphanumeric() || c == '_' || c.is_whitespace() || "+=,.@-".contains(c)
+                })
+            }),
+        ),
+        (
+            ("AWS::Events::EventBus", "Name"),
+            (256, |s: &str| {
+                s != "default"
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+            }),
+        ),
+        (
+            ("AWS::Logs::LogGroup", "LogGroupName"),
+            (512, |s: &str| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/#".contains(c))
+            }),
+        ),
+        (
+            ("ScheduleV2", "Name"),
+            (64, |s: &str| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            }),
+        ),
+        // Export names: letters, digits, colons and hyphens.
+        (
+            ("Export", "Name"),
+            (255, |s: &str| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ":-".contains(c))
+            }),
+        ),
+    ])
+}
+
+/// Every name a rule applies to in the two templates, with the rule's key.
+fn named(templates: &[Value]) -> Vec<((&'static str, &'static str), Value)> {
+    let rules = rules();
+    let mut found = Vec::new();
+    for template in templates {
+        for resource in template["Resources"].as_mapping().unwrap().values() {
+            let kind = resource["Type"].as_str().unwrap();
+            for (rule_kind, property) in rules.keys() {
+                if *rule_kind == kind && !resource["Properties"][*property].is_null() {
+                    found.push((
+                        (*rule_kind, *property),
+                        resource["Properties"][*property].clone(),
+                    ));
+                }
+            }
+            for event in resource["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                if event["Type"] == "ScheduleV2" {
+                    let name = event["Properties"]["Name"].clone();
+                    assert!(
+                        !name.is_null(),
+                        "a schedule without a name gets a fixed one from SAM"
+                    );
+                    found.push((("ScheduleV2", "Name"), name));
+                }
+            }
+        }
+        for output in template["Outputs"].as_mapping().unwrap().values() {
+            if !output["Export"].is_null() {
+                found.push((("Export", "Name"), output["Export"]["Name"].clone()));
+            }
+        }
+    }
+    found
+}
+
+/// Every physical name is derived so that every valid stack name (letters, digits and hyphens, a letter first,
+/// at most 128) yields a valid name: upper case, the words Cognito refuses, double hyphens and the longest
+/// name included.
+#[test]
+fn every_name_is_valid_for_every_stack_name() {
+    let long = format!("a{}c", "b1-".repeat(42));
+    assert_eq!(long.len(), 128);
+    let names = named(&[data(), template()]);
+    let kinds: BTreeSet<&str> = names.iter().map(|((kind, _), _)| *kind).collect();
+    for needed in [
+        "AWS::RDS::DBProxy",
+        "AWS::Cognito::UserPoolDomain",
+        "ScheduleV2",
+        "Export",
+    ] {
+        assert!(kinds.contains(needed), "{needed}");
+    }
+    let rules = rules();
+    for stack_name in [
+        "Inventory",
+        "shop-aws",
+        "a--b",
+        "amazon-cognito-shop",
+        long.as_str(),
+    ] {
+        let stack = Stack::new(stack_name);
+        for (rule, expression) in &names {
+            let (max, valid) = rules[rule];
+            let name = stack.eval(expression).concat();
+            assert!(
+                !name.is_empty() && name.len() <= max && valid(&name),
+                "stack {stack_name}: {rule:?} {name:?} ({} characters, at most {max})",
+                name.len()
+            );
+        }
     }
 }

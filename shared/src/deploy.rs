@@ -1,11 +1,15 @@
 //! Migrations on deploy: the migrate function as the handler of a CloudFormation custom resource.
 //!
 //! On `Create` and `Update` (the template changes a property whenever the function's code, and so its
-//! embedded migrations, change) it reads the master credentials from Secrets Manager, connects to the
-//! cluster endpoint (not the proxy: sqlx serialises migrations with a session advisory lock) with TLS
-//! verified against the Amazon RDS root certificates, and applies what is pending. `Delete` keeps the
+//! embedded migrations, change) it reads the master credentials from Secrets Manager (a secret RDS
+//! manages), connects to the cluster endpoint (not the proxy: sqlx serialises migrations with a session
+//! advisory lock) with TLS verified against the Amazon RDS root certificates, applies what is pending and
+//! sets up the API's user (IAM login, no password). An `Update` to an older version of the function is
+//! CloudFormation rolling a failed deploy back: the schema stays as it is (migrations only ever add), so it
+//! answers SUCCESS without connecting, and a rollback never waits on the database. `Delete` keeps the
 //! data. Whatever happens, CloudFormation gets an answer, in time, so a deploy never hangs on it; an
-//! answer's reason never carries a secret or a database message.
+//! answer's reason never carries a secret or a database message, and no log line carries the answer's
+//! pre-signed URL.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -55,8 +59,8 @@ pub struct Target {
     pub port: u16,
     pub database: String,
     pub secret_arn: String,
-    /// The secret of the user the API functions connect as (through the proxy, which reads it too).
-    pub app_secret_arn: String,
+    /// The user the API functions connect as (through the proxy, with IAM tokens).
+    pub app_user: String,
     pub region: String,
     /// `https://secretsmanager.<region>.amazonaws.com` unless `SECRETS_MANAGER_ENDPOINT` says otherwise.
     pub secrets_endpoint: String,
@@ -64,7 +68,7 @@ pub struct Target {
 
 impl Target {
     /// `DATABASE_HOST`, `DATABASE_PORT` (5432), `DATABASE_NAME`, `DATABASE_SECRET_ARN` (the master user),
-    /// `DATABASE_APP_SECRET_ARN` (the API's user), `AWS_REGION`.
+    /// `DATABASE_APP_USER` (the API's user), `AWS_REGION`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DeployError> {
         let required = |name: &'static str| {
             lookup(name)
@@ -79,7 +83,7 @@ impl Target {
                 .unwrap_or(5432),
             database: required("DATABASE_NAME")?,
             secret_arn: required("DATABASE_SECRET_ARN")?,
-            app_secret_arn: required("DATABASE_APP_SECRET_ARN")?,
+            app_user: required("DATABASE_APP_USER")?,
             secrets_endpoint: lookup("SECRETS_MANAGER_ENDPOINT")
                 .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
             region,
@@ -205,16 +209,12 @@ pub fn cluster_options(target: &Target, secret: &DatabaseSecret) -> PgConnectOpt
 }
 
 /// Applies the pending migrations; answers how many the database now has. Migrations the database has
-/// but this code does not are accepted: CloudFormation rolls a failed deploy back by running the previous
-/// function, whose list is shorter, and the schema stays as it is (the migrations only ever add).
+/// but this code does not are accepted: the schema stays as it is (the migrations only ever add).
 ///
-/// With `app`, it then makes sure the API's user exists with that password and exactly the privileges the
-/// API needs (`postgres::schema::APP_GRANTS`): it cannot change the schema, the migrations' record or the
-/// ledger's history.
-pub async fn migrate(
-    options: PgConnectOptions,
-    app: Option<&DatabaseSecret>,
-) -> Result<usize, DeployError> {
+/// With `app` (a user name), it then makes sure the API's user exists, logs in with IAM tokens only and has
+/// exactly the privileges the API needs (`postgres::schema::APP_GRANTS`): it cannot change the schema, the
+/// migrations' record or the ledger's history.
+pub async fn migrate(options: PgConnectOptions, app: Option<&str>) -> Result<usize, DeployError> {
     let failed = |error: sqlx::Error| {
         tracing::error!(%error, "migration failed");
         DeployError::Migrate(match &error {
@@ -224,12 +224,9 @@ pub async fn migrate(
             _ => "see the migrate function's log".into(),
         })
     };
-    crate::postgres::schema::migrate(
-        options,
-        app.map(|a| (a.username.as_str(), a.password.as_str())),
-    )
-    .await
-    .map_err(failed)
+    crate::postgres::schema::migrate(options, app)
+        .await
+        .map_err(failed)
 }
 
 /// The answer to `request`, once `work` has run (or timed out): `Data.Migrations` is the number of
@@ -270,8 +267,31 @@ fn response_url(request: &Request) -> &str {
     }
 }
 
-/// Handles one event: runs `work` for `Create` and `Update` within `budget`, keeps everything on
-/// `Delete`, and sends CloudFormation the answer. Fails only if the answer could not be delivered.
+/// The version number at the end of a function version's ARN (`...:function:NAME:7`), or a bare number.
+fn function_version(properties: &serde_json::Value) -> Option<u64> {
+    let version = properties.get("MigrateFunctionVersion")?.as_str()?;
+    version.rsplit(':').next()?.parse().ok()
+}
+
+/// Whether an update goes back to an older version of the migrate function: CloudFormation rolling a failed
+/// deploy back sends the previous template's properties as the new ones.
+pub fn is_rollback(
+    update: &aws_lambda_events::event::cloudformation::UpdateRequest<
+        serde_json::Value,
+        serde_json::Value,
+    >,
+) -> bool {
+    match (
+        function_version(&update.resource_properties),
+        function_version(&update.old_resource_properties),
+    ) {
+        (Some(new), Some(old)) => new < old,
+        _ => false,
+    }
+}
+
+/// Handles one event: runs `work` for `Create` and `Update` within `budget`, unless the update is a
+/// rollback; keeps everything on `Delete`; and sends CloudFormation the answer. Fails only if the answer could not be delivered.
 pub async fn handle<W>(
     client: &reqwest::Client,
     request: &Request,
@@ -284,6 +304,10 @@ where
     let outcome = match request {
         Request::Delete(_) => {
             tracing::info!("stack deletion: the database and its schema are kept");
+            Ok(None)
+        }
+        Request::Update(update) if is_rollback(update) => {
+            tracing::info!("an update to an older version (a rollback): the schema stays as it is");
             Ok(None)
         }
         _ => match tokio::time::timeout(budget, work()).await {
@@ -310,6 +334,8 @@ where
         .await
         .and_then(|r| r.error_for_status());
     if let Err(error) = delivered {
+        // The URL is pre-signed: its signature and token are credentials, so the error is logged without it.
+        let error = error.without_url();
         tracing::error!(%error, "could not deliver the answer to CloudFormation");
         return Err(DeployError::Answer(
             "could not deliver the answer to CloudFormation".into(),
@@ -348,9 +374,7 @@ pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
                     .await
                     .map_err(|_| DeployError::Credentials)?;
                 let master = read_secret(&client, target, &target.secret_arn, &credentials).await?;
-                let app =
-                    read_secret(&client, target, &target.app_secret_arn, &credentials).await?;
-                migrate(cluster_options(target, &master), Some(&app)).await
+                migrate(cluster_options(target, &master), Some(&target.app_user)).await
             };
             handle(&client, &event.payload, budget, work)
                 .await
@@ -440,14 +464,14 @@ mod tests {
     #[test]
     fn the_configuration_names_what_is_missing() {
         let target = Target::from_lookup(|name| {
-            (name != "DATABASE_APP_SECRET_ARN").then(|| match name {
+            (name != "DATABASE_APP_USER").then(|| match name {
                 "AWS_REGION" => "eu-west-1".into(),
                 _ => "x".into(),
             })
         });
         assert!(matches!(
             target,
-            Err(DeployError::Missing("DATABASE_APP_SECRET_ARN"))
+            Err(DeployError::Missing("DATABASE_APP_USER"))
         ));
         let target = Target::from_lookup(|name| match name {
             "AWS_REGION" => Some("eu-west-1".into()),

@@ -52,15 +52,30 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// After this long since the load began, clients stop retrying (and the test fails with what they saw).
 const GIVE_UP: Duration = Duration::from_secs(40);
 
+/// Migrates as the deploy does and sets up the API's user, which logs in on AWS with IAM tokens through the
+/// proxy; here, without IAM, a password (over SCRAM) stands in for the token.
+async fn app_user_with_password(admin: &sqlx::postgres::PgConnectOptions, password: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    schema::migrate(admin.clone(), Some("inventory_app"))
+        .await
+        .unwrap();
+    let mut conn = admin.connect().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE inventory_app PASSWORD '{password}'"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_under_load_places_no_order_twice_and_no_stale_connection_reaches_a_client() {
     let mut cluster = Cluster::start("crash", "");
     let admin = cluster.options("postgres", None);
-    // As deployed: the functions log in as the API's own user, over SCRAM.
+    // As deployed: the functions log in as the API's own user.
     let password = "crash-test-app-password";
-    schema::migrate(admin.clone(), Some(("inventory_app", password)))
-        .await
-        .unwrap();
+    app_user_with_password(&admin, password).await;
     let as_app = cluster.options("inventory_app", Some(password));
     let products = create_products(&as_app).await;
 
@@ -936,9 +951,7 @@ async fn expiry_with_the_database_killed_half_way_releases_each_order_once() {
     let mut cluster = Cluster::start("expiry-crash", "");
     let admin = cluster.options("postgres", None);
     let password = "expiry-crash-app-password";
-    schema::migrate(admin.clone(), Some(("inventory_app", password)))
-        .await
-        .unwrap();
+    app_user_with_password(&admin, password).await;
     let as_app = cluster.options("inventory_app", Some(password));
     let products = create_products(&as_app).await;
     let inventory = Inventory::new(PgStore::new(connect_lazy(as_app, &instance_pool())));

@@ -79,6 +79,13 @@ async fn stand_in(status: u16, answer: &'static str) -> (String, Arc<Mutex<Vec<R
     (address, received)
 }
 
+/// The ARN of a version of the migrate function, as `!Ref MigrateFunction.Version` gives it.
+fn version(number: u32) -> String {
+    format!(
+        "arn:aws:lambda:eu-west-1:123456789012:function:inventory-MigrateFunction-AbC123:{number}"
+    )
+}
+
 fn event(kind: &str, response_url: &str) -> Request {
     let mut event = json!({
         "RequestType": kind,
@@ -88,13 +95,13 @@ fn event(kind: &str, response_url: &str) -> Request {
         "RequestId": format!("request-{kind}"),
         "ResourceType": "Custom::Migrations",
         "LogicalResourceId": "Migrations",
-        "ResourceProperties": { "MigrateFunctionVersion": "2" }
+        "ResourceProperties": { "MigrateFunctionVersion": version(2) }
     });
     if kind != "Create" {
         event["PhysicalResourceId"] = json!(PHYSICAL_ID);
     }
     if kind == "Update" {
-        event["OldResourceProperties"] = json!({ "MigrateFunctionVersion": "1" });
+        event["OldResourceProperties"] = json!({ "MigrateFunctionVersion": version(1) });
     }
     serde_json::from_value(event).unwrap()
 }
@@ -284,7 +291,7 @@ fn target(endpoint: &str) -> Target {
         port: 5432,
         database: "inventory".into(),
         secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf".into(),
-        app_secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-AbCdEf".into(),
+        app_user: "inventory_app".into(),
         region: "eu-west-1".into(),
         secrets_endpoint: endpoint.into(),
     }
@@ -352,7 +359,7 @@ async fn a_refused_secret_names_the_error_type() {
     let error = deploy::read_secret(
         &reqwest::Client::new(),
         &target,
-        &target.app_secret_arn,
+        &target.secret_arn,
         &credentials,
     )
     .await
@@ -366,10 +373,7 @@ async fn a_refused_secret_names_the_error_type() {
 /// A fresh database migrated by the migrate function with the API's user `app`, and a pool connected as
 /// that user. (The local server trusts every user, so no password is needed here: what is checked is what
 /// the user may do.)
-async fn database_as_app(
-    name: &str,
-    app: &deploy::DatabaseSecret,
-) -> (PgConnectOptions, sqlx::PgPool) {
+async fn database_as_app(name: &str, app: &str) -> (PgConnectOptions, sqlx::PgPool) {
     let options = empty_database(name).await;
     // Twice: every deploy after the first finds the user and sets it up again.
     for _ in 0..2 {
@@ -377,7 +381,7 @@ async fn database_as_app(
     }
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(options.clone().username(&app.username))
+        .connect_with(options.clone().username(app))
         .await
         .unwrap();
     (options, pool)
@@ -391,14 +395,13 @@ async fn the_api_user_can_serve_the_api_and_nothing_more() {
     use inventory::service::Inventory;
 
     let user = format!("inventory_app_{}", std::process::id());
-    let app: deploy::DatabaseSecret =
-        serde_json::from_value(json!({ "username": user, "password": "it's-a-secret" })).unwrap();
+    let app = user.as_str();
     let mut databases = Vec::new();
 
     // Every kind of statement the API runs, as the API's user (each scenario on its own database).
     macro_rules! as_app {
         ($($scenario:ident),*) => {$(
-            let (options, pool) = database_as_app(stringify!($scenario), &app).await;
+            let (options, pool) = database_as_app(stringify!($scenario), app).await;
             common::behaviour::$scenario(Inventory::new(PgStore::new(pool.clone()))).await;
             pool.close().await;
             databases.push(options);
@@ -414,7 +417,7 @@ async fn the_api_user_can_serve_the_api_and_nothing_more() {
         a_failed_write_leaves_its_key_free
     );
 
-    let (options, as_app) = database_as_app("inventory_deploy_role", &app).await;
+    let (options, as_app) = database_as_app("inventory_deploy_role", app).await;
     for forbidden in [
         "DROP TABLE orders",
         "CREATE TABLE scratch (id int)",
@@ -459,6 +462,168 @@ async fn the_api_user_can_serve_the_api_and_nothing_more() {
     }
     let base = std::env::var("DATABASE_URL").unwrap();
     let server = sqlx::PgPool::connect(&base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE \"{user}\"")))
+        .execute(&server)
+        .await
+        .unwrap();
+}
+
+/// An update rollback, in the shape CloudFormation sends it: the previous template's properties (an older
+/// function version) as the new ones. It is answered SUCCESS without connecting anywhere, so a rollback
+/// completes even while the database is unreachable.
+#[tokio::test]
+async fn a_rollback_answers_success_without_connecting() {
+    let (cloudformation, received) = stand_in(200, "").await;
+    let url = format!("{cloudformation}/response?X-Amz-Signature=abc");
+    let rollback: Request = serde_json::from_value(json!({
+        "RequestType": "Update",
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:inventory-MigrateFunction-AbC123",
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/inventory/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab",
+        "RequestId": "rollback-1",
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "Migrations",
+        "PhysicalResourceId": PHYSICAL_ID,
+        "ResourceProperties": {
+            "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:inventory-MigrateFunction-AbC123",
+            "ServiceTimeout": "360",
+            "MigrateFunctionVersion": version(9),
+            "Cluster": "inventory.cluster-abc.eu-west-1.rds.amazonaws.com"
+        },
+        "OldResourceProperties": {
+            "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:inventory-MigrateFunction-AbC123",
+            "ServiceTimeout": "360",
+            "MigrateFunctionVersion": version(10),
+            "Cluster": "inventory.cluster-abc.eu-west-1.rds.amazonaws.com"
+        }
+    }))
+    .unwrap();
+    let answer = deploy::handle(
+        &reqwest::Client::new(),
+        &rollback,
+        Duration::from_secs(5),
+        async || -> Result<usize, DeployError> { panic!("a rollback connects to nothing") },
+    )
+    .await
+    .unwrap();
+    assert!(answer.data.is_empty());
+    let answer = answer_of(&received.lock().unwrap()[0]);
+    assert_eq!(answer["Status"], "SUCCESS");
+    assert_eq!(answer["RequestId"], "rollback-1");
+    assert_eq!(answer["PhysicalResourceId"], PHYSICAL_ID);
+
+    // A forward update (a newer version) does run the work; so does one whose versions cannot be read.
+    let Request::Update(mut update) = rollback else {
+        unreachable!()
+    };
+    assert!(deploy::is_rollback(&update));
+    std::mem::swap(
+        &mut update.resource_properties,
+        &mut update.old_resource_properties,
+    );
+    assert!(!deploy::is_rollback(&update));
+    update.old_resource_properties = json!({});
+    assert!(!deploy::is_rollback(&update));
+    let ran = deploy::handle(
+        &reqwest::Client::new(),
+        &Request::Update(update),
+        Duration::from_secs(5),
+        async || Ok(7),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ran.data["Migrations"], "7");
+}
+
+/// The pre-signed response URL carries a signature and a session token: a failed answer is logged without it.
+#[test]
+fn an_undeliverable_answer_is_logged_without_its_url() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            // Nothing listens on port 1: the connection is refused, and reqwest's error names the URL.
+            let request = event(
+                "Delete",
+                "http://127.0.0.1:1/response?X-Amz-Signature=5ec12e7&X-Amz-Security-Token=t0ken",
+            );
+            let delivered = deploy::handle(
+                &reqwest::Client::new(),
+                &request,
+                Duration::from_secs(5),
+                async || Ok(0),
+            )
+            .await;
+            assert!(delivered.is_err());
+        })
+    });
+    let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("could not deliver the answer"), "{logged}");
+    for secret in [
+        "5ec12e7",
+        "t0ken",
+        "X-Amz-Signature",
+        "127.0.0.1:1/response",
+    ] {
+        assert!(!logged.contains(secret), "{secret} in {logged}");
+    }
+}
+
+/// On RDS and Aurora the API's user logs in with IAM tokens only: a member of `rds_iam`, with no password
+/// (one left by a release that stored it in a secret is removed). The role is made here as RDS has it.
+#[tokio::test]
+async fn the_api_user_logs_in_with_iam_and_has_no_password() {
+    let options = empty_database("inventory_deploy_iam").await;
+    let admin = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    sqlx::raw_sql(
+        "DO $$ BEGIN CREATE ROLE rds_iam; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let user = format!("inventory_iam_{}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE \"{user}\" LOGIN PASSWORD 'from-an-older-release'"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    deploy::migrate(options.clone(), Some(&user)).await.unwrap();
+    let (member, password): (bool, Option<String>) = sqlx::query_as(
+        "SELECT pg_has_role(rolname, 'rds_iam', 'MEMBER'), rolpassword FROM pg_authid WHERE rolname = $1",
+    )
+    .bind(&user)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(member, "{user} is a member of rds_iam");
+    assert_eq!(password, None);
+    admin.close().await;
+    let url = options.to_url_lossy().to_string();
+    sqlx::Postgres::force_drop_database(&url).await.unwrap();
+    let server = sqlx::PgPool::connect(&std::env::var("DATABASE_URL").unwrap())
+        .await
+        .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE \"{user}\"")))
         .execute(&server)
         .await

@@ -467,3 +467,140 @@ async fn a_read_that_loses_its_commit_is_unavailable(
     assert_eq!(proxy.fired().len(), 2);
     proxied.get_product(product.id, deadline()).await.unwrap();
 }
+
+/// A burst larger than the proxy's pool, with RDS Proxy's ConnectionBorrowTimeout stood in for by pgbouncer's
+/// `query_wait_timeout`: a pool of 2 held by two open transactions, and 16 Lambda instances (a connection each)
+/// ordering at once. No reserved concurrency caps the burst, and none is needed: every request answers 503 within
+/// its deadline (the wait is bounded, nothing queues past it), nothing is written, and once the pool is free the
+/// next order succeeds.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_burst_beyond_the_pool_answers_503_within_the_deadline(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    const INSTANCES: usize = 16;
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pooler");
+    let pooler = |command: &str| {
+        let output = std::process::Command::new(script)
+            .arg(command)
+            .env("POOLER_PORT", port.to_string())
+            .env(
+                "POOLER_DIR",
+                std::env::temp_dir().join(format!("burst-pooler-{port}")),
+            )
+            .env("POOLER_UPSTREAM_HOST", options.get_host())
+            .env("POOLER_UPSTREAM_PORT", options.get_port().to_string())
+            .env("POOLER_POOL_SIZE", "2")
+            .env("POOLER_WAIT_TIMEOUT", "1")
+            .output()
+            .expect("scripts/pooler");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    pooler("start");
+    let database = options.get_database().unwrap().to_owned();
+    let through_pooler = PgConnectOptions::new_without_pgpass()
+        .host("127.0.0.1")
+        .port(port)
+        .username("postgres")
+        .database(&database)
+        .statement_cache_capacity(0);
+    let direct = pool_options.connect_with(options.clone()).await.unwrap();
+    let setup = Inventory::new(PgStore::new(direct.clone()));
+    let hot = setup
+        .create_product(new_product("BURST", 100, 1000), deadline())
+        .await
+        .unwrap();
+
+    // The pool's two connections, taken by open transactions.
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let mut hog = <sqlx::PgConnection as sqlx::Connection>::connect_with(&through_pooler)
+            .await
+            .unwrap();
+        sqlx::raw_sql("BEGIN; SELECT 1")
+            .execute(&mut hog)
+            .await
+            .unwrap();
+        hogs.push(hog);
+    }
+    let app = |_| {
+        Arc::new(App::new(
+            PgStore::new(connect_lazy(
+                through_pooler.clone(),
+                &PoolConfig {
+                    max_connections: 1,
+                    acquire_timeout: Duration::from_secs(5),
+                },
+            )),
+            HttpConfig {
+                request_timeout: REQUEST_TIMEOUT,
+                ..HttpConfig::default()
+            },
+        ))
+    };
+    let instances: Vec<Arc<App<PgStore>>> = (0..INSTANCES).map(app).collect();
+    let order = || {
+        Event::v2("POST", "/orders", "/orders")
+            .json(&json!({ "lines": [{ "product_id": hot.id, "quantity": 1 }] }))
+            .request()
+    };
+    let tasks: Vec<_> = instances
+        .iter()
+        .map(|instance| {
+            let (instance, request) = (Arc::clone(instance), order());
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let response = instance.handle(Endpoint::CreateOrder, request).await;
+                (response, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        let (response, took) = task.await.unwrap();
+        assert_eq!(
+            response.status(),
+            503,
+            "{:?}",
+            String::from_utf8_lossy(response.body())
+        );
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["code"], "unavailable");
+        slowest = slowest.max(took);
+    }
+    println!(
+        "{INSTANCES} orders beyond a pool of 2: every one 503, the slowest in {slowest:?} (deadline {REQUEST_TIMEOUT:?})"
+    );
+    assert!(
+        slowest < REQUEST_TIMEOUT + Duration::from_millis(500),
+        "{slowest:?}"
+    );
+
+    for mut hog in hogs {
+        sqlx::raw_sql("ROLLBACK").execute(&mut hog).await.unwrap();
+    }
+    let placed = instances[0].handle(Endpoint::CreateOrder, order()).await;
+    assert_eq!(
+        placed.status(),
+        201,
+        "{:?}",
+        String::from_utf8_lossy(placed.body())
+    );
+    let hot = setup.get_product(hot.id, deadline()).await.unwrap();
+    assert_eq!(hot.reserved, 1, "only the order after the burst");
+    common::behaviour::assert_ledger_balances(&setup, hot.id).await;
+    assert_one_event_per_change(&direct).await;
+    drop(instances);
+    pooler("stop");
+}

@@ -109,34 +109,22 @@ fn template_functions() -> String {
         }
         assert_eq!(routes.len(), 1, "{name}: an API function serves one route");
         let id = logical_id(route.endpoint);
+        // A public route says so; every other one names its scope (the default authorizer checks it).
         let auth = match route.endpoint.scope() {
             Some(scope) => format!(
-                "\n            Auth:\n              Authorizer: OAuth2\n              AuthorizationScopes: [!Sub [\"${{P}}{}\", {{ P: !If [CreateUserPool, inventory/, !Ref AuthScopePrefix] }}]]",
+                "{{ AuthorizationScopes: [!Sub \"${{AuthScopePrefix}}{}\"] }}",
                 scope.as_str()
             ),
-            None => "\n            Auth: { Authorizer: NONE } # public".to_owned(),
+            None => "{ Authorizer: NONE }".to_owned(),
         };
         text.push_str(&format!(
-            "
-  {id}Function:
+            "  {id}Function:
     Type: AWS::Serverless::Function
-    DependsOn: [Migrations, ProxyTargetGroup, ProxyIngressFromApiFunctions]
+    DependsOn: Migrations
     Metadata: {{ BuildMethod: rust-cargolambda, BuildProperties: {{ Binary: {name} }} }}
-    Properties:
-      Description: {method} {path}
-      Role: !GetAtt ApiFunctionRole.Arn
-      LoggingConfig: {{ LogGroup: !Ref {id}LogGroup }}
-      Events:
-        Route:
-          Type: HttpApi
-          Properties:
-            ApiId: !Ref Api
-            Method: {method}
-            Path: {path}{auth}
-
-  {id}LogGroup:
-    Type: AWS::Logs::LogGroup
-    Properties: {{ LogGroupName: !Sub \"/aws/lambda/${{AWS::StackName}}/{name}\", RetentionInDays: !Ref LogRetentionDays }}
+    Properties: {{ Description: \"{method} {path}\", Role: !GetAtt FunctionRole.Arn, LoggingConfig: {{ LogGroup: !Ref {id}LogGroup }},
+      Events: {{ Route: {{ Type: HttpApi, Properties: {{ ApiId: !Ref Api, Method: {method}, Path: \"{path}\", Auth: {auth} }} }} }} }}
+  {id}LogGroup: {{ Type: AWS::Logs::LogGroup, DeletionPolicy: Delete, UpdateReplacePolicy: Delete, Properties: {{ LogGroupName: !Sub \"/aws/lambda/${{AWS::StackName}}/{name}\", RetentionInDays: !Ref LogRetentionDays }} }}
 ",
             method = route.method,
             path = route.path,
