@@ -26,13 +26,15 @@ fn data() -> Value {
     read("data.yaml")
 }
 
-/// The functions of the application template, by binary name.
+/// The functions of the application template built from this workspace, by binary name (the quota check's few
+/// lines of Python are inline).
 fn functions(template: &Value) -> BTreeMap<String, Value> {
     template["Resources"]
         .as_mapping()
         .unwrap()
         .values()
         .filter(|r| r["Type"] == "AWS::Serverless::Function")
+        .filter(|r| r["Properties"]["InlineCode"].is_null())
         .map(|r| {
             let binary = r["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
@@ -702,9 +704,13 @@ fn defaults_reserve_nothing_and_a_reservation_fits_the_proxy_pool() {
 #[test]
 fn a_reservation_the_quota_cannot_hold_fails_naming_the_quota() {
     let template = template();
-    let code = template["Resources"]["ConcurrencyCheckFunction"]["Properties"]["Code"]["ZipFile"]
-        .as_str()
-        .unwrap();
+    let function = &template["Resources"]["ConcurrencyCheckFunction"];
+    assert_eq!(function["Condition"], "CapConcurrency");
+    assert!(
+        function["Properties"]["VpcConfig"].is_null(),
+        "it calls Lambda's public API"
+    );
+    let code = function["Properties"]["InlineCode"].as_str().unwrap();
     let dir = std::env::temp_dir().join(format!("concurrency-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.py"), code).unwrap();
@@ -1098,4 +1104,44 @@ fn every_name_is_valid_for_every_stack_name() {
             );
         }
     }
+}
+
+/// The README's cost table adds up: its idle column sums to its total.
+#[test]
+fn the_readme_cost_table_adds_up() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| part | while idle |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(table.len() > 5, "the cost table");
+    let idle = |row: &str| -> Option<f64> {
+        let cell = row.split('|').nth(2)?.trim().trim_matches('*');
+        cell.parse().ok()
+    };
+    let (total_row, rows) = table.split_last().unwrap();
+    assert!(total_row.contains("**total**"), "{total_row}");
+    let sum: f64 = rows.iter().filter_map(|r| idle(r)).sum();
+    let total = idle(total_row).unwrap();
+    assert!(
+        (sum - total).abs() < 0.005,
+        "the rows add up to {sum:.2}, the total says {total:.2}"
+    );
+}
+
+/// A reviewer reads both stacks in one sitting: together they stay within 900 lines.
+#[test]
+fn the_templates_stay_short() {
+    let lines: usize = ["data.yaml", "template.yaml"]
+        .iter()
+        .map(|name| {
+            std::fs::read_to_string(format!("{}/../{name}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum();
+    assert!(lines <= 900, "{lines} lines of templates");
 }
