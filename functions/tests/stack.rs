@@ -160,7 +160,8 @@ fn the_api_serves_with_local_auth_and_shares_its_key_with_the_host() {
 fn the_api_is_published_on_the_port_cargo_lambda_watch_serves() {
     let compose = compose();
     let api = service(&compose, "api");
-    assert_eq!(strings(&api["ports"]), ["9000:9000"]);
+    // This machine only: the emulator's Runtime API and /lambda-url/ routes share the port.
+    assert_eq!(strings(&api["ports"]), ["127.0.0.1:9000:9000"]);
     let dockerfile = read("Dockerfile");
     let cmd = dockerfile.lines().find(|l| l.starts_with("CMD")).unwrap();
     for part in [

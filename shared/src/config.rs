@@ -155,6 +155,21 @@ impl AuthConfig {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let config = Self::parse(&lookup)?;
+        // On Lambda the API is reached through API Gateway, whose authorizer verifies every token: anything
+        // else there would be an open or self-signed door.
+        if let (Some(variable), Self::Local { .. } | Self::Off) = (on_lambda(&lookup), &config) {
+            return Err(ConfigError::Invalid {
+                name: "AUTH_MODE",
+                reason: format!(
+                    "only gateway is allowed on Lambda ({variable} is set): local and off are for a laptop"
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    fn parse(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let or = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
         let scope_prefix = or("AUTH_SCOPE_PREFIX", "");
         match lookup("AUTH_MODE").as_deref().map(str::trim) {
@@ -200,6 +215,22 @@ impl AuthConfig {
             Self::Off => Auth::Off,
         })
     }
+}
+
+/// Variables Lambda sets in every execution environment (the `provided.al2023` runtime included) and
+/// `cargo lambda watch` does not (it sets `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_RUNTIME_API` and the
+/// function's version and memory, as a local emulator must).
+const LAMBDA_ONLY: [&str; 3] = [
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "LAMBDA_TASK_ROOT",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+];
+
+/// The first of [`LAMBDA_ONLY`] that is set: this process runs on Lambda itself.
+fn on_lambda(lookup: &impl Fn(&str) -> Option<String>) -> Option<&'static str> {
+    LAMBDA_ONLY
+        .into_iter()
+        .find(|name| lookup(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// The local signing key in `file`, made on first use (by whichever comes first: a function or
@@ -279,6 +310,32 @@ fn database(lookup: &impl Fn(&str) -> Option<String>) -> Result<Database, Config
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_lambda_only_gateway_is_allowed() {
+        for lambda in LAMBDA_ONLY {
+            for mode in ["off", "local"] {
+                let error = auth(&[("AUTH_MODE", mode), (lambda, "x")]).unwrap_err();
+                assert!(
+                    matches!(&error, ConfigError::Invalid { name: "AUTH_MODE", reason } if reason.contains(lambda)),
+                    "{mode} with {lambda}: {error}"
+                );
+            }
+            assert!(auth(&[("AUTH_MODE", "gateway"), (lambda, "x")]).is_ok());
+        }
+        // What cargo lambda watch sets does not count as Lambda.
+        let watch = [
+            ("AWS_LAMBDA_FUNCTION_NAME", "get-order"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9000/.rt"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ];
+        for mode in ["off", "local"] {
+            let mut vars = watch.to_vec();
+            vars.push(("AUTH_MODE", mode));
+            assert!(auth(&vars).is_ok(), "{mode} under cargo lambda watch");
+        }
+    }
 
     fn auth(vars: &[(&str, &str)]) -> Result<AuthConfig, ConfigError> {
         AuthConfig::from_lookup(|name| {

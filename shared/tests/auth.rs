@@ -217,7 +217,7 @@ async fn in_gateway_mode_every_route_checks_the_scope_of_the_verified_claims_aga
             continue;
         };
         let scope = scope.as_str();
-        let claims = |scopes: &str| json!({ "client_id": "client-a", "scope": scopes, "token_use": "access" });
+        let claims = |scopes: &str| json!({ "iss": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool", "sub": "client-a", "client_id": "client-a", "scope": scopes, "token_use": "access" });
 
         // No authorizer ran (a route left unprotected by mistake): refused all the same.
         let none = call(&app, route, event(route)).await;
@@ -294,4 +294,188 @@ async fn the_same_idempotency_key_from_two_callers_is_two_requests() {
     assert_ne!(a.body(), b.body(), "two orders");
     assert_eq!(a_again.headers()["idempotent-replayed"], "true");
     assert_eq!(a_again.body(), a.body());
+}
+
+/// A request for an order placed with `Idempotency-Key: shared-key-1`, in gateway mode, with these claims.
+fn keyed_order(claims: Value, product: &Value) -> Event {
+    Event::v2("POST", "/orders", "/orders")
+        .json(&json!({ "lines": [{ "product_id": product["id"], "quantity": 1 }], "customer_ref": "cart-of-the-first" }))
+        .header("idempotency-key", "shared-key-1")
+        .authorizer_claims(&claims)
+}
+
+/// A caller is the token's issuer and subject: two users of one app client, a `client_id` that is another
+/// token's `sub`, or a subject of 3,000 characters never share (or break) an idempotency key.
+#[tokio::test]
+async fn a_caller_is_its_issuer_and_subject() {
+    const POOL: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool";
+    let app = gateway_app();
+    let route = |endpoint| ROUTES.iter().find(|r| r.endpoint == endpoint).unwrap();
+    let admin = json!({ "iss": POOL, "sub": "admin", "scope": "inventory/products.write" });
+    let product = call(
+        &app,
+        route(Endpoint::CreateProduct),
+        Event::v2("POST", "/products", "/products")
+            .json(&json!({ "sku": "CALLERS", "name": "Mug", "price_minor": 1, "currency": "EUR", "on_hand": 100 }))
+            .authorizer_claims(&admin),
+    )
+    .await;
+    let product: Value = serde_json::from_slice(product.body()).unwrap();
+    let user = |sub: &str, client_id: &str| json!({ "iss": POOL, "sub": sub, "client_id": client_id, "scope": "inventory/orders.write" });
+    let first = call(
+        &app,
+        route(Endpoint::CreateOrder),
+        keyed_order(user("user-1", "shop-app"), &product),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    for (who, claims) in [
+        (
+            "another user of the same client",
+            user("user-2", "shop-app"),
+        ),
+        (
+            "a client whose id is the first's sub",
+            user("shop-app", "user-1"),
+        ),
+        (
+            "the same sub from another issuer",
+            json!({ "iss": "https://issuer.example", "sub": "user-1", "scope": "inventory/orders.write" }),
+        ),
+        (
+            "a subject of 3,000 characters",
+            user(&"s".repeat(3000), "shop-app"),
+        ),
+    ] {
+        let other = call(
+            &app,
+            route(Endpoint::CreateOrder),
+            keyed_order(claims, &product),
+        )
+        .await;
+        assert_eq!(other.status(), 201, "{who}: {:?}", problem(&other));
+        assert!(
+            !other.headers().contains_key("idempotent-replayed"),
+            "{who} got the first's order"
+        );
+        assert_ne!(other.body(), first.body(), "{who}");
+    }
+    let again = call(
+        &app,
+        route(Endpoint::CreateOrder),
+        keyed_order(user("user-1", "shop-app"), &product),
+    )
+    .await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.body(), first.body());
+
+    // A token that does not say who it speaks for: 401, in both modes.
+    for claims in [
+        json!({ "iss": POOL, "client_id": "shop-app", "scope": "inventory/orders.write" }),
+        json!({ "iss": POOL, "sub": "", "scope": "inventory/orders.write" }),
+        json!({ "sub": "user-1", "scope": "inventory/orders.write" }),
+    ] {
+        let refused = call(
+            &app,
+            route(Endpoint::CreateOrder),
+            keyed_order(claims.clone(), &product),
+        )
+        .await;
+        assert_eq!(refused.status(), 401, "{claims}");
+    }
+    let caller = inventory::http::Caller::of(POOL, &"s".repeat(3000));
+    assert_eq!(caller.0.len(), 64);
+}
+
+/// Local tokens are held to what API Gateway's authorizer would accept, and a little more: every one of these
+/// is a 401, none a 500.
+#[tokio::test]
+async fn in_local_mode_loose_tokens_are_refused() {
+    let app = local_app();
+    let route = ROUTES
+        .iter()
+        .find(|r| r.endpoint == Endpoint::ListProducts)
+        .unwrap();
+    let base = || json!({ "sub": "client-a", "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 600, "scope": "products.read" });
+    let with = |key: &str, value: Value| {
+        let mut claims = base();
+        claims[key] = value;
+        claims
+    };
+    let without = |key: &str| {
+        let mut claims = base();
+        claims.as_object_mut().unwrap().remove(key);
+        claims
+    };
+    let ok = call(
+        &app,
+        route,
+        event(route).header(
+            "authorization",
+            &format!("Bearer {}", token_with(KEY, base())),
+        ),
+    )
+    .await;
+    assert_eq!(ok.status(), 200, "{:?}", problem(&ok));
+    for (what, claims) in [
+        ("a future nbf", with("nbf", json!(now() + 3600))),
+        (
+            "an iat a year ahead",
+            with("iat", json!(now() + 365 * 86_400)),
+        ),
+        (
+            "a 100-year exp",
+            with("exp", json!(now() + 100 * 365 * 86_400)),
+        ),
+        (
+            "25 hours from iat to exp",
+            with("exp", json!(now() + 25 * 3600)),
+        ),
+        (
+            "a tab between scopes",
+            with("scope", json!("orders.read\tproducts.read")),
+        ),
+        (
+            "two spaces between scopes",
+            with("scope", json!("orders.read  products.read")),
+        ),
+        (
+            "a scope after a leading space",
+            with("scope", json!(" products.read")),
+        ),
+        ("no sub", without("sub")),
+        ("an empty sub", with("sub", json!(""))),
+        ("no exp", without("exp")),
+        ("a 9 KB token", with("padding", json!("x".repeat(9 * 1024)))),
+    ] {
+        let token = token_with(KEY, claims);
+        let refused = call(
+            &app,
+            route,
+            event(route).header("authorization", &format!("Bearer {token}")),
+        )
+        .await;
+        assert_eq!(refused.status(), 401, "{what}: {:?}", problem(&refused));
+    }
+}
+
+/// Every answer says not to sniff its type; the API's answers, data of one caller, are never stored by a cache.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = local_app();
+    for route in api_routes() {
+        for request in [
+            event(route),
+            event(route).header("authorization", "Bearer not-a-token"),
+        ] {
+            let response = call(&app, route, request).await;
+            let name = format!("{} {} ({})", route.method, route.path, response.status());
+            assert_eq!(
+                response.headers()["x-content-type-options"],
+                "nosniff",
+                "{name}"
+            );
+            assert_eq!(response.headers()["cache-control"], "no-store", "{name}");
+        }
+    }
 }

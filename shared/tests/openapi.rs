@@ -238,8 +238,29 @@ fn the_swagger_page_and_all_its_assets_come_from_the_function() {
                 .unwrap()
                 .starts_with("text/html")
         );
+        // A policy that lets the page run on its own files only, and never in another site's frame; the page
+        // has no inline script for it to refuse.
+        let policy = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self';",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(
+                policy.contains(directive),
+                "{path}: {directive} in {policy}"
+            );
+        }
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         let page = String::from_utf8(response.body().to_vec()).unwrap();
         assert!(page.contains("swagger-ui"), "{path}");
+        assert!(
+            !page.contains("<script>") && !page.contains("onload="),
+            "{path}: an inline script"
+        );
         for remote in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
             assert!(
                 !page.contains(remote),

@@ -775,3 +775,171 @@ async fn a_resource_s_events_follow_its_commits_even_when_the_later_began_first(
         "P's events in the order its changes committed"
     );
 }
+
+/// The events a caller sees through `GET /events` from `start` until it is caught up (the cursor it sent comes
+/// back) after `done`, pages of `limit`, in gateway mode with these scopes.
+async fn follow_feed(
+    app: &inventory::http::App<PgStore>,
+    scopes: &str,
+    start: Position,
+    limit: u32,
+    done: &std::sync::atomic::AtomicBool,
+) -> Vec<serde_json::Value> {
+    let claims =
+        serde_json::json!({ "iss": "https://issuer.example", "sub": "reader", "scope": scopes });
+    let mut seen = Vec::new();
+    let mut after = start.encode();
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let request = common::Event::v2("GET", "/events", "/events")
+            .query(&[("after", after.as_str()), ("limit", &limit.to_string())])
+            .authorizer_claims(&claims)
+            .request();
+        let response = app
+            .handle(inventory::http::Endpoint::ListEvents, request)
+            .await;
+        assert_eq!(response.status(), 200);
+        let page: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        let next = page["next_cursor"].as_str().unwrap().to_owned();
+        seen.extend(page["items"].as_array().unwrap().iter().cloned());
+        if next == after {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                let since = *quiet_since.get_or_insert(Instant::now());
+                if since.elapsed() > Duration::from_millis(500) {
+                    return seen;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        } else {
+            quiet_since = None;
+        }
+        after = next;
+    }
+}
+
+/// A reader holding only `events.read` and `products.read` follows the feed, small pages at a time, while 16
+/// writers place and cancel orders, adjust stock and change products: it sees exactly the feed's `product.*` and
+/// `stock.low` events, in feed order, none missed and nothing else, though many of its pages are filtered down
+/// to nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reader_sees_exactly_the_events_its_scopes_allow_while_writers_race(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _race = ONE_RACE.lock().await;
+    let writers = 16;
+    let (served, _direct) = race_pools(writers + 4, pool_options, options).await;
+    let store = race_store(served);
+    let app = inventory::http::App::with_auth(
+        store.clone(),
+        inventory::http::HttpConfig::default(),
+        inventory::http::Auth::Gateway {
+            scope_prefix: "inventory/".into(),
+        },
+    );
+    let inventory = Inventory::new(store);
+    let start = inventory
+        .list_events(Position::default(), 1000, long_deadline())
+        .await
+        .unwrap()
+        .next;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writing = async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let inventory = inventory.clone();
+                tokio::spawn(async move {
+                    let mut new = new_product(&format!("SCOPED-{w}"), 100, 40);
+                    new.low_stock_threshold = Some(StockLevel::parse(30).unwrap());
+                    let product = inventory
+                        .create_product(new, long_deadline())
+                        .await
+                        .unwrap();
+                    let mut rng = XorShift(0x5c09e + w as u64);
+                    for _ in 0..10 {
+                        match rng.below(4) {
+                            0 => {
+                                let order = inventory
+                                    .create_order(new_order(&[(product.id, 1)]), long_deadline())
+                                    .await
+                                    .unwrap();
+                                if rng.below(2) == 0 {
+                                    inventory
+                                        .transition_order(
+                                            order.id,
+                                            OrderAction::Cancel,
+                                            long_deadline(),
+                                        )
+                                        .await
+                                        .unwrap();
+                                }
+                            }
+                            1 => {
+                                let adjustment = StockAdjustment {
+                                    delta: [3, -2][rng.below(2)],
+                                    reason: MovementReason::Correction,
+                                    note: None,
+                                };
+                                inventory
+                                    .adjust_stock(product.id, adjustment, long_deadline())
+                                    .await
+                                    .unwrap();
+                            }
+                            _ => {
+                                let patch = ProductPatch {
+                                    name: None,
+                                    description: None,
+                                    price: Some(
+                                        PriceMinor::parse(100 + rng.below(50) as i64).unwrap(),
+                                    ),
+                                    low_stock_threshold: None,
+                                };
+                                inventory
+                                    .update_product(product.id, patch, None, long_deadline())
+                                    .await
+                                    .unwrap();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let scopes = "inventory/events.read inventory/products.read";
+    let ((), seen) = tokio::join!(writing, follow_feed(&app, scopes, start, 7, &done));
+
+    let everything =
+        "inventory/events.read inventory/products.read inventory/orders.read inventory/stock.read";
+    let all = follow_feed(&app, everything, start, 500, &done).await;
+    let kind = |e: &serde_json::Value| e["type"].as_str().unwrap().to_owned();
+    let readable: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|e| kind(e).starts_with("product.") || kind(e) == "stock.low")
+        .collect();
+    let seen_ids: Vec<&serde_json::Value> = seen.iter().map(|e| &e["id"]).collect();
+    let readable_ids: Vec<&serde_json::Value> = readable.iter().map(|e| &e["id"]).collect();
+    assert!(
+        readable.len() > writers,
+        "{} product events",
+        readable.len()
+    );
+    assert!(
+        all.len() > readable.len(),
+        "the feed holds other events too"
+    );
+    assert_eq!(
+        seen_ids, readable_ids,
+        "exactly the product events, in feed order"
+    );
+    for event in &seen {
+        let kind = kind(event);
+        assert!(
+            kind.starts_with("product.") || kind == "stock.low",
+            "{kind}"
+        );
+    }
+}

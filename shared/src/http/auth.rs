@@ -9,7 +9,7 @@ use lambda_http::{Request, RequestExt};
 use serde::Deserialize;
 
 use super::response::ApiError;
-use super::routes::Endpoint;
+use super::routes::{Endpoint, Scope};
 
 /// How requests are authenticated (`AUTH_MODE`).
 #[derive(Clone)]
@@ -46,22 +46,82 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Who is calling: the token's client (`client_id`, as in Cognito's client-credentials tokens) or subject
-/// (`sub`); empty without authentication.
+/// Who is calling: a SHA-256 digest (64 hex digits) of the token's issuer and subject (`iss`, `sub`), so that
+/// two users of one app client, a `client_id` equal to another token's `sub`, or claims of any length never
+/// meet; empty without authentication. What is kept per caller (idempotency keys) belongs to it.
+/// It also knows which scopes its token granted, for what a route shows beyond the one scope it needs (the event
+/// feed shows each event only to a caller who may read its resource).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller(pub String);
+pub struct Caller(pub String, Granted);
+
+/// The scopes a caller's token granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Granted {
+    /// None: a public route, or no caller at all.
+    #[default]
+    Nothing,
+    /// Everything: authentication is off.
+    Everything,
+    Scopes(Vec<Scope>),
+}
+
+impl Caller {
+    /// Whether the caller's token grants `scope`.
+    pub fn may(&self, scope: Scope) -> bool {
+        match &self.1 {
+            Granted::Nothing => false,
+            Granted::Everything => true,
+            Granted::Scopes(scopes) => scopes.contains(&scope),
+        }
+    }
+
+    /// With every scope granted: authentication is off.
+    fn anyone() -> Self {
+        Self(String::new(), Granted::Everything)
+    }
+
+    /// The caller a token of `issuer` about `subject` speaks for. The issuer's length goes first, so that no
+    /// issuer and subject run into another pair's.
+    pub fn of(issuer: &str, subject: &str) -> Self {
+        use std::fmt::Write as _;
+        let text = format!("{}:{issuer}{subject}", issuer.len());
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let mut hex = String::with_capacity(64);
+        for byte in digest.as_ref() {
+            let _ = write!(hex, "{byte:02x}");
+        }
+        Self(hex, Granted::Nothing)
+    }
+
+    fn with_scopes(self, scopes: Vec<Scope>) -> Self {
+        Self(self.0, Granted::Scopes(scopes))
+    }
+}
 
 /// The claims of a token that matter here.
 #[derive(Debug, Deserialize)]
 struct Claims {
     #[serde(default)]
-    sub: Option<String>,
+    iss: Option<String>,
     #[serde(default)]
-    client_id: Option<String>,
+    sub: Option<String>,
     /// Space-separated, as OAuth 2.0 access tokens carry them.
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
+
+/// The largest local token accepted, in bytes (API Gateway's JWT authorizer takes no bigger header values).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The longest a local token may live, from its `iat` (or from now, without one) to its `exp`.
+pub const MAX_TOKEN_LIFETIME: u64 = 24 * 60 * 60;
+
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+const LEEWAY: u64 = 5;
 
 impl Auth {
     /// Verifies tokens signed with `key` (HS256) for `issuer` and `audience`.
@@ -69,8 +129,9 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY;
         Self::Local {
             scope_prefix: scope_prefix.to_owned(),
             key: DecodingKey::from_secret(key),
@@ -84,7 +145,7 @@ impl Auth {
             return Ok(Caller::default());
         };
         let (claims, extra_scopes, prefix) = match self {
-            Self::Off => return Ok(Caller::default()),
+            Self::Off => return Ok(Caller::anyone()),
             Self::Gateway { scope_prefix } => {
                 let (claims, scopes) = gateway_claims(request)?;
                 (claims, scopes, scope_prefix)
@@ -95,17 +156,32 @@ impl Auth {
                 validation,
             } => {
                 let token = bearer(request)?;
+                let invalid = ApiError::Unauthorized { token_given: true };
+                if token.len() > MAX_TOKEN_BYTES {
+                    return Err(invalid);
+                }
                 let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
                     .map_err(|_| ApiError::Unauthorized { token_given: true })?
                     .claims;
+                if !strict_enough(&claims, now()) {
+                    return Err(invalid);
+                }
                 (claims, Vec::new(), scope_prefix)
             }
         };
+        // A token must say who it speaks for.
+        let (Some(issuer), Some(subject)) = (&claims.iss, &claims.sub) else {
+            return Err(ApiError::Unauthorized { token_given: true });
+        };
+        if issuer.is_empty() || subject.is_empty() {
+            return Err(ApiError::Unauthorized { token_given: true });
+        }
         let granted: HashSet<&str> = claims
             .scope
             .as_deref()
             .unwrap_or_default()
-            .split_ascii_whitespace()
+            .split(' ')
+            .filter(|s| !s.is_empty())
             .chain(extra_scopes.iter().map(String::as_str))
             .collect();
         if !granted.contains(format!("{prefix}{}", needed.as_str()).as_str()) {
@@ -113,9 +189,41 @@ impl Auth {
                 scope: format!("{prefix}{}", needed.as_str()),
             });
         }
-        let caller = claims.client_id.or(claims.sub).unwrap_or_default();
-        Ok(Caller(caller))
+        let scopes = Scope::ALL
+            .into_iter()
+            .filter(|s| granted.contains(format!("{prefix}{}", s.as_str()).as_str()))
+            .collect();
+        Ok(Caller::of(issuer, subject).with_scopes(scopes))
     }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What API Gateway's authorizer and a careful issuer would refuse besides the signature, issuer, audience,
+/// expiry and `nbf` that `jsonwebtoken` checks: an `iat` in the future, a lifetime over
+/// [`MAX_TOKEN_LIFETIME`], and scopes not separated by single spaces.
+fn strict_enough(claims: &Claims, now: u64) -> bool {
+    let Some(exp) = claims.exp else {
+        return false;
+    };
+    let issued = match claims.iat {
+        Some(iat) if iat > now + LEEWAY => return false,
+        Some(iat) => iat,
+        None => now,
+    };
+    let lifetime_ok = exp <= issued.saturating_add(MAX_TOKEN_LIFETIME)
+        && exp <= now.saturating_add(MAX_TOKEN_LIFETIME + LEEWAY);
+    let scopes_ok = claims.scope.as_deref().is_none_or(|scope| {
+        !scope.is_empty()
+            && scope
+                .split(' ')
+                .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()))
+    });
+    lifetime_ok && scopes_ok
 }
 
 /// The bearer token of the `Authorization` header.
@@ -150,9 +258,11 @@ fn gateway_claims(request: &Request) -> Result<(Claims, Vec<String>), ApiError> 
         .ok_or(ApiError::Unauthorized { token_given: false })?;
     let claim = |name: &str| jwt.claims.get(name).cloned();
     let claims = Claims {
+        iss: claim("iss"),
         sub: claim("sub"),
-        client_id: claim("client_id"),
         scope: claim("scope"),
+        iat: None,
+        exp: None,
     };
     Ok((claims, jwt.scopes.clone().unwrap_or_default()))
 }

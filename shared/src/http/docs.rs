@@ -7,7 +7,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
 use super::openapi::NotFound;
-use super::response::{ApiError, with_header};
+use super::response::{ApiError, Caching, secure_headers, with_header};
 use crate::domain::Error;
 
 /// The rendered document and the Swagger UI configuration, built once per cold start.
@@ -55,10 +55,28 @@ impl Docs {
             "/swagger/" => swagger_ui(self),
             _ => swagger_asset(self, path.strip_prefix("/swagger/").unwrap_or(path)),
         };
+        let mut response = response;
+        secure_headers(&mut response, Caching::Allowed);
+        let is_page = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+        if is_page {
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(SWAGGER_CSP),
+            );
+        }
         super::log_request("GET", path, &response, started);
         response
     }
 }
+
+/// The Swagger UI page's policy: its scripts, styles, fonts and images from this API only (Swagger UI sets inline
+/// styles, and draws icons from `data:` URIs), requests to this API only, and never inside another site's frame.
+pub const SWAGGER_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
 
 /// This document.
 #[utoipa::path(

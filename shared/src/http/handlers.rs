@@ -490,6 +490,11 @@ pub async fn fulfill_order<S: Store>(
 /// events and about 1 MB of event data at most (it ends before the event that would take it over, and
 /// always holds one), far below the 6 MB a Lambda function can answer. An event is deleted 7 days after
 /// its change, once the publisher has delivered it to the EventBridge bus.
+///
+/// Besides `events.read`, a caller sees only the events of what its token may read: `order.*` with
+/// `orders.read`, `product.*` and `stock.low` with `products.read`, `stock.adjusted` with `stock.read`. The
+/// others are left out of its pages, which can then hold fewer than `limit` events, or none, while
+/// `next_cursor` still moves past them. A caller is caught up when `next_cursor` is the cursor it sent.
 #[utoipa::path(
     get, path = "/events", tag = "events",
     params(
@@ -506,7 +511,7 @@ pub async fn fulfill_order<S: Store>(
 pub async fn list_events<S: Store>(
     app: &App<S>,
     request: &Request,
-    _caller: &Caller,
+    caller: &Caller,
     deadline: Deadline,
 ) -> Result {
     let after = query_parsed(request, "after", Position::decode)?.unwrap_or_default();
@@ -519,11 +524,18 @@ pub async fn list_events<S: Store>(
     })?
     .unwrap_or(DEFAULT_FEED_LIMIT);
     let page = app.inventory.list_events(after, limit, deadline).await?;
+    // Only what the caller may read besides the feed; the cursor moves past everything examined, so a page
+    // filtered down to nothing still moves on, and no event the caller may read is ever skipped.
     Ok(json(
         StatusCode::OK,
         &FeedView {
             next_cursor: page.next.encode(),
-            items: page.items.into_iter().map(EventView::from).collect(),
+            items: page
+                .items
+                .into_iter()
+                .filter(|event| caller.may(super::routes::event_scope(event.event_type)))
+                .map(EventView::from)
+                .collect(),
         },
     ))
 }

@@ -119,6 +119,8 @@ impl<S: Store> App<S> {
             Err(refused) => Err(refused),
         }
         .unwrap_or_else(ApiError::into_response);
+        let mut response = response;
+        self::response::secure_headers(&mut response, self::response::Caching::NoStore);
         let route = H::route();
         log_request(route.method, route.path, &response, started);
         response

@@ -159,8 +159,9 @@ fn document_idempotency(operation: &mut serde_json::Value) {
     `Idempotent-Replayed: true`, without a second effect. The same key with a different request is 422 \
     `idempotency_key_reused`; while the first request is still running, a repeat waits up to a second, then is \
     409 `request_in_progress` with `Retry-After`. A request that fails stores nothing, so its key can be retried. \
-    Keys belong to the caller (the token's client or subject): the same key from another caller is another \
-    request. Make them unique per request (a UUID v4, say).",
+    Keys belong to the caller, the token's issuer and subject (`iss`, `sub`) together: the same key from another \
+    caller (another user of the same app client included) is another request. Make them unique per request (a \
+    UUID v4, say).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
         "example": "5f0c4b0e-3c1a-4a6e-9a43-2d1c1c7f6a90",
     });
@@ -199,7 +200,9 @@ committed, so it may or may not have happened. Either way, retry with the same `
 that did happen is answered with its original response (and `Idempotent-Replayed: true`), never made twice. \
 Keys are kept 24 hours, per caller.\n\nAuthentication: every operation but health and the documentation \
 needs a bearer token carrying its scope (see each operation, and the `bearer` security scheme): 401 \
-`unauthorized` without a valid token, 403 `forbidden` (naming the scope) without the scope.",
+`unauthorized` without a valid token (one with no `sub` included), 403 `forbidden` (naming the scope) without \
+the scope. Every answer carries `X-Content-Type-Options: nosniff`, and the API's answers `Cache-Control: \
+no-store`.",
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(

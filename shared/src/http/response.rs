@@ -294,6 +294,28 @@ pub fn no_content() -> Response<Body> {
     response
 }
 
+/// Whether a response may be kept by caches between the API and the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// The API's answers: data of one caller, or of the moment (`Cache-Control: no-store`).
+    NoStore,
+    /// The documentation, the same for everyone.
+    Allowed,
+}
+
+/// The headers every response carries: no content sniffing (a JSON body is never run as a script or page), and,
+/// on the API's answers, no caching anywhere between the API and the client.
+pub fn secure_headers(response: &mut Response<Body>, caching: Caching) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if caching == Caching::NoStore {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 /// Adds a header whose value this crate produced (an id, a number): always valid.
 pub fn with_header(
     mut response: Response<Body>,

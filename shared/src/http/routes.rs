@@ -89,6 +89,17 @@ impl Scope {
     }
 }
 
+/// The scope a caller needs to see an event in the feed, besides `events.read`: the one that reads the
+/// resource it carries (an order, a product, a stock movement).
+pub fn event_scope(event_type: crate::domain::event::EventType) -> Scope {
+    use crate::domain::event::EventType::*;
+    match event_type {
+        OrderPlaced | OrderCancelled | OrderExpired | OrderFulfilled => Scope::OrdersRead,
+        ProductCreated | ProductUpdated | ProductDeleted | StockLow => Scope::ProductsRead,
+        StockAdjusted => Scope::StockRead,
+    }
+}
+
 impl Endpoint {
     /// The scope a caller needs for the endpoint; `None` for the public ones (health and the documentation).
     pub fn scope(self) -> Option<Scope> {
