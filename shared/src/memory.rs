@@ -263,7 +263,16 @@ impl State {
             }
             Write::CreateOrder(order) => Written::OrderPlaced(self.create_order(order)?),
             Write::TransitionOrder(id, action) => {
-                Written::OrderTransitioned(self.transition_order(id, action)?)
+                let done_already = self
+                    .orders
+                    .get(&id)
+                    .is_some_and(|o| matches!(o.status.apply(action), Ok(Transition::AlreadyDone)));
+                let order = self.transition_order(id, action)?;
+                if done_already {
+                    Written::OrderAlreadyDone(order)
+                } else {
+                    Written::OrderTransitioned(order)
+                }
             }
         })
     }
@@ -518,13 +527,16 @@ impl IdempotentStore for MemoryStore {
             };
         }
         // One lock stands for the transaction: the write, then the key with its response, or neither.
-        let replay = render(&state.apply(write)?);
-        let stored = StoredKey {
-            fingerprint: claim.fingerprint,
-            replay: replay.clone(),
-            created_at: now,
-        };
-        state.keys.insert(id, stored);
+        let written = state.apply(write)?;
+        let replay = render(&written);
+        if !written.changed_nothing() {
+            let stored = StoredKey {
+                fingerprint: claim.fingerprint,
+                replay: replay.clone(),
+                created_at: now,
+            };
+            state.keys.insert(id, stored);
+        }
         Ok(Once::Fresh(replay))
     }
 

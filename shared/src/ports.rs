@@ -152,6 +152,16 @@ pub enum Written {
     StockAdjusted(StockMovement, Product),
     OrderPlaced(Order),
     OrderTransitioned(Order),
+    /// A transition the order had gone through already (cancelling a cancelled order): nothing was written,
+    /// and nothing is kept under the request's idempotency key, so that repeating a no-op costs no storage.
+    OrderAlreadyDone(Order),
+}
+
+impl Written {
+    /// Whether the write changed nothing, so that its idempotency key need not keep a response.
+    pub fn changed_nothing(&self) -> bool {
+        matches!(self, Self::OrderAlreadyDone(_))
+    }
 }
 
 /// Turns what a write produced into the response to store and send; given by the HTTP edge, so the store

@@ -160,8 +160,9 @@ fn document_idempotency(operation: &mut serde_json::Value) {
     `idempotency_key_reused`; while the first request is still running, a repeat waits up to a second, then is \
     409 `request_in_progress` with `Retry-After`. A request that fails stores nothing, so its key can be retried. \
     Keys belong to the caller, the token's issuer and subject (`iss`, `sub`) together: the same key from another \
-    caller (another user of the same app client included) is another request. Make them unique per request (a \
-    UUID v4, say).",
+    caller (another user of the same app client included) is another request. A cancel or fulfil that changes \
+    nothing (the order was there already) keeps nothing under its key. Make them unique per request (a UUID v4, \
+    say).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
         "example": "5f0c4b0e-3c1a-4a6e-9a43-2d1c1c7f6a90",
     });

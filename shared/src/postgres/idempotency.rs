@@ -73,6 +73,17 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
 }
 
 /// Stores the response of the request that claimed the key.
+/// Deletes the key `claim` took in this transaction.
+async fn release(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), Error> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE caller = $2 AND key = $1")
+        .bind(claim.key.as_str())
+        .bind(&claim.caller)
+        .execute(tx.conn().await?)
+        .await
+        .map_err(db_error("release the idempotency key"))?;
+    Ok(())
+}
+
 async fn store(tx: &mut Tx<'_>, claim: &Claim, replay: &Replay) -> Result<(), Error> {
     let headers: Vec<String> = replay
         .headers
@@ -102,9 +113,7 @@ pub(super) async fn apply(tx: &mut Tx<'_>, write: Write) -> Result<Written, Erro
             Written::StockAdjusted(movement, product)
         }
         Write::CreateOrder(order) => Written::OrderPlaced(place_order(tx, order).await?),
-        Write::TransitionOrder(id, action) => {
-            Written::OrderTransitioned(transition(tx, id, action).await?)
-        }
+        Write::TransitionOrder(id, action) => transition(tx, id, action).await?,
     })
 }
 
@@ -118,8 +127,15 @@ impl IdempotentStore for PgStore {
     ) -> Result<Once, Error> {
         self.transaction(deadline, async |tx| match claim(tx, key).await? {
             Claimed::New => {
-                let replay = render(&apply(tx, write).await?);
-                store(tx, key, &replay).await?;
+                let written = apply(tx, write).await?;
+                let replay = render(&written);
+                if written.changed_nothing() {
+                    // A no-op keeps nothing: the key is free again once this commits (one round trip, on
+                    // this path only).
+                    release(tx, key).await?;
+                } else {
+                    store(tx, key, &replay).await?;
+                }
                 Ok(Once::Fresh(replay))
             }
             Claimed::Taken(_, fingerprint) if fingerprint != key.fingerprint.0 => {

@@ -10,7 +10,7 @@ use crate::domain::{
     Deadline, Error, Id, MAX_PAGE_LINES, OrderId, Page, PageRequest, ProductId, new_id,
 };
 use crate::events;
-use crate::ports::OrderStore;
+use crate::ports::{OrderStore, Written};
 
 use super::events::EventColumns;
 use super::products::product_in;
@@ -151,8 +151,13 @@ impl OrderStore for PgStore {
         action: OrderAction,
         deadline: Deadline,
     ) -> Result<Order, Error> {
-        self.transaction(deadline, async |tx| transition(tx, id, action).await)
-            .await
+        self.transaction(deadline, async |tx| {
+            Ok(match transition(tx, id, action).await? {
+                Written::OrderTransitioned(order) | Written::OrderAlreadyDone(order) => order,
+                _ => unreachable!("a transition writes an order"),
+            })
+        })
+        .await
     }
 
     async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {
@@ -299,11 +304,13 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
 }
 
 /// Cancels or fulfils an order in `tx` (see [`OrderStore::transition_order`]).
+/// Moves the order on by `action` in `tx`: [`Written::OrderTransitioned`], or [`Written::OrderAlreadyDone`]
+/// when it had gone there already (nothing written).
 pub(super) async fn transition(
     tx: &mut Tx<'_>,
     id: OrderId,
     action: OrderAction,
-) -> Result<Order, Error> {
+) -> Result<Written, Error> {
     let status = sqlx::query_scalar!(
         "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
         id.uuid()
@@ -314,7 +321,7 @@ pub(super) async fn transition(
     .ok_or(Error::NotFound("order"))?;
     let current = OrderStatus::parse(&status).map_err(Error::internal)?;
     let Transition::To(_) = current.apply(action)? else {
-        return fetch_order(tx, id).await;
+        return Ok(Written::OrderAlreadyDone(fetch_order(tx, id).await?));
     };
 
     // Lock the order's products in the global (id) order before changing any of them.
@@ -330,7 +337,9 @@ pub(super) async fn transition(
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("lock the order's products"))?;
-    end_order(tx, id, action).await
+    end_order(tx, id, action)
+        .await
+        .map(Written::OrderTransitioned)
 }
 
 /// Ends a pending order whose row and products `tx` has locked: moves its stock as `action` says, writes the

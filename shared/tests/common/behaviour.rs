@@ -1069,6 +1069,60 @@ pub async fn a_repeated_key_replays_the_first_response_and_writes_once<S: Store>
     }
 }
 
+/// Cancelling a cancelled order (or fulfilling a fulfilled one) with a new key answers the order as it is and
+/// keeps nothing under the key: repeating a no-op costs no storage, and the key is free for another request.
+pub async fn a_no_op_transition_keeps_nothing_under_its_key<S: Store>(inventory: Inventory<S>) {
+    let product = inventory
+        .create_product(new_product("NOOP", 100, 10), deadline())
+        .await
+        .unwrap();
+    for action in [OrderAction::Cancel, OrderAction::Fulfill] {
+        let order = inventory
+            .create_order(new_order(&[(product.id, 1)]), deadline())
+            .await
+            .unwrap();
+        inventory
+            .transition_order(order.id, action, deadline())
+            .await
+            .unwrap();
+        let before = snapshot(&inventory).await;
+        let key = format!("no-op-{action:?}");
+        for _ in 0..3 {
+            let once = inventory
+                .write_once(
+                    &claim(&key, 1),
+                    Write::TransitionOrder(order.id, action),
+                    &render,
+                    deadline(),
+                )
+                .await
+                .unwrap();
+            let Once::Fresh(response) = once else {
+                panic!("{action:?}: a no-op was kept and replayed");
+            };
+            assert_eq!(response.status, 200, "{action:?}");
+        }
+        assert_eq!(
+            snapshot(&inventory).await,
+            before,
+            "{action:?}: a no-op changed something"
+        );
+        // Nothing was kept under the key: another request takes it.
+        let other = inventory
+            .write_once(
+                &claim(&key, 2),
+                Write::CreateOrder(new_order(&[(product.id, 1)])),
+                &render,
+                deadline(),
+            )
+            .await;
+        assert!(
+            matches!(other, Ok(Once::Fresh(ref r)) if r.status == 201),
+            "{action:?}: {other:?}"
+        );
+    }
+}
+
 pub async fn a_key_reused_for_another_request_is_refused<S: Store>(inventory: Inventory<S>) {
     let writes = every_idempotent_write(&inventory, "REUSE").await;
     let (_, first) = &writes[1];
@@ -1229,6 +1283,7 @@ macro_rules! every_behaviour {
             deleting_waits_for_reservations_and_stock_and_keeps_past_orders,
             a_repeated_key_replays_the_first_response_and_writes_once,
             a_key_reused_for_another_request_is_refused,
+            a_no_op_transition_keeps_nothing_under_its_key,
             a_failed_write_leaves_its_key_free,
             a_page_of_orders_stops_at_its_line_budget,
             updates_honour_if_match_and_keep_order_snapshots,
