@@ -534,6 +534,7 @@ async fn the_api_holds_its_contract_over_http() {
     // closes its pool and flushes its logs.
     let log_path = watch.log.clone();
     drop(watch);
+    let key = std::fs::read_to_string(&key_file).unwrap();
     let _ = std::fs::remove_dir_all(&key_dir);
     // Forced: a pooler in between may still hold idle server connections to it.
     sqlx::Postgres::force_drop_database(&url).await.unwrap();
@@ -542,6 +543,19 @@ async fn the_api_holds_its_contract_over_http() {
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
+    // No secret in any line, the functions' or the emulator's: not the bearer token, nor its signature, nor
+    // the key that signs tokens.
+    let signature = all_scopes.rsplit('.').next().unwrap();
+    for (what, secret) in [
+        ("token", all_scopes.as_str()),
+        ("signature", signature),
+        ("key", key.trim()),
+    ] {
+        assert!(
+            secret.len() >= 20 && !log.contains(secret),
+            "the {what} is in the log"
+        );
+    }
     let requests: Vec<&Value> = lines
         .iter()
         .filter(|l| l["fields"]["message"] == "request")
