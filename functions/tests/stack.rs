@@ -146,9 +146,15 @@ fn the_api_serves_with_local_auth_and_shares_its_key_with_the_host() {
     };
     assert!(key_file.starts_with("/app/.auth"), "{key_file:?}");
     assert_eq!(strings(&api["volumes"]), ["./.auth:/app/.auth"]);
+    // The key stays out of git; the folder is in it, so that it belongs to whoever cloned the repository.
+    let ignore = read(".gitignore");
     assert!(
-        read(".gitignore").lines().any(|l| l == "/.auth"),
+        ignore.lines().any(|l| l == "/.auth/*"),
         "the key stays out of git"
+    );
+    assert!(ignore.lines().any(|l| l == "!/.auth/.gitkeep"));
+    assert!(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.auth/.gitkeep")).exists()
     );
     assert!(
         read(".dockerignore").lines().any(|l| l == ".auth"),
@@ -216,4 +222,70 @@ fn the_readme_starts_the_stack_and_names_its_addresses() {
     assert!(readme.contains("docker compose up"));
     assert!(readme.contains("http://localhost:9000/swagger/"));
     assert!(readme.contains("http://localhost:9000/openapi.json"));
+}
+
+/// One build of one image for every service of the project, never pulled from a registry; its dependencies in
+/// a layer of their own, ahead of the sources; no ziglang (only `cargo lambda build` uses it).
+#[test]
+fn one_image_is_built_once_with_its_dependencies_cached_apart() {
+    let compose = compose();
+    let mut builds = Vec::new();
+    for name in ["migrate", "api", "purge", "expire"] {
+        let service = service(&compose, name);
+        assert_eq!(service["image"], "inventory-local", "{name}");
+        if service["build"].is_null() {
+            assert_eq!(
+                service["pull_policy"], "never",
+                "{name} waits for the build"
+            );
+        } else {
+            assert_eq!(service["pull_policy"], "build", "{name}");
+            builds.push(name);
+        }
+    }
+    assert_eq!(builds, ["migrate"]);
+    let dockerfile = read("Dockerfile");
+    let manifests = dockerfile.find("COPY Cargo.toml Cargo.lock").unwrap();
+    let sources = dockerfile.find("COPY . .").unwrap();
+    let first_build = dockerfile.find("cargo build --bins").unwrap();
+    assert!(
+        manifests < first_build && first_build < sources,
+        "dependencies first"
+    );
+    assert!(
+        dockerfile.contains("--no-deps"),
+        "cargo-lambda without ziglang"
+    );
+}
+
+/// A job looping with `--every` (as the compose stack runs them, as PID 1) stops at once on SIGTERM, with exit
+/// status 0, instead of waiting out the stop timeout to be killed.
+#[test]
+fn a_job_stops_at_once_on_sigterm() {
+    let mut job = std::process::Command::new(env!("CARGO_BIN_EXE_expire-orders"))
+        .args(["--every", "3600"])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env("DATABASE_ACQUIRE_TIMEOUT_MS", "200")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &job.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(3),
+            "still running 3 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }

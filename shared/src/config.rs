@@ -256,6 +256,14 @@ fn local_key(file: &std::path::Path) -> Option<String> {
             .open(&temp)
             .and_then(|mut f| std::io::Write::write_all(&mut f, key.as_bytes()));
         if written.is_ok() {
+            // Owned by whoever owns the folder (when this runs as root and may give it away): the compose
+            // stack makes the key as root in the folder it shares with the host, whose user's
+            // `scripts/token` must read it.
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Ok(owner) = std::fs::metadata(dir.unwrap_or(std::path::Path::new("."))) {
+                use std::os::unix::fs::MetadataExt as _;
+                let _ = std::os::unix::fs::chown(&temp, Some(owner.uid()), Some(owner.gid()));
+            }
             let _ = std::fs::hard_link(&temp, file);
         }
         let _ = std::fs::remove_file(&temp);

@@ -159,18 +159,45 @@ pub async fn main<J: Job>() -> Result<(), lambda_runtime::Error> {
     };
     let (store, config) = store_from_env().await?;
     let inventory = Inventory::new(store);
+    // SIGTERM (`docker compose down`, where a job is PID 1 and would otherwise ignore it) or Ctrl-C stops the
+    // job at once, between runs or in the middle of one: a transaction cut off rolls back, and the next run
+    // (of this job or another) does what it left.
+    let stop = stop_signal()?;
+    tokio::pin!(stop);
     loop {
         let deadline = Deadline::after(config.http.request_timeout);
-        match J::run(&inventory, deadline).await {
+        let outcome = tokio::select! {
+            outcome = J::run(&inventory, deadline) => outcome,
+            () = &mut stop => break,
+        };
+        match outcome {
             Ok(summary) => tracing::info!(job = J::NAME, %summary, "run done"),
             Err(error) if every.is_some() => tracing::error!(job = J::NAME, %error, "run failed"),
             Err(error) => return Err(error.into()),
         }
-        match every {
-            Some(period) => tokio::time::sleep(period).await,
-            None => return Ok(()),
+        let Some(period) = every else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = &mut stop => break,
         }
     }
+    tracing::info!(job = J::NAME, "stopped");
+    Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, lambda_runtime::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
 /// Serves the job's scheduled invocations on Lambda: each runs it once within the invocation's deadline
