@@ -509,6 +509,17 @@ async fn the_api_holds_its_contract_over_http() {
     assert_eq!(status, 409, "stock is still reserved");
     let (status, body) = api.get("/health").await;
     assert_eq!((status.as_u16(), body), (200, json!({ "status": "ok" })));
+    // HEAD wherever GET is, through the emulator's router too.
+    for path in ["/health", "/products", "/openapi.json"] {
+        let head = api
+            .client
+            .head(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
 
     // The documentation, from the docs function on the same server.
     let (status, spec) = api.get("/openapi.json").await;

@@ -479,3 +479,37 @@ async fn every_answer_carries_the_security_headers() {
         }
     }
 }
+
+/// HEAD is answered wherever GET is: the same status and headers, no body, and the length of the body left out.
+#[tokio::test]
+async fn head_is_answered_as_get_without_the_body() {
+    let app = local_app();
+    let token = token(&["products.read", "orders.read", "stock.read", "events.read"]);
+    for route in api_routes().filter(|r| r.method == "GET") {
+        let name = format!("HEAD {}", route.path);
+        let get = call(
+            &app,
+            route,
+            event(route).header("authorization", &format!("Bearer {token}")),
+        )
+        .await;
+        let path = route
+            .path
+            .replace("{id}", "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f");
+        let head = Event::v2("HEAD", route.path, &path)
+            .header("authorization", &format!("Bearer {token}"));
+        let head = app.handle(route.endpoint, head.request()).await;
+        assert_eq!(head.status(), get.status(), "{name}");
+        assert!(head.body().is_empty(), "{name}");
+        assert_eq!(
+            head.headers()["content-type"],
+            get.headers()["content-type"],
+            "{name}"
+        );
+        assert_eq!(
+            head.headers()["content-length"],
+            get.body().len().to_string().as_str(),
+            "{name}"
+        );
+    }
+}

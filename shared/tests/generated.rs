@@ -77,10 +77,17 @@ fn bins() -> String {
 
 fn watch_router() -> String {
     let mut paths: Vec<(&str, Vec<String>)> = Vec::new();
-    for route in ROUTES {
+    // HEAD where GET is: the function answers it as GET, without the body.
+    let methods = ROUTES.iter().flat_map(|route| {
+        let head = (route.method == "GET").then_some("HEAD");
+        std::iter::once(route.method)
+            .chain(head)
+            .map(move |method| (route, method))
+    });
+    for (route, method) in methods {
         let target = format!(
-            "{{ method = \"{}\", function = \"{}\" }}",
-            route.method, route.function
+            "{{ method = \"{method}\", function = \"{}\" }}",
+            route.function
         );
         match paths.iter_mut().find(|(path, _)| *path == route.path) {
             Some((_, targets)) => targets.push(target),

@@ -55,7 +55,11 @@ impl Docs {
             "/swagger/" => swagger_ui(self),
             _ => swagger_asset(self, path.strip_prefix("/swagger/").unwrap_or(path)),
         };
-        let mut response = response;
+        let mut response = if request.method() == lambda_http::http::Method::HEAD {
+            super::response::without_body(response)
+        } else {
+            response
+        };
         secure_headers(&mut response, Caching::Allowed);
         let is_page = response
             .headers()

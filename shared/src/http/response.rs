@@ -316,6 +316,21 @@ pub fn secure_headers(response: &mut Response<Body>, caching: Caching) {
     }
 }
 
+/// The answer to a HEAD request: the GET answer's status and headers, with the length of the body it leaves out.
+pub fn without_body(mut response: Response<Body>) -> Response<Body> {
+    let length = match response.body() {
+        Body::Empty => 0,
+        Body::Text(text) => text.len(),
+        Body::Binary(bytes) => bytes.len(),
+        _ => 0,
+    };
+    *response.body_mut() = Body::Empty;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
 /// Adds a header whose value this crate produced (an id, a number): always valid.
 pub fn with_header(
     mut response: Response<Body>,
