@@ -289,3 +289,37 @@ fn a_job_stops_at_once_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// The README's scope table is the route table's: each scope with exactly the routes that need it.
+#[test]
+fn the_readme_scope_table_is_the_route_table() {
+    use inventory::http::ROUTES;
+    use inventory::http::routes::Scope;
+    let readme = read("README.md");
+    let rows: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| scope | routes |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(rows.len(), Scope::ALL.len());
+    for scope in Scope::ALL {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| `{}` |", scope.as_str())))
+            .unwrap_or_else(|| panic!("{} has no row", scope.as_str()));
+        let listed: Vec<String> = row
+            .split('`')
+            .skip(3)
+            .step_by(2)
+            .filter(|r| r.contains(' ') && r.contains('/'))
+            .map(str::to_owned)
+            .collect();
+        let needed: Vec<String> = ROUTES
+            .iter()
+            .filter(|r| r.endpoint.scope() == Some(scope))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(listed, needed, "{}", scope.as_str());
+    }
+}

@@ -640,7 +640,7 @@ fn migrations_run_on_deploy_against_the_cluster_not_the_proxy() {
 
 /// With the defaults nothing is reserved, so the first deploy succeeds on an account whose quota is 10; an
 /// operator who opts in gets a cap on every function that borrows connections, and the caps, at the value the
-/// README suggests, add up to less than the proxy's pool on the default instance class.
+/// deployment guide suggests, add up to less than the proxy's pool on the default instance class.
 #[test]
 fn defaults_reserve_nothing_and_a_reservation_fits_the_proxy_pool() {
     // max_connections of Aurora PostgreSQL on db.t4g.medium (Aurora User Guide).
@@ -1106,11 +1106,11 @@ fn every_name_is_valid_for_every_stack_name() {
     }
 }
 
-/// The README's cost table adds up: its idle column sums to its total.
+/// The deployment guide's cost table adds up: its idle column sums to its total.
 #[test]
-fn the_readme_cost_table_adds_up() {
+fn the_cost_table_adds_up() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md")).unwrap();
     let table: Vec<&str> = readme
         .lines()
         .skip_while(|l| !l.starts_with("| part | while idle |"))
