@@ -291,7 +291,8 @@ pub fn is_rollback(
 }
 
 /// Handles one event: runs `work` for `Create` and `Update` within `budget`, unless the update is a
-/// rollback; keeps everything on `Delete`; and sends CloudFormation the answer. Fails only if the answer could not be delivered.
+/// rollback; keeps everything on `Delete`; and sends CloudFormation the answer. Fails only if the answer
+/// could not be delivered.
 pub async fn handle<W>(
     client: &reqwest::Client,
     request: &Request,

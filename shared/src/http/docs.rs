@@ -7,7 +7,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
 use super::openapi::NotFound;
-use super::response::{ApiError, Caching, secure_headers, with_header};
+use super::response::{ApiError, Caching, finish, with_header};
 use crate::domain::Error;
 
 /// The rendered document and the Swagger UI configuration, built once per cold start.
@@ -55,12 +55,7 @@ impl Docs {
             "/swagger/" => swagger_ui(self),
             _ => swagger_asset(self, path.strip_prefix("/swagger/").unwrap_or(path)),
         };
-        let mut response = if request.method() == lambda_http::http::Method::HEAD {
-            super::response::without_body(response)
-        } else {
-            response
-        };
-        secure_headers(&mut response, Caching::Allowed);
+        let mut response = finish(request, response, Caching::Allowed);
         let is_page = response
             .headers()
             .get(header::CONTENT_TYPE)

@@ -119,12 +119,7 @@ impl<S: Store> App<S> {
             Err(refused) => Err(refused),
         }
         .unwrap_or_else(ApiError::into_response);
-        let mut response = if request.method() == lambda_http::http::Method::HEAD {
-            self::response::without_body(response)
-        } else {
-            response
-        };
-        self::response::secure_headers(&mut response, self::response::Caching::NoStore);
+        let response = self::response::finish(&request, response, self::response::Caching::NoStore);
         let route = H::route();
         log_request(route.method, route.path, &response, started);
         response

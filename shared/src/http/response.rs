@@ -1,7 +1,7 @@
 //! Responses, and the one place where errors become statuses and problem documents (RFC 9457).
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Response};
+use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::domain::{Error, FieldError, Shortage};
@@ -305,7 +305,7 @@ pub enum Caching {
 
 /// The headers every response carries: no content sniffing (a JSON body is never run as a script or page), and,
 /// on the API's answers, no caching anywhere between the API and the client.
-pub fn secure_headers(response: &mut Response<Body>, caching: Caching) {
+fn secure_headers(response: &mut Response<Body>, caching: Caching) {
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -316,8 +316,20 @@ pub fn secure_headers(response: &mut Response<Body>, caching: Caching) {
     }
 }
 
+/// What every answer goes through last: to a HEAD request, the GET answer without its body; then the
+/// [`secure_headers`].
+pub fn finish(request: &Request, response: Response<Body>, caching: Caching) -> Response<Body> {
+    let mut response = if request.method() == lambda_http::http::Method::HEAD {
+        without_body(response)
+    } else {
+        response
+    };
+    secure_headers(&mut response, caching);
+    response
+}
+
 /// The answer to a HEAD request: the GET answer's status and headers, with the length of the body it leaves out.
-pub fn without_body(mut response: Response<Body>) -> Response<Body> {
+fn without_body(mut response: Response<Body>) -> Response<Body> {
     let length = match response.body() {
         Body::Empty => 0,
         Body::Text(text) => text.len(),

@@ -72,7 +72,6 @@ async fn claim(tx: &mut Tx<'_>, claim: &Claim) -> Result<Claimed, Error> {
     Ok(Claimed::Taken(replay, row.fingerprint))
 }
 
-/// Stores the response of the request that claimed the key.
 /// Deletes the key `claim` took in this transaction.
 async fn release(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), Error> {
     sqlx::query("DELETE FROM idempotency_keys WHERE caller = $2 AND key = $1")
@@ -84,6 +83,7 @@ async fn release(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), Error> {
     Ok(())
 }
 
+/// Stores the response of the request that claimed the key.
 async fn store(tx: &mut Tx<'_>, claim: &Claim, replay: &Replay) -> Result<(), Error> {
     let headers: Vec<String> = replay
         .headers

@@ -303,9 +303,8 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
     Ok(placed)
 }
 
-/// Cancels or fulfils an order in `tx` (see [`OrderStore::transition_order`]).
-/// Moves the order on by `action` in `tx`: [`Written::OrderTransitioned`], or [`Written::OrderAlreadyDone`]
-/// when it had gone there already (nothing written).
+/// Cancels or fulfils an order in `tx` (see [`OrderStore::transition_order`]): [`Written::OrderTransitioned`],
+/// or [`Written::OrderAlreadyDone`] when it had gone there already (nothing written).
 pub(super) async fn transition(
     tx: &mut Tx<'_>,
     id: OrderId,
