@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use time::OffsetDateTime;
 
 use crate::domain::event::{Event, EventType, FeedPage, NewEvent, Position};
-use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, Once, Replay};
+use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, KEYS_PER_CALLER, Once, Replay};
 use crate::domain::order::{
     NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order,
 };
@@ -21,12 +21,23 @@ use crate::ports::{
     EventStore, HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write, Written,
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// The most idempotency keys one caller may hold.
+    key_limit: u32,
 }
 
-#[derive(Debug, Default)]
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            key_limit: KEYS_PER_CALLER,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
 struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
@@ -38,7 +49,7 @@ struct State {
 }
 
 /// An idempotency key with the response of its request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct StoredKey {
     fingerprint: Fingerprint,
     replay: Replay,
@@ -54,6 +65,12 @@ impl StoredKey {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store with another limit on the idempotency keys one caller may hold.
+    pub fn with_key_limit(mut self, key_limit: u32) -> Self {
+        self.key_limit = key_limit;
+        self
     }
 
     fn lock(&self, deadline: Deadline) -> Result<MutexGuard<'_, State>, Error> {
@@ -526,10 +543,32 @@ impl IdempotentStore for MemoryStore {
                 Err(Error::IdempotencyKeyReused)
             };
         }
-        // One lock stands for the transaction: the write, then the key with its response, or neither.
-        let written = state.apply(write)?;
+        // One lock stands for the transaction: the write, then the key with its response, or neither. A new
+        // key past the caller's limit is checked first, as nothing here rolls back.
+        let counted = state.keys.contains_key(&id);
+        let held = state
+            .keys
+            .iter()
+            .filter(|((caller, _), _)| *caller == claim.caller)
+            .count();
+        let over_limit = !counted && held >= self.key_limit as usize;
+        let written = if over_limit {
+            // Made on a copy, kept only if it changed nothing: a no-op stores no key, so it is not limited.
+            let written = state.clone().apply(write)?;
+            if !written.changed_nothing() {
+                return Err(Error::TooManyKeys {
+                    limit: self.key_limit,
+                });
+            }
+            written
+        } else {
+            state.apply(write)?
+        };
         let replay = render(&written);
-        if !written.changed_nothing() {
+        if written.changed_nothing() {
+            // An expired key a no-op took over goes, as the no-op keeps nothing.
+            state.keys.remove(&id);
+        } else {
             let stored = StoredKey {
                 fingerprint: claim.fingerprint,
                 replay: replay.clone(),

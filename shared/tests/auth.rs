@@ -387,6 +387,92 @@ async fn a_caller_is_its_issuer_and_subject() {
     assert_eq!(caller.0.len(), 64);
 }
 
+/// A caller's stored keys are bounded: past the limit a keyed write is 429 `too_many_keys` and places
+/// nothing, while the same caller without a key, and another caller, go on.
+#[tokio::test]
+async fn a_caller_past_its_key_limit_is_429_and_nothing_is_written() {
+    let app = App::with_auth(
+        MemoryStore::new().with_key_limit(2),
+        HttpConfig::default(),
+        Auth::Gateway {
+            scope_prefix: "inventory/".into(),
+        },
+    );
+    let route = |endpoint| ROUTES.iter().find(|r| r.endpoint == endpoint).unwrap();
+    let admin = json!({ "iss": ISSUER, "sub": "admin", "scope": "inventory/products.write inventory/products.read" });
+    let product = call(
+        &app,
+        route(Endpoint::CreateProduct),
+        Event::v2("POST", "/products", "/products")
+            .json(&json!({ "sku": "LIMIT", "name": "Mug", "price_minor": 1, "currency": "EUR", "on_hand": 100 }))
+            .authorizer_claims(&admin),
+    )
+    .await;
+    let product: Value = serde_json::from_slice(product.body()).unwrap();
+    let order = |sub: &str, key: Option<&str>| {
+        let event = Event::v2("POST", "/orders", "/orders")
+            .json(&json!({ "lines": [{ "product_id": product["id"], "quantity": 1 }] }))
+            .authorizer_claims(
+                &json!({ "iss": ISSUER, "sub": sub, "scope": "inventory/orders.write" }),
+            );
+        match key {
+            Some(key) => event.header("idempotency-key", key),
+            None => event,
+        }
+    };
+    let place = async |sub: &str, key: Option<&str>| {
+        call(&app, route(Endpoint::CreateOrder), order(sub, key)).await
+    };
+    for key in ["k1", "k2"] {
+        assert_eq!(place("user-1", Some(key)).await.status(), 201);
+    }
+    let refused = place("user-1", Some("k3")).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body = problem(&refused);
+    assert_eq!(body["code"], "too_many_keys");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 Idempotency-Keys"),
+        "{body}"
+    );
+    assert_eq!(
+        place("user-1", Some("k1")).await.headers()["idempotent-replayed"],
+        "true"
+    );
+    assert_eq!(
+        place("user-1", None).await.status(),
+        201,
+        "a write without a key"
+    );
+    assert_eq!(
+        place("user-2", Some("k3")).await.status(),
+        201,
+        "another caller"
+    );
+    let stock = call(
+        &app,
+        route(Endpoint::GetProduct),
+        Event::v2(
+            "GET",
+            "/products/{id}",
+            &format!("/products/{}", product["id"].as_str().unwrap()),
+        )
+        .authorizer_claims(&admin),
+    )
+    .await;
+    let stock: Value = serde_json::from_slice(stock.body()).unwrap();
+    assert_eq!(
+        stock["reserved"], 4,
+        "k1, k2, no key, user-2: the refused order reserved nothing"
+    );
+}
+
 /// Local tokens are held to what API Gateway's authorizer would accept, and a little more: every one of these
 /// is a 401, none a 500.
 #[tokio::test]

@@ -523,6 +523,33 @@ async fn expired_keys_are_purged_in_batches_and_can_be_used_again(pool: PgPool) 
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_caller_holds_a_bounded_number_of_keys(pool: PgPool) {
+    common::behaviour::a_caller_holds_a_bounded_number_of_keys(
+        Inventory::new(PgStore::new(common::served(&pool)).with_key_limit(3)),
+        async |_| {
+            sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+                .execute(&pool)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    // Every count is the caller's keys.
+    let counts: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT c.caller, c.keys, (SELECT count(*) FROM idempotency_keys k WHERE k.caller = c.caller) \
+         FROM idempotency_key_counts c ORDER BY c.caller",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        [("a".to_owned(), 3, 3), ("b".to_owned(), 0, 0)],
+        "the counts drifted from the keys"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn health_is_unavailable_while_the_database_is_read_only(pool: PgPool) {
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&pool)

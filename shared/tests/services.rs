@@ -60,6 +60,15 @@ async fn expired_keys_are_purged_in_batches_and_can_be_used_again() {
 }
 
 #[tokio::test]
+async fn a_caller_holds_a_bounded_number_of_keys() {
+    common::behaviour::a_caller_holds_a_bounded_number_of_keys(
+        Inventory::new(MemoryStore::new().with_key_limit(3)),
+        async |inventory| inventory.store().age_keys(Duration::from_secs(25 * 3600)),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn expired_orders_release_their_stock_once() {
     common::behaviour::expired_orders_release_their_stock_once(
         Inventory::new(MemoryStore::new()),

@@ -28,6 +28,9 @@ pub enum Error {
     /// The `Idempotency-Key` was first used with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
+    /// The caller already holds the most idempotency keys allowed; the write was not made.
+    #[error("the caller holds {limit} idempotency keys already")]
+    TooManyKeys { limit: u32 },
     /// Another request with the same `Idempotency-Key` is still running.
     #[error("a request with this idempotency key is in progress")]
     RequestInProgress,

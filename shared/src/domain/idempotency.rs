@@ -6,6 +6,11 @@ use std::time::Duration;
 /// How long a key and its response are kept; after that the same key starts a new request.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The most keys one caller may hold at a time (each kept [`KEY_LIFETIME`]), so that no caller can grow the
+/// stored responses without bound: a write whose key would be one more is refused and changes nothing. Far above
+/// what one shop sends in a day (about one key a second, all day); a write without a key is never limited.
+pub const KEYS_PER_CALLER: u32 = 100_000;
+
 /// A client's idempotency key: 1 to 255 visible ASCII characters (`!` to `~`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -40,7 +45,7 @@ pub struct Fingerprint(pub [u8; 32]);
 /// is two requests.
 #[derive(Debug, Clone)]
 pub struct Claim {
-    /// The caller's identity (the token's client or subject), empty when the API runs without
+    /// The caller's identity (a digest of the token's issuer and subject), empty when the API runs without
     /// authentication.
     pub caller: String,
     pub key: IdempotencyKey,

@@ -148,7 +148,8 @@ fn document_security(document: &mut serde_json::Value) {
 }
 
 /// Adds what an idempotent operation takes and answers: the `Idempotency-Key` header, the
-/// `Idempotent-Replayed` header of its success, and the refusals of a key (422 reused, 409 in progress).
+/// `Idempotent-Replayed` header of its success, and the refusals of a key (422 reused, 409 in progress, 429
+/// too many).
 fn document_idempotency(operation: &mut serde_json::Value) {
     let key = serde_json::json!({
         "name": "Idempotency-Key",
@@ -161,8 +162,9 @@ fn document_idempotency(operation: &mut serde_json::Value) {
     409 `request_in_progress` with `Retry-After`. A request that fails stores nothing, so its key can be retried. \
     Keys belong to the caller, the token's issuer and subject (`iss`, `sub`) together: the same key from another \
     caller (another user of the same app client included) is another request. A cancel or fulfil that changes \
-    nothing (the order was there already) keeps nothing under its key. Make them unique per request (a UUID v4, \
-    say).",
+    nothing (the order was there already) keeps nothing under its key. A caller holds at most 100000 keys at a \
+    time: a request whose key would be one more is 429 `too_many_keys` and changes nothing. Make them unique per \
+    request (a UUID v4, say).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
         "example": "5f0c4b0e-3c1a-4a6e-9a43-2d1c1c7f6a90",
     });
@@ -185,6 +187,9 @@ fn document_idempotency(operation: &mut serde_json::Value) {
     responses.entry("422").or_insert_with(
         || serde_json::json!({"$ref": "#/components/responses/IdempotencyKeyReused"}),
     );
+    responses
+        .entry("429")
+        .or_insert_with(|| serde_json::json!({"$ref": "#/components/responses/TooManyKeys"}));
 }
 
 #[derive(OpenApi)]
@@ -219,7 +224,7 @@ no-store`.",
             MovementReason, Problem, ProblemCode, FieldError, Shortage, CancelReason, EventType, EventView,
             FeedView,
         ),
-        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, IdempotencyKeyReused, Internal, Unavailable),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, ValidationFailed, IdempotencyKeyReused, TooManyKeys, Internal, Unavailable),
     ),
     tags(
         (name = "products", description = "The catalogue and its stock"),
@@ -321,6 +326,17 @@ pub struct ValidationFailed(pub Problem);
         "detail": "this Idempotency-Key was first used with a different request; use a new key for a new request"})
 )]
 pub struct IdempotencyKeyReused(pub Problem);
+
+/// The caller already holds the most `Idempotency-Key`s allowed (100000, each kept 24 hours). Nothing was
+/// changed; a request without a key is not limited.
+#[derive(Debug, ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    example = json!({"type": "about:blank", "title": "Too Many Requests", "status": 429,
+        "code": "too_many_keys",
+        "detail": "this caller holds 100000 Idempotency-Keys, the most it may (each is kept 24 hours); nothing was changed: wait for older keys to expire, or send the request without a key"})
+)]
+pub struct TooManyKeys(pub Problem);
 
 /// Something unexpected; the details are in the logs only.
 #[derive(Debug, ToResponse)]

@@ -73,6 +73,7 @@ pub enum ProblemCode {
     Forbidden,
     IdempotencyKeyReused,
     RequestInProgress,
+    TooManyKeys,
     Unavailable,
     OutcomeUnknown,
     Internal,
@@ -167,6 +168,16 @@ impl ApiError {
                     "this Idempotency-Key was first used with a different request; use a new key for a new \
                      request"
                         .to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::TooManyKeys { limit } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ProblemCode::TooManyKeys,
+                    format!(
+                        "this caller holds {limit} Idempotency-Keys, the most it may (each is kept 24 hours); \
+                         nothing was changed: wait for older keys to expire, or send the request without a key"
+                    ),
                     vec![],
                     vec![],
                 ),

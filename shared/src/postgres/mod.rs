@@ -17,6 +17,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
+use crate::domain::idempotency::KEYS_PER_CALLER;
 use crate::domain::{Deadline, Error};
 use crate::ports::HealthProbe;
 pub use errors::db_error;
@@ -66,6 +67,8 @@ pub struct PgStore {
     iam: Option<Arc<IamAuth>>,
     /// The longest wait for one lock ([`LOCK_WAIT`] unless set otherwise).
     lock_wait: Duration,
+    /// The most idempotency keys one caller may hold ([`KEYS_PER_CALLER`] unless set otherwise).
+    key_limit: u32,
 }
 
 impl PgStore {
@@ -75,6 +78,7 @@ impl PgStore {
             pool,
             iam: None,
             lock_wait: LOCK_WAIT,
+            key_limit: KEYS_PER_CALLER,
         }
     }
 
@@ -84,6 +88,7 @@ impl PgStore {
             pool,
             iam: Some(iam),
             lock_wait: LOCK_WAIT,
+            key_limit: KEYS_PER_CALLER,
         }
     }
 
@@ -91,6 +96,12 @@ impl PgStore {
     /// longer wait trades the quick 503 of a long lock queue for requests that wait in it.
     pub fn with_lock_wait(mut self, lock_wait: Duration) -> Self {
         self.lock_wait = lock_wait;
+        self
+    }
+
+    /// The same store with another limit on the idempotency keys one caller may hold.
+    pub fn with_key_limit(mut self, key_limit: u32) -> Self {
+        self.key_limit = key_limit;
         self
     }
 

@@ -711,6 +711,97 @@ pub async fn expired_keys_are_purged_in_batches_and_can_be_used_again<S: Store>(
     assert!(reused.replayed(), "the key taken over is kept");
 }
 
+/// A caller holds at most `limit` keys (the store's, 3 here): a write whose key would be one more is
+/// `TooManyKeys` and changes nothing, while replays, no-ops, writes without a key and other callers go on. An
+/// expired key counts until the purge deletes it; taking one over costs no more.
+pub async fn a_caller_holds_a_bounded_number_of_keys<S: Store>(
+    inventory: Inventory<S>,
+    age: impl AsyncFnOnce(&Inventory<S>),
+) {
+    let of = |caller: &str, key: &str, n: u8| Claim {
+        caller: caller.to_owned(),
+        ..claim(key, n)
+    };
+    let create = |sku: &str| Write::CreateProduct(new_product(sku, 1, 0));
+    let write = async |claim: Claim, write: Write| {
+        inventory
+            .write_once(&claim, write, &render, deadline())
+            .await
+    };
+    let refused =
+        |result: Result<Once, Error>| matches!(result, Err(Error::TooManyKeys { limit: 3 }));
+    for i in 0..3 {
+        let once = write(of("a", &format!("k{i}"), 1), create(&format!("A{i}"))).await;
+        assert!(matches!(once, Ok(Once::Fresh(_))), "{once:?}");
+    }
+    let before = snapshot(&inventory).await;
+    assert!(refused(write(of("a", "k3", 1), create("A3")).await));
+    assert_eq!(
+        snapshot(&inventory).await,
+        before,
+        "a refused write changed something"
+    );
+    let replay = write(of("a", "k0", 1), create("A0")).await.unwrap();
+    assert!(replay.replayed(), "a stored key still replays");
+    // A no-op stores nothing, so it is not limited.
+    let product = inventory
+        .create_product(new_product("A-STOCK", 100, 10), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
+    let cancel = Write::TransitionOrder(order.id, OrderAction::Cancel);
+    inventory
+        .transition_order(order.id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
+    let no_op = write(of("a", "no-op", 1), cancel.clone()).await;
+    assert!(
+        matches!(no_op, Ok(Once::Fresh(ref r)) if r.status == 200),
+        "{no_op:?}"
+    );
+    let other = write(of("b", "k3", 1), create("B3")).await;
+    assert!(
+        matches!(other, Ok(Once::Fresh(_))),
+        "another caller is not limited: {other:?}"
+    );
+
+    age(&inventory).await;
+    assert!(
+        refused(write(of("a", "k3", 1), create("A3")).await),
+        "expired keys count until they are purged"
+    );
+    // A no-op on an expired key releases it, which frees its place.
+    let no_op = write(of("a", "k1", 2), cancel).await;
+    assert!(
+        matches!(no_op, Ok(Once::Fresh(ref r)) if r.status == 200),
+        "{no_op:?}"
+    );
+    assert!(matches!(
+        write(of("a", "k3", 1), create("A3")).await,
+        Ok(Once::Fresh(_))
+    ));
+    assert!(refused(write(of("a", "k4", 1), create("A4")).await));
+    // Taking an expired key over is no new key.
+    assert!(matches!(
+        write(of("a", "k0", 2), create("A0-AGAIN")).await,
+        Ok(Once::Fresh(_))
+    ));
+    assert_eq!(
+        inventory.purge_expired_keys(100, deadline()).await.unwrap(),
+        2,
+        "a's k2 and b's k3"
+    );
+    let once = write(of("a", "k4", 1), create("A4")).await;
+    assert!(
+        matches!(once, Ok(Once::Fresh(_))),
+        "room again after the purge: {once:?}"
+    );
+    assert!(refused(write(of("a", "k5", 1), create("A5")).await));
+}
+
 /// The events of the feed from the start, read `page` at a time, once the reader has caught up with the
 /// event `last` is true of. (An event shows once every transaction that began before it ended: on a server
 /// that other tests share, a few of theirs may hold the feed back a moment.)
