@@ -238,3 +238,70 @@ async fn racing_requests_with_one_key_have_one_effect_on_every_route(
         common::behaviour::racing_requests_with_one_key_have_one_effect(inventory, racers).await;
     println!("{racers} racers per key on 5 routes: {in_progress} answers were request_in_progress");
 }
+
+/// One caller's keyed orders racing at its key limit: exactly the limit's worth are placed, every other is
+/// `TooManyKeys` and reserves nothing, and the caller's count ends equal to its keys.
+#[sqlx::test(migrations = "../migrations")]
+async fn one_callers_keyed_orders_racing_at_its_key_limit(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _race = ONE_RACE.lock().await;
+    let (racers, limit) = (32, 10);
+    let pool = pool_for(racers, pool_options, options).await;
+    let inventory = Inventory::new(race_store(pool.clone()).with_key_limit(limit));
+    let product = inventory
+        .create_product(new_product("KEY-LIMIT", 999, 1000), long_deadline())
+        .await
+        .unwrap();
+    let barrier = std::sync::Arc::new(Barrier::new(racers));
+    let tasks: Vec<_> = (0..racers)
+        .map(|i| {
+            let inventory = inventory.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let claim = inventory::domain::idempotency::Claim {
+                    caller: "one-caller".into(),
+                    ..common::behaviour::claim(&format!("race-{i}"), 1)
+                };
+                let order = inventory::ports::Write::CreateOrder(new_order(&[(product.id, 1)]));
+                barrier.wait().await;
+                inventory
+                    .write_once(
+                        &claim,
+                        order,
+                        &inventory::http::idempotency::render,
+                        long_deadline(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let (mut placed, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(once) if !once.replayed() => placed += 1,
+            Err(Error::TooManyKeys { limit: 10 }) => refused += 1,
+            other => panic!("neither placed nor refused for its key: {other:?}"),
+        }
+    }
+    println!(
+        "{racers} keyed orders of one caller at a limit of {limit}: {placed} placed, {refused} refused"
+    );
+    assert_eq!((placed, refused), (limit as usize, racers - limit as usize));
+    let after = inventory
+        .get_product(product.id, long_deadline())
+        .await
+        .unwrap();
+    assert_eq!(after.reserved, i64::from(limit));
+    let (count, keys): (i32, i64) = sqlx::query_as(
+        "SELECT keys, (SELECT count(*) FROM idempotency_keys WHERE caller = 'one-caller') \
+         FROM idempotency_key_counts WHERE caller = 'one-caller'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((count, keys), (limit as i32, i64::from(limit)));
+    assert_ledger_balances(&inventory, product.id).await;
+    assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
+}
