@@ -25,6 +25,8 @@ struct Bus {
     calls: usize,
     /// From this call on, take the entries but never answer.
     stall_from: Option<usize>,
+    /// The signature of every call, to look for in the publisher's logs.
+    signatures: Vec<String>,
 }
 
 /// A stand-in for EventBridge: answers `PutEvents` calls (checking that they are signed for the events
@@ -70,6 +72,11 @@ async fn stand_in(bus: Arc<Mutex<Bus>>) -> u16 {
                         let mut bus = bus.lock().unwrap();
                         bus.calls += 1;
                         bus.received.extend(entries.iter().cloned());
+                        if let Some((_, signature)) =
+                            headers["authorization"].split_once("Signature=")
+                        {
+                            bus.signatures.push(signature.to_owned());
+                        }
                         bus.stall_from.is_some_and(|from| bus.calls >= from)
                     };
                     if stall {
@@ -94,24 +101,36 @@ async fn stand_in(bus: Arc<Mutex<Bus>>) -> u16 {
     port
 }
 
-fn publisher(database_url: &str, port: u16) -> Child {
+/// The secrets the publisher is given: its database password, its AWS secret key and session token.
+const SECRETS: [&str; 3] = [
+    "db-passw0rd-of-the-test",
+    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "session-t0ken-of-the-test",
+];
+
+/// The publisher, logging everything (debug included) to `log`.
+fn publisher(database_url: &str, port: u16, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_publish-events"))
         .env("DATABASE_URL", database_url)
         .env("EVENT_BUS_NAME", "inventory-events")
         .env("AWS_REGION", "eu-west-1")
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        )
+        .env("AWS_SECRET_ACCESS_KEY", SECRETS[1])
+        .env("AWS_SESSION_TOKEN", SECRETS[2])
+        .env("RUST_LOG", "debug")
         .env(
             "AWS_ENDPOINT_URL_EVENTBRIDGE",
             format!("http://127.0.0.1:{port}"),
         )
         .env("REQUEST_TIMEOUT_MS", "4000")
         .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap()
 }
@@ -172,9 +191,11 @@ async fn a_publisher_killed_half_way_loses_nothing_and_its_successor_sends_each_
     pool: PgPool,
 ) {
     let options = pool.connect_options();
+    // A password the server (trust auth) ignores, for the logs to leave out.
     let database_url = format!(
-        "postgres://{}@{}:{}/{}",
+        "postgres://{}:{}@{}:{}/{}",
         options.get_username(),
+        SECRETS[0],
         options.get_host(),
         options.get_port(),
         options.get_database().unwrap()
@@ -195,7 +216,9 @@ async fn a_publisher_killed_half_way_loses_nothing_and_its_successor_sends_each_
     // The first run: the bus takes thirteen calls and the entries of a fourteenth, whose answer never comes.
     // The publisher records its position after each step of up to 100 events (ten calls): the first step
     // is recorded, the second is not.
-    let mut first = publisher(&database_url, port);
+    let log = std::path::PathBuf::from(concat!(env!("CARGO_TARGET_TMPDIR"), "/publish-events.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut first = publisher(&database_url, port, &log);
     wait_for("the fourteenth call", || bus.lock().unwrap().calls == 14).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     first.kill().unwrap();
@@ -216,7 +239,7 @@ async fn a_publisher_killed_half_way_loses_nothing_and_its_successor_sends_each_
 
     // The next run sends the rest, starting again from the unanswered call.
     bus.lock().unwrap().stall_from = None;
-    let mut second = publisher(&database_url, port);
+    let mut second = publisher(&database_url, port, &log);
     let ids: HashSet<uuid::Uuid> = written.iter().map(|(id, _)| *id).collect();
     let all_in = || {
         let bus = bus.lock().unwrap();
@@ -265,6 +288,30 @@ async fn a_publisher_killed_half_way_loses_nothing_and_its_successor_sends_each_
         .await
         .unwrap();
     assert_eq!(delivered, written.last().unwrap().1);
+
+    // Both runs' every log line, debug included, the failed calls' among them: no secret, no signature.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("published events") && logged.lines().count() >= 3,
+        "the publisher's logs were not captured: {logged}"
+    );
+    let signatures = bus.lock().unwrap().signatures.clone();
+    assert!(!signatures.is_empty());
+    for secret in SECRETS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(signatures)
+        .chain(["Signature=".into(), "Credential=".into()])
+    {
+        assert!(
+            !logged.contains(&secret),
+            "{secret} is in the publisher's logs"
+        );
+    }
+    println!(
+        "the publisher's {} log lines hold no secret",
+        logged.lines().count()
+    );
 }
 
 /// An entry's `Detail`: the feed's JSON of the event.

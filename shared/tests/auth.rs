@@ -473,6 +473,79 @@ async fn a_caller_past_its_key_limit_is_429_and_nothing_is_written() {
     );
 }
 
+/// No log line, at any level, holds a bearer token, its signature or the key that signs them: not for a
+/// token accepted, refused or forged, nor one sent where no token belongs. (Every test of this binary logs into
+/// the same capture from the moment this one starts: their lines are searched too.)
+#[tokio::test]
+async fn no_log_line_holds_a_token_its_signature_or_the_key() {
+    common::logs::capture();
+    let app = local_app();
+    let route = |endpoint| ROUTES.iter().find(|r| r.endpoint == endpoint).unwrap();
+    let claims = |exp: u64| json!({ "sub": "logged-caller", "iss": ISSUER, "aud": AUDIENCE, "exp": exp, "scope": "products.read orders.write" });
+    let tokens = [
+        token_with(KEY, claims(now() + 600)),
+        token_with(KEY, claims(now() - 600)),
+        token_with(
+            "another-key-of-at-least-32-characters!!",
+            claims(now() + 600),
+        ),
+        token_with(
+            KEY,
+            json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "scope": "orders.write" }),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for token in &tokens {
+        for event in [
+            Event::v2("GET", "/products", "/products"),
+            Event::v2("POST", "/orders", "/orders")
+                .json(&json!({ "lines": [{ "product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "quantity": 1 }] }))
+                .header("idempotency-key", "logged-key"),
+        ] {
+            let endpoint = if event.request().method() == "GET" {
+                Endpoint::ListProducts
+            } else {
+                Endpoint::CreateOrder
+            };
+            let event = event.header("authorization", &format!("Bearer {token}"));
+            answers.push(call(&app, route(endpoint), event).await.status().as_u16());
+        }
+        // A token where none belongs: in the query string.
+        let misplaced =
+            Event::v2("GET", "/products", "/products").query(&[("access_token", token.as_str())]);
+        answers.push(
+            call(&app, route(Endpoint::ListProducts), misplaced)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        answers.iter().filter(|s| **s == 401).count(),
+        10,
+        "{answers:?}"
+    );
+    let logged = common::logs::captured();
+    assert!(
+        logged.contains("request refused") && logged.contains("route=\"/orders\""),
+        "the logs were not captured: {logged}"
+    );
+    for token in &tokens {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(signature.len() >= 20);
+        assert!(!logged.contains(token.as_str()), "a token is in the logs");
+        assert!(
+            !logged.contains(signature),
+            "a token's signature is in the logs"
+        );
+    }
+    assert!(!logged.contains(KEY), "the signing key is in the logs");
+    println!(
+        "{} log lines hold no token, signature or key",
+        logged.lines().count()
+    );
+}
+
 /// Local tokens are held to what API Gateway's authorizer would accept, and a little more: every one of these
 /// is a 401, none a 500.
 #[tokio::test]

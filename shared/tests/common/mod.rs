@@ -3,6 +3,7 @@
 
 pub mod behaviour;
 pub mod cluster;
+pub mod logs;
 pub mod proxy;
 pub mod race;
 

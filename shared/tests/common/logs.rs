@@ -1,0 +1,45 @@
+//! Every log line a test binary writes, at every level, from every thread, kept to be searched.
+//!
+//! One subscriber for the whole binary, installed as the global default on first use: a subscriber set per
+//! test (`with_default`) sees only its own thread, and a log line first reached on a thread with none is then
+//! marked as wanted by nobody, so that another test's capture misses it. A global one is never bypassed.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Starts capturing (once per binary); what is logged from then on, by any test, is in [`captured`].
+pub fn capture() {
+    SINK.get_or_init(|| {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test of this binary installs a global subscriber");
+        sink
+    });
+}
+
+/// Everything logged since [`capture`] was first called.
+pub fn captured() -> String {
+    let sink = SINK.get().expect("capture() was called first");
+    String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned()
+}
