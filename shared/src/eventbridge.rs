@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::domain::Error;
 use crate::domain::event::Event;
-use crate::http::dto::EventView;
+use crate::views::EventView;
 
 /// The `Source` of every event the API publishes.
 pub const SOURCE: &str = "inventory";

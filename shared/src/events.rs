@@ -5,7 +5,7 @@ use crate::domain::event::{EventType, NewEvent, fell_low};
 use crate::domain::order::Order;
 use crate::domain::product::Product;
 use crate::domain::stock::StockMovement;
-use crate::http::dto::{AdjustmentView, OrderView, ProductView};
+use crate::views::{AdjustmentView, OrderView, ProductView};
 
 fn to_json(view: impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(view).expect("views serialize to JSON")

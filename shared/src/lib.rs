@@ -13,3 +13,4 @@ pub mod memory;
 pub mod ports;
 pub mod postgres;
 pub mod service;
+pub mod views;

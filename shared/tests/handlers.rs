@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use inventory::http::dto::{OrderView, ProductView};
 use inventory::http::{App, Endpoint, HttpConfig};
 use inventory::memory::MemoryStore;
+use inventory::views::{OrderView, ProductView};
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
@@ -869,7 +869,7 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
     use inventory::domain::{
         Cursor, CustomerRef, Description, MAX_PAGE_LINES, Note, Page, ProductName, Sku, new_id,
     };
-    use inventory::http::dto::{MovementView, OrderView, PageView, ProductView};
+    use inventory::views::{MovementView, OrderView, PageView, ProductView};
 
     const LAMBDA_LIMIT: usize = 6 * 1024 * 1024;
     let text = |chars: usize| "\"".repeat(chars);

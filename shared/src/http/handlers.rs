@@ -8,10 +8,7 @@ use std::future::Future;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::dto::{
-    AdjustmentView, CreateOrderBody, CreateProductBody, EventView, FeedView, HealthView,
-    MovementView, OrderView, PageView, ProductView, StockAdjustmentBody, UpdateProductBody,
-};
+use super::dto::{CreateOrderBody, CreateProductBody, StockAdjustmentBody, UpdateProductBody};
 use super::idempotency::{fingerprint, render, response};
 use super::openapi::{
     BadRequest, Conflict, Internal, NotFound, PayloadTooLarge, PreconditionFailed, Unavailable,
@@ -31,6 +28,9 @@ use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::StockAdjustment;
 use crate::domain::{Deadline, etag};
 use crate::ports::{Store, Write};
+use crate::views::{
+    AdjustmentView, EventView, FeedView, HealthView, MovementView, OrderView, PageView, ProductView,
+};
 
 pub type Result = std::result::Result<Response<Body>, ApiError>;
 

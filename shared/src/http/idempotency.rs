@@ -5,11 +5,11 @@ use lambda_http::http::{HeaderName, HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::Value;
 
-use super::dto::{AdjustmentView, OrderView, ProductView};
 use super::routes::Route;
 use crate::domain::etag;
 use crate::domain::idempotency::{Fingerprint, Replay};
 use crate::ports::Written;
+use crate::views::{AdjustmentView, OrderView, ProductView};
 
 /// Sent with a replayed response.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";

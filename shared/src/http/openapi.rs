@@ -7,9 +7,8 @@
 use utoipa::{OpenApi, ToResponse};
 
 use super::dto::{
-    AdjustmentReason, AdjustmentView, CreateOrderBody, CreateProductBody, EventView, FeedView,
-    HealthView, MovementView, OrderLineBody, OrderLineView, OrderView, ProductView,
-    StockAdjustmentBody, UpdateProductBody,
+    AdjustmentReason, CreateOrderBody, CreateProductBody, OrderLineBody, StockAdjustmentBody,
+    UpdateProductBody,
 };
 use super::response::{Problem, ProblemCode};
 use super::routes::{ROUTES, Scope};
@@ -18,6 +17,10 @@ use crate::domain::event::EventType;
 use crate::domain::order::{CancelReason, OrderStatus};
 use crate::domain::stock::MovementReason;
 use crate::domain::{Currency, FieldError, Shortage};
+use crate::views::{
+    AdjustmentView, EventView, FeedView, HealthView, MovementView, OrderLineView, OrderView,
+    ProductView,
+};
 
 /// The OpenAPI document of the whole API, as JSON.
 pub fn document() -> serde_json::Value {
