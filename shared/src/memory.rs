@@ -2,11 +2,12 @@
 //! for the database's transactions. For service and handler tests, and for nothing else.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
 
-use crate::domain::event::{Event, EventType, FeedPage, NewEvent, Position};
+use crate::domain::event::{Event, FeedPage, NewEvent, Position};
 use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, KEYS_PER_CALLER, Once, Replay};
 use crate::domain::order::{
     NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order,
@@ -16,9 +17,10 @@ use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
     Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, new_id,
 };
-use crate::events;
+use crate::events::{self, StockState};
 use crate::ports::{
-    EventStore, HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write, Written,
+    Changes, EventStore, HealthProbe, IdempotentStore, OrderStore, ProductStore, Render, Write,
+    WriteStore, Written,
 };
 
 #[derive(Debug)]
@@ -110,7 +112,7 @@ impl MemoryStore {
 }
 
 impl State {
-    fn create_product(&mut self, new: NewProduct) -> Result<Product, Error> {
+    fn insert_product(&mut self, new: NewProduct) -> Result<Product, Error> {
         if self.products.values().any(|p| p.sku == new.sku.as_str()) {
             return Err(Error::SkuTaken);
         }
@@ -143,62 +145,51 @@ impl State {
             self.product_mut(id)?.version = 1;
         }
         let product = self.products[&id].clone();
-        self.emit(events::product(EventType::ProductCreated, &product));
+        self.emit(events::product_created(&product));
         Ok(product)
     }
 
-    /// Appends an event to the outbox (the state's lock stands for the change's transaction).
-    fn emit(&mut self, event: NewEvent) {
-        let position = Position {
-            xid: 0,
-            seq: self.events.len() as i64 + 1,
-        };
-        self.events.push(Event {
-            id: event.id,
-            event_type: event.event_type,
-            resource_id: event.resource_id,
-            data: event.data,
-            occurred_at: OffsetDateTime::now_utc(),
-            position,
-        });
-    }
-
-    /// Emits `stock.low` if the product fell low from `before` (available, threshold).
-    fn emit_low_stock(&mut self, id: ProductId, before: (i64, Option<i64>)) {
-        if let Some(low) = self
-            .products
-            .get(&id)
-            .and_then(|p| events::low_stock(before, p))
-        {
-            self.emit(low);
+    /// Appends a change's events to the outbox (the state's lock stands for the change's transaction).
+    fn emit(&mut self, events: Vec<NewEvent>) {
+        for event in events {
+            let position = Position {
+                xid: 0,
+                seq: self.events.len() as i64 + 1,
+            };
+            self.events.push(Event {
+                id: event.id,
+                event_type: event.event_type,
+                resource_id: event.resource_id,
+                data: event.data,
+                occurred_at: OffsetDateTime::now_utc(),
+                position,
+            });
         }
     }
 
-    fn stock_state(&self, id: ProductId) -> (i64, Option<i64>) {
+    fn stock_state(&self, id: ProductId) -> StockState {
         self.products
             .get(&id)
             .map(|p| (p.available(), p.low_stock_threshold))
             .unwrap_or_default()
     }
 
-    fn adjust_stock(
+    fn adjust(
         &mut self,
         id: ProductId,
         adjustment: StockAdjustment,
     ) -> Result<(StockMovement, Product), Error> {
-        let before = self.stock_state(id);
         let product = self.product_mut(id)?;
         let on_hand = adjustment.apply(product.on_hand, product.reserved)?;
         let delta = on_hand - product.on_hand;
         let note = adjustment.note.map(|n| n.into_inner());
         let movement = self.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
         let product = self.products[&id].clone();
-        self.emit(events::adjusted(&movement, &product));
-        self.emit_low_stock(id, before);
+        self.emit(events::stock_adjusted(&movement, &product));
         Ok((movement, product))
     }
 
-    fn create_order(&mut self, order: NewOrder) -> Result<Order, Error> {
+    fn place(&mut self, order: NewOrder) -> Result<Order, Error> {
         let snapshots: Vec<ProductSnapshot> = order
             .lock_order()
             .iter()
@@ -207,7 +198,7 @@ impl State {
             .collect();
         let plan = plan_order(&order, &snapshots)?;
         let id = new_id();
-        let before: Vec<(ProductId, (i64, Option<i64>))> = plan
+        let before: Vec<(ProductId, StockState)> = plan
             .lines
             .iter()
             .map(|l| (l.product_id, self.stock_state(l.product_id)))
@@ -236,21 +227,25 @@ impl State {
             cancel_reason: None,
         };
         self.orders.insert(id, order.clone());
-        self.emit(events::order(EventType::OrderPlaced, &order));
-        for (product, before) in before {
-            self.emit_low_stock(product, before);
-        }
+        let products: Vec<(StockState, Product)> = before
+            .into_iter()
+            .map(|(id, before)| (before, self.products[&id].clone()))
+            .collect();
+        self.emit(events::order_placed(
+            &order,
+            products.iter().map(|(before, after)| (*before, after)),
+        ));
         Ok(order)
     }
 
-    fn transition_order(&mut self, id: OrderId, action: OrderAction) -> Result<Order, Error> {
+    fn transition(&mut self, id: OrderId, action: OrderAction) -> Result<Written, Error> {
         let order = self
             .orders
             .get(&id)
             .cloned()
             .ok_or(Error::NotFound("order"))?;
         let Transition::To(status) = order.status.apply(action)? else {
-            return Ok(order);
+            return Ok(Written::OrderAlreadyDone(order));
         };
         let reason = action.reason();
         for line in &order.lines {
@@ -267,31 +262,20 @@ impl State {
         order.cancel_reason = action.cancel_reason();
         order.updated_at = OffsetDateTime::now_utc();
         let order = order.clone();
-        self.emit(events::order(action.event(), &order));
-        Ok(order)
+        self.emit(events::order_ended(action, &order));
+        Ok(Written::OrderTransitioned(order))
     }
 
+    /// Makes a write: [`Write::apply`] with this state's changes, none of which waits for anything.
     fn apply(&mut self, write: Write) -> Result<Written, Error> {
-        Ok(match write {
-            Write::CreateProduct(new) => Written::ProductCreated(self.create_product(new)?),
-            Write::AdjustStock(id, adjustment) => {
-                let (movement, product) = self.adjust_stock(id, adjustment)?;
-                Written::StockAdjusted(movement, product)
-            }
-            Write::CreateOrder(order) => Written::OrderPlaced(self.create_order(order)?),
-            Write::TransitionOrder(id, action) => {
-                let done_already = self
-                    .orders
-                    .get(&id)
-                    .is_some_and(|o| matches!(o.status.apply(action), Ok(Transition::AlreadyDone)));
-                let order = self.transition_order(id, action)?;
-                if done_already {
-                    Written::OrderAlreadyDone(order)
-                } else {
-                    Written::OrderTransitioned(order)
-                }
-            }
-        })
+        let mut made = std::pin::pin!(write.apply(self));
+        match made
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(written) => written,
+            std::task::Poll::Pending => Err(Error::internal("a memory write waited")),
+        }
     }
 
     fn product_mut(&mut self, id: ProductId) -> Result<&mut Product, Error> {
@@ -335,11 +319,40 @@ impl State {
     }
 }
 
-impl ProductStore for MemoryStore {
-    async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
-        self.lock(deadline)?.create_product(new)
+/// The state under its lock makes the changes of the writes.
+impl Changes for State {
+    async fn create_product(&mut self, new: NewProduct) -> Result<Product, Error> {
+        self.insert_product(new)
     }
 
+    async fn adjust_stock(
+        &mut self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+    ) -> Result<(StockMovement, Product), Error> {
+        self.adjust(id, adjustment)
+    }
+
+    async fn place_order(&mut self, order: NewOrder) -> Result<Order, Error> {
+        self.place(order)
+    }
+
+    async fn transition_order(
+        &mut self,
+        id: OrderId,
+        action: OrderAction,
+    ) -> Result<Written, Error> {
+        self.transition(id, action)
+    }
+}
+
+impl WriteStore for MemoryStore {
+    async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
+        self.lock(deadline)?.apply(write)
+    }
+}
+
+impl ProductStore for MemoryStore {
     async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
         let state = self.lock(deadline)?;
         state
@@ -384,8 +397,7 @@ impl ProductStore for MemoryStore {
         product.version += 1;
         product.updated_at = OffsetDateTime::now_utc();
         let product = product.clone();
-        state.emit(events::product(EventType::ProductUpdated, &product));
-        state.emit_low_stock(id, before);
+        state.emit(events::product_updated(before, &product));
         Ok(product)
     }
 
@@ -396,18 +408,9 @@ impl ProductStore for MemoryStore {
             return Err(delete_refused());
         }
         if let Some(product) = state.products.remove(&id) {
-            state.emit(events::product(EventType::ProductDeleted, &product));
+            state.emit(events::product_deleted(&product));
         }
         Ok(())
-    }
-
-    async fn adjust_stock(
-        &self,
-        id: ProductId,
-        adjustment: StockAdjustment,
-        deadline: Deadline,
-    ) -> Result<(StockMovement, Product), Error> {
-        self.lock(deadline)?.adjust_stock(id, adjustment)
     }
 
     async fn list_movements(
@@ -434,10 +437,6 @@ impl ProductStore for MemoryStore {
 }
 
 impl OrderStore for MemoryStore {
-    async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
-        self.lock(deadline)?.create_order(order)
-    }
-
     async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
         let state = self.lock(deadline)?;
         state
@@ -467,15 +466,6 @@ impl OrderStore for MemoryStore {
         Ok(Page::of_orders(rows, page))
     }
 
-    async fn transition_order(
-        &self,
-        id: OrderId,
-        action: OrderAction,
-        deadline: Deadline,
-    ) -> Result<Order, Error> {
-        self.lock(deadline)?.transition_order(id, action)
-    }
-
     async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {
         let mut state = self.lock(deadline)?;
         let now = OffsetDateTime::now_utc();
@@ -488,7 +478,7 @@ impl OrderStore for MemoryStore {
         due.sort();
         due.truncate(limit as usize);
         for (_, id) in &due {
-            state.transition_order(*id, OrderAction::Expire)?;
+            state.transition(*id, OrderAction::Expire)?;
         }
         Ok(due.into_iter().map(|(_, id)| id).collect())
     }
@@ -530,7 +520,7 @@ impl IdempotentStore for MemoryStore {
         write: Write,
         render: &Render,
         deadline: Deadline,
-    ) -> Result<Once, Error> {
+    ) -> Result<(Once, Option<Written>), Error> {
         let mut state = self.lock(deadline)?;
         let now = OffsetDateTime::now_utc();
         let id = (claim.caller.clone(), claim.key.as_str().to_owned());
@@ -538,7 +528,7 @@ impl IdempotentStore for MemoryStore {
             && !stored.expired(now)
         {
             return if stored.fingerprint == claim.fingerprint {
-                Ok(Once::Replayed(stored.replay.clone()))
+                Ok((Once::Replayed(stored.replay.clone()), None))
             } else {
                 Err(Error::IdempotencyKeyReused)
             };
@@ -576,7 +566,7 @@ impl IdempotentStore for MemoryStore {
             };
             state.keys.insert(id, stored);
         }
-        Ok(Once::Fresh(replay))
+        Ok((Once::Fresh(replay), Some(written)))
     }
 
     async fn purge_expired_keys(&self, batch: u32, deadline: Deadline) -> Result<u64, Error> {

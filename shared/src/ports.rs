@@ -13,14 +13,6 @@ use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageReq
 
 /// The product catalogue and its stock.
 pub trait ProductStore: Send + Sync {
-    /// Creates a product; its initial stock (if any) is written to the ledger as `received`.
-    /// `SkuTaken` when the sku exists.
-    fn create_product(
-        &self,
-        product: NewProduct,
-        deadline: Deadline,
-    ) -> impl Future<Output = Result<Product, Error>> + Send;
-
     fn get_product(
         &self,
         id: ProductId,
@@ -52,15 +44,6 @@ pub trait ProductStore: Send + Sync {
         deadline: Deadline,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Changes on-hand stock and writes the ledger row, atomically; `Conflict` when on-hand would drop
-    /// below zero or below what is reserved.
-    fn adjust_stock(
-        &self,
-        id: ProductId,
-        adjustment: StockAdjustment,
-        deadline: Deadline,
-    ) -> impl Future<Output = Result<(StockMovement, Product), Error>> + Send;
-
     /// The product's ledger, newest first.
     fn list_movements(
         &self,
@@ -72,15 +55,6 @@ pub trait ProductStore: Send + Sync {
 
 /// Orders and the stock they reserve.
 pub trait OrderStore: Send + Sync {
-    /// Places an order all or nothing: locks its products in id order, plans it with
-    /// [`crate::domain::order::plan_order`], reserves the stock and writes the order, its lines and the
-    /// ledger in one transaction.
-    fn create_order(
-        &self,
-        order: NewOrder,
-        deadline: Deadline,
-    ) -> impl Future<Output = Result<Order, Error>> + Send;
-
     fn get_order(
         &self,
         id: OrderId,
@@ -94,15 +68,6 @@ pub trait OrderStore: Send + Sync {
         page: PageRequest<OrderId>,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Page<Order>, Error>> + Send;
-
-    /// Cancels or fulfils a pending order and moves its stock accordingly; repeating the action that was
-    /// already applied changes nothing, the other one is a `Conflict`.
-    fn transition_order(
-        &self,
-        id: OrderId,
-        action: OrderAction,
-        deadline: Deadline,
-    ) -> impl Future<Output = Result<Order, Error>> + Send;
 
     /// Expires up to `limit` pending orders whose hold has ended, oldest hold first, each in a transaction of
     /// its own: cancelled with the reason `expired`, stock released through the ledger (`order_expired`).
@@ -136,7 +101,7 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
-/// A write that can be made idempotent with a key.
+/// A write that can be made idempotent with a key: every change that creates something or moves stock.
 #[derive(Debug, Clone)]
 pub enum Write {
     CreateProduct(NewProduct),
@@ -164,6 +129,64 @@ impl Written {
     }
 }
 
+/// The changes a store makes inside one of its transactions (a Postgres transaction, the memory store's
+/// lock): each adapter implements these, and [`Write::apply`] is the one place that picks one for a write.
+pub trait Changes: Send {
+    /// Creates a product; its initial stock (if any) is written to the ledger as `received`. `SkuTaken` when
+    /// the sku exists.
+    fn create_product(
+        &mut self,
+        product: NewProduct,
+    ) -> impl Future<Output = Result<Product, Error>> + Send;
+
+    /// Changes on-hand stock and writes the ledger row; `Conflict` when on-hand would drop below zero or below
+    /// what is reserved.
+    fn adjust_stock(
+        &mut self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+    ) -> impl Future<Output = Result<(StockMovement, Product), Error>> + Send;
+
+    /// Places an order all or nothing: locks its products in id order, plans it with
+    /// [`crate::domain::order::plan_order`], reserves the stock and writes the order, its lines and the
+    /// ledger.
+    fn place_order(&mut self, order: NewOrder)
+    -> impl Future<Output = Result<Order, Error>> + Send;
+
+    /// Cancels or fulfils a pending order and moves its stock accordingly: `OrderTransitioned`, or
+    /// `OrderAlreadyDone` when the same action was applied before (nothing written); the other action is a
+    /// `Conflict`.
+    fn transition_order(
+        &mut self,
+        id: OrderId,
+        action: OrderAction,
+    ) -> impl Future<Output = Result<Written, Error>> + Send;
+}
+
+impl Write {
+    /// Makes the write with `changes`.
+    pub async fn apply(self, changes: &mut impl Changes) -> Result<Written, Error> {
+        Ok(match self {
+            Self::CreateProduct(new) => Written::ProductCreated(changes.create_product(new).await?),
+            Self::AdjustStock(id, adjustment) => {
+                let (movement, product) = changes.adjust_stock(id, adjustment).await?;
+                Written::StockAdjusted(movement, product)
+            }
+            Self::CreateOrder(order) => Written::OrderPlaced(changes.place_order(order).await?),
+            Self::TransitionOrder(id, action) => changes.transition_order(id, action).await?,
+        })
+    }
+}
+
+/// Writes, each in one transaction with its events.
+pub trait WriteStore: Send + Sync {
+    fn write(
+        &self,
+        write: Write,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Written, Error>> + Send;
+}
+
 /// Turns what a write produced into the response to store and send; given by the HTTP edge, so the store
 /// keeps the exact response without knowing HTTP.
 pub type Render = dyn Fn(&Written) -> Replay + Send + Sync;
@@ -174,14 +197,16 @@ pub trait IdempotentStore: Send + Sync {
     /// (`render` of what was written) are stored in the same transaction as the write, and only if it
     /// succeeds. A repeat with the same fingerprint within the key's lifetime is answered with the stored
     /// response and changes nothing; with another fingerprint it is `IdempotencyKeyReused`; while the first
-    /// is still running it waits briefly, then is `RequestInProgress`.
+    /// is still running it waits briefly, then is `RequestInProgress`. Past the caller's limit of keys, a
+    /// write that would store one more is `TooManyKeys`. With the answer, what was written, when it was made
+    /// now.
     fn write_once(
         &self,
         claim: &Claim,
         write: Write,
         render: &Render,
         deadline: Deadline,
-    ) -> impl Future<Output = Result<Once, Error>> + Send;
+    ) -> impl Future<Output = Result<(Once, Option<Written>), Error>> + Send;
 
     /// Deletes at most `batch` keys older than their lifetime, oldest first; answers how many it deleted.
     fn purge_expired_keys(
@@ -197,6 +222,12 @@ pub trait HealthProbe: Send + Sync {
 }
 
 /// Everything the service needs: implemented by any type that has all the ports.
-pub trait Store: ProductStore + OrderStore + IdempotentStore + EventStore + HealthProbe {}
+pub trait Store:
+    ProductStore + OrderStore + WriteStore + IdempotentStore + EventStore + HealthProbe
+{
+}
 
-impl<T: ProductStore + OrderStore + IdempotentStore + EventStore + HealthProbe> Store for T {}
+impl<T: ProductStore + OrderStore + WriteStore + IdempotentStore + EventStore + HealthProbe> Store
+    for T
+{
+}

@@ -32,9 +32,10 @@ impl<S: Store> Inventory<S> {
         product: NewProduct,
         deadline: Deadline,
     ) -> Result<Product, Error> {
-        let product = self.store.create_product(product, deadline).await?;
-        tracing::info!(product_id = %product.id, on_hand = product.on_hand, "product created");
-        Ok(product)
+        match self.write(Write::CreateProduct(product), deadline).await? {
+            Written::ProductCreated(product) => Ok(product),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
@@ -83,13 +84,13 @@ impl<S: Store> Inventory<S> {
         adjustment: StockAdjustment,
         deadline: Deadline,
     ) -> Result<(StockMovement, Product), Error> {
-        let (movement, product) = self.store.adjust_stock(id, adjustment, deadline).await?;
-        tracing::info!(
-            on_hand = product.on_hand,
-            reserved = product.reserved,
-            "stock adjusted"
-        );
-        Ok((movement, product))
+        match self
+            .write(Write::AdjustStock(id, adjustment), deadline)
+            .await?
+        {
+            Written::StockAdjusted(movement, product) => Ok((movement, product)),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn list_movements(
@@ -103,9 +104,10 @@ impl<S: Store> Inventory<S> {
 
     #[instrument(skip_all, fields(lines = order.lines().len()))]
     pub async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
-        let order = self.store.create_order(order, deadline).await?;
-        tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
-        Ok(order)
+        match self.write(Write::CreateOrder(order), deadline).await? {
+            Written::OrderPlaced(order) => Ok(order),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
@@ -128,28 +130,20 @@ impl<S: Store> Inventory<S> {
         action: OrderAction,
         deadline: Deadline,
     ) -> Result<Order, Error> {
-        let order = self.store.transition_order(id, action, deadline).await?;
-        tracing::info!(status = order.status.as_str(), "order transitioned");
-        Ok(order)
+        match self
+            .write(Write::TransitionOrder(id, action), deadline)
+            .await?
+        {
+            Written::OrderTransitioned(order) | Written::OrderAlreadyDone(order) => Ok(order),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Makes a write (of a request without an idempotency key).
     pub async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
-        Ok(match write {
-            Write::CreateProduct(new) => {
-                Written::ProductCreated(self.create_product(new, deadline).await?)
-            }
-            Write::AdjustStock(id, adjustment) => {
-                let (movement, product) = self.adjust_stock(id, adjustment, deadline).await?;
-                Written::StockAdjusted(movement, product)
-            }
-            Write::CreateOrder(order) => {
-                Written::OrderPlaced(self.create_order(order, deadline).await?)
-            }
-            Write::TransitionOrder(id, action) => {
-                Written::OrderTransitioned(self.transition_order(id, action, deadline).await?)
-            }
-        })
+        let written = self.store.write(write, deadline).await?;
+        log(&written);
+        Ok(written)
     }
 
     /// Makes a write at most once for its idempotency key; repeats get the first response back.
@@ -161,17 +155,18 @@ impl<S: Store> Inventory<S> {
         render: &Render,
         deadline: Deadline,
     ) -> Result<Once, Error> {
-        let once = self
+        let (once, written) = self
             .store
             .write_once(claim, write, render, deadline)
             .await?;
-        if once.replayed() {
-            tracing::info!("replayed the stored response");
-        } else {
-            tracing::info!(
-                status = once.response().status,
-                "write made and its response stored"
-            );
+        match written {
+            Some(written) => {
+                log(&written);
+                if !written.changed_nothing() {
+                    tracing::info!(status = once.response().status, "response stored");
+                }
+            }
+            None => tracing::info!("replayed the stored response"),
         }
         Ok(once)
     }
@@ -239,4 +234,37 @@ impl<S: Store> Inventory<S> {
     pub async fn health(&self, deadline: Deadline) -> Result<(), Error> {
         self.store.ping(deadline).await
     }
+}
+
+/// The log line of a write that was made, keyed or not.
+fn log(written: &Written) {
+    match written {
+        Written::ProductCreated(product) => {
+            tracing::info!(product_id = %product.id, on_hand = product.on_hand, "product created");
+        }
+        Written::StockAdjusted(_, product) => tracing::info!(
+            product_id = %product.id,
+            on_hand = product.on_hand,
+            reserved = product.reserved,
+            "stock adjusted"
+        ),
+        Written::OrderPlaced(order) => {
+            tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
+        }
+        Written::OrderTransitioned(order) => {
+            tracing::info!(order_id = %order.id, status = order.status.as_str(), "order transitioned");
+        }
+        Written::OrderAlreadyDone(order) => tracing::info!(
+            order_id = %order.id,
+            status = order.status.as_str(),
+            "order already there: nothing written"
+        ),
+    }
+}
+
+/// A write answered with what another kind of write produces: a bug in a store.
+fn unexpected(written: Written) -> Error {
+    Error::internal(format!(
+        "the store answered a write with another kind of result: {written:?}"
+    ))
 }

@@ -6,8 +6,6 @@ use crate::domain::{Deadline, Error};
 use crate::ports::{IdempotentStore, Render, Write, Written};
 
 use super::errors::{LOCK_NOT_AVAILABLE, sqlstate};
-use super::orders::{place_order, transition};
-use super::products::{adjust, insert_product};
 use super::{PgStore, Tx, db_error};
 
 /// What claiming a key found.
@@ -136,19 +134,6 @@ async fn store(
     Ok(())
 }
 
-/// Makes the write in `tx`.
-pub(super) async fn apply(tx: &mut Tx<'_>, write: Write) -> Result<Written, Error> {
-    Ok(match write {
-        Write::CreateProduct(new) => Written::ProductCreated(insert_product(tx, new).await?),
-        Write::AdjustStock(id, adjustment) => {
-            let (movement, product) = adjust(tx, id, adjustment).await?;
-            Written::StockAdjusted(movement, product)
-        }
-        Write::CreateOrder(order) => Written::OrderPlaced(place_order(tx, order).await?),
-        Write::TransitionOrder(id, action) => transition(tx, id, action).await?,
-    })
-}
-
 impl IdempotentStore for PgStore {
     async fn write_once(
         &self,
@@ -156,10 +141,10 @@ impl IdempotentStore for PgStore {
         write: Write,
         render: &Render,
         deadline: Deadline,
-    ) -> Result<Once, Error> {
+    ) -> Result<(Once, Option<Written>), Error> {
         self.transaction(deadline, async |tx| match claim(tx, key).await? {
             Claimed::New { counted } => {
-                let written = apply(tx, write).await?;
+                let written = write.apply(tx).await?;
                 let replay = render(&written);
                 if written.changed_nothing() {
                     // A no-op keeps nothing: the key is free again once this commits (one round trip, on
@@ -168,12 +153,12 @@ impl IdempotentStore for PgStore {
                 } else {
                     store(tx, key, counted, self.key_limit, &replay).await?;
                 }
-                Ok(Once::Fresh(replay))
+                Ok((Once::Fresh(replay), Some(written)))
             }
             Claimed::Taken(_, fingerprint) if fingerprint != key.fingerprint.0 => {
                 Err(Error::IdempotencyKeyReused)
             }
-            Claimed::Taken(Some(replay), _) => Ok(Once::Replayed(replay)),
+            Claimed::Taken(Some(replay), _) => Ok((Once::Replayed(replay), None)),
             Claimed::Taken(None, _) => Err(Error::internal(
                 "a committed idempotency key has no response",
             )),

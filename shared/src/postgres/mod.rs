@@ -10,6 +10,7 @@ mod orders;
 mod products;
 pub mod schema;
 mod tx;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;

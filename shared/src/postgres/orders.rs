@@ -1,6 +1,5 @@
 use time::OffsetDateTime;
 
-use crate::domain::event::EventType;
 use crate::domain::order::{
     CancelReason, NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot,
     Transition, plan_order,
@@ -91,11 +90,6 @@ async fn fetch_order(tx: &mut Tx<'_>, id: OrderId) -> Result<Order, Error> {
 }
 
 impl OrderStore for PgStore {
-    async fn create_order(&self, order: NewOrder, deadline: Deadline) -> Result<Order, Error> {
-        self.transaction(deadline, async |tx| place_order(tx, order).await)
-            .await
-    }
-
     async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, Error> {
         self.read(deadline, async |tx| fetch_order(tx, id).await)
             .await
@@ -145,28 +139,13 @@ impl OrderStore for PgStore {
         Ok(Page::of_orders(group_orders(rows)?, page))
     }
 
-    async fn transition_order(
-        &self,
-        id: OrderId,
-        action: OrderAction,
-        deadline: Deadline,
-    ) -> Result<Order, Error> {
-        self.transaction(deadline, async |tx| {
-            Ok(match transition(tx, id, action).await? {
-                Written::OrderTransitioned(order) | Written::OrderAlreadyDone(order) => order,
-                _ => unreachable!("a transition writes an order"),
-            })
-        })
-        .await
-    }
-
     async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {
         self.expire_due_orders(limit, deadline).await
     }
 }
 
 /// Places an order in `tx`: locks its products, plans it, reserves and writes everything with its events (see
-/// [`OrderStore::create_order`]).
+/// [`Changes::place_order`]).
 pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Order, Error> {
     let id: OrderId = new_id();
     // Round trip 1: lock every product of the order, in id order (the one global lock order, so two
@@ -208,26 +187,25 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
         expires_at: now + order.hold(),
         cancel_reason: None,
     };
-    let mut written = vec![events::order(EventType::OrderPlaced, &placed)];
+    let mut before = Vec::with_capacity(placed.lines.len());
     let mut after = Vec::with_capacity(placed.lines.len());
     for line in &placed.lines {
-        let before = locked
+        let locked = locked
             .iter()
             .find(|p| p.id == line.product_id)
             .ok_or_else(|| Error::internal("a planned line's product was not locked"))?;
-        let product = Product {
-            reserved: before.reserved + line.quantity,
-            version: before.version + 1,
+        before.push((locked.available(), locked.low_stock_threshold));
+        after.push(Product {
+            reserved: locked.reserved + line.quantity,
+            version: locked.version + 1,
             updated_at: now,
-            ..before.clone()
-        };
-        written.extend(events::low_stock(
-            (before.available(), before.low_stock_threshold),
-            &product,
-        ));
-        after.push(product);
+            ..locked.clone()
+        });
     }
-    let written = EventColumns::of(&written);
+    let written = EventColumns::of(&events::order_placed(
+        &placed,
+        before.into_iter().zip(&after),
+    ));
 
     // Round trip 2: every line and the events in one statement. The reservation is a conditional UPDATE, and
     // the CHECK constraint (reserved <= on_hand) stands behind it; the order, its snapshot lines and one ledger
@@ -303,7 +281,7 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
     Ok(placed)
 }
 
-/// Cancels or fulfils an order in `tx` (see [`OrderStore::transition_order`]): [`Written::OrderTransitioned`],
+/// Cancels or fulfils an order in `tx` (see [`Changes::transition_order`]): [`Written::OrderTransitioned`],
 /// or [`Written::OrderAlreadyDone`] when it had gone there already (nothing written).
 pub(super) async fn transition(
     tx: &mut Tx<'_>,
@@ -376,7 +354,7 @@ async fn end_order(tx: &mut Tx<'_>, id: OrderId, action: OrderAction) -> Result<
     .await
     .map_err(db_error("release the stock and change the order's status"))?;
     let order = fetch_order(tx, id).await?;
-    tx.emit(events::order(action.event(), &order));
+    tx.emit(events::order_ended(action, &order));
     Ok(order)
 }
 

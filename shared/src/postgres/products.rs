@@ -1,4 +1,3 @@
-use crate::domain::event::EventType;
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use crate::domain::{
@@ -32,11 +31,6 @@ macro_rules! product_in {
 pub(super) use product_in;
 
 impl ProductStore for PgStore {
-    async fn create_product(&self, new: NewProduct, deadline: Deadline) -> Result<Product, Error> {
-        self.transaction(deadline, async |tx| insert_product(tx, new).await)
-            .await
-    }
-
     async fn get_product(&self, id: ProductId, deadline: Deadline) -> Result<Product, Error> {
         self.read(deadline, async |tx| {
             sqlx::query_as!(Product, "SELECT * FROM products WHERE id = $1", id.uuid())
@@ -128,11 +122,10 @@ impl ProductStore for PgStore {
             if let Some(row) = updated {
                 let old_threshold = row.old_threshold;
                 let product = product_in!(row);
-                tx.emit(events::product(EventType::ProductUpdated, &product));
-                if let Some(low) = events::low_stock((product.available(), old_threshold), &product)
-                {
-                    tx.emit(low);
-                }
+                tx.emit(events::product_updated(
+                    (product.available(), old_threshold),
+                    &product,
+                ));
                 return Ok(product);
             }
             // Nothing updated: either there is no such product or the precondition failed.
@@ -167,7 +160,7 @@ impl ProductStore for PgStore {
             .await
             .map_err(db_error("delete the product"))?;
             if let Some(product) = deleted {
-                tx.emit(events::product(EventType::ProductDeleted, &product));
+                tx.emit(events::product_deleted(&product));
                 return Ok(());
             }
             let exists = sqlx::query_scalar!(
@@ -184,16 +177,6 @@ impl ProductStore for PgStore {
             })
         })
         .await
-    }
-
-    async fn adjust_stock(
-        &self,
-        id: ProductId,
-        adjustment: StockAdjustment,
-        deadline: Deadline,
-    ) -> Result<(StockMovement, Product), Error> {
-        self.transaction(deadline, async |tx| adjust(tx, id, adjustment).await)
-            .await
     }
 
     async fn list_movements(
@@ -293,7 +276,7 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
     .fetch_one(tx.conn().await?)
     .await
     .map_err(db_error("insert the product"))?;
-    tx.emit(events::product(EventType::ProductCreated, &product));
+    tx.emit(events::product_created(&product));
     Ok(product)
 }
 
@@ -346,13 +329,6 @@ pub(super) async fn adjust(
         created_at: row.movement_created_at,
     };
     let product = product_in!(row);
-    tx.emit(events::adjusted(&movement, &product));
-    let before = (
-        product.available() - adjustment.delta,
-        product.low_stock_threshold,
-    );
-    if let Some(low) = events::low_stock(before, &product) {
-        tx.emit(low);
-    }
+    tx.emit(events::stock_adjusted(&movement, &product));
     Ok((movement, product))
 }

@@ -73,10 +73,10 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 impl Tx<'_> {
-    /// Records an event of a change made in this transaction: it is written with the transaction's last
+    /// Records the events of a change made in this transaction: it is written with the transaction's last
     /// statement, and commits (or not) with the change.
-    pub(crate) fn emit(&mut self, event: NewEvent) {
-        self.events.push(event);
+    pub(crate) fn emit(&mut self, events: Vec<NewEvent>) {
+        self.events.extend(events);
     }
 
     /// The events recorded so far, taken out to be written.

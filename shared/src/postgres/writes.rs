@@ -1,0 +1,46 @@
+//! The writes on Postgres: each in one transaction, which makes its change (the adapter's side of
+//! [`Changes`]; [`Write::apply`] picks the change) with its events.
+
+use crate::domain::order::{NewOrder, Order, OrderAction};
+use crate::domain::product::{NewProduct, Product};
+use crate::domain::stock::{StockAdjustment, StockMovement};
+use crate::domain::{Deadline, Error, OrderId, ProductId};
+use crate::ports::{Changes, Write, WriteStore, Written};
+
+use super::orders::{place_order, transition};
+use super::products::{adjust, insert_product};
+use super::{PgStore, Tx};
+
+/// A Postgres transaction makes the changes of the writes.
+impl Changes for Tx<'_> {
+    async fn create_product(&mut self, new: NewProduct) -> Result<Product, Error> {
+        insert_product(self, new).await
+    }
+
+    async fn adjust_stock(
+        &mut self,
+        id: ProductId,
+        adjustment: StockAdjustment,
+    ) -> Result<(StockMovement, Product), Error> {
+        adjust(self, id, adjustment).await
+    }
+
+    async fn place_order(&mut self, order: NewOrder) -> Result<Order, Error> {
+        place_order(self, order).await
+    }
+
+    async fn transition_order(
+        &mut self,
+        id: OrderId,
+        action: OrderAction,
+    ) -> Result<Written, Error> {
+        transition(self, id, action).await
+    }
+}
+
+impl WriteStore for PgStore {
+    async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
+        self.transaction(deadline, async |tx| write.apply(tx).await)
+            .await
+    }
+}
