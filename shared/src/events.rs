@@ -62,7 +62,12 @@ pub fn order_placed<'p>(
 
 /// `order.cancelled`, `order.fulfilled` or `order.expired`: the order after `action`.
 pub fn order_ended(action: OrderAction, order: &Order) -> Vec<NewEvent> {
-    vec![of_order(action.event(), order)]
+    let event_type = match action {
+        OrderAction::Cancel => EventType::OrderCancelled,
+        OrderAction::Expire => EventType::OrderExpired,
+        OrderAction::Fulfill => EventType::OrderFulfilled,
+    };
+    vec![of_order(event_type, order)]
 }
 
 fn to_json(view: impl serde::Serialize) -> serde_json::Value {

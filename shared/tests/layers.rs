@@ -112,3 +112,131 @@ fn the_check_sees_every_way_of_importing_the_edge() {
         assert!(imports_of_the_edge(fine).is_empty(), "{fine}");
     }
 }
+
+/// The sibling modules of one folder `file` (a path under `shared/src`) names: `super::x` from a file in the
+/// folder, and `crate::<folder path>::x` from anywhere, comments and `#[cfg(test)]` modules left out.
+fn siblings_named(source: &str, folder: &str, siblings: &[String]) -> Vec<String> {
+    let code: String = source
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let crate_prefix = if folder.is_empty() {
+        "crate::".to_owned()
+    } else {
+        format!("crate::{}::", folder.replace('/', "::"))
+    };
+    let mut named = Vec::new();
+    for prefix in ["super::".to_owned(), crate_prefix] {
+        for (at, _) in code.match_indices(&prefix) {
+            let rest = &code[at + prefix.len()..];
+            // `super::{a, b::c}` names a and b.
+            let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                group
+                    .split(',')
+                    .map(|item| item.trim().split("::").next().unwrap_or("").trim())
+                    .collect()
+            } else {
+                vec![
+                    rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or(""),
+                ]
+            };
+            for name in names {
+                if siblings.iter().any(|s| s == name) && !named.iter().any(|n| n == name) {
+                    named.push(name.to_owned());
+                }
+            }
+        }
+    }
+    named
+}
+
+/// No two modules of one folder import each other, directly or round a circle: each folder's modules form
+/// layers, so a module can be read knowing only those below it. (`mod.rs` re-exports its children and is left
+/// out; the top-level files of `src` count as one folder.)
+#[test]
+fn no_folder_has_an_import_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut folders = vec![String::new()];
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            folders.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    let mut circles = Vec::new();
+    for folder in &folders {
+        let dir = src.join(folder);
+        let siblings: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "rs")
+                    && !p.ends_with("mod.rs")
+                    && !p.ends_with("lib.rs")
+            })
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let edges: Vec<(String, Vec<String>)> = siblings
+            .iter()
+            .map(|module| {
+                let source = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
+                // From a top-level file, `super::` is the crate, so `super::x` names a sibling too.
+                let mut named = siblings_named(&source, folder, &siblings);
+                named.retain(|n| n != module);
+                (module.clone(), named)
+            })
+            .collect();
+        // Depth-first search for a path back to the start.
+        for (start, _) in &edges {
+            let mut stack = vec![vec![start.clone()]];
+            while let Some(path) = stack.pop() {
+                let last = path.last().unwrap();
+                let next = &edges.iter().find(|(m, _)| m == last).unwrap().1;
+                for n in next {
+                    if n == start {
+                        let mut circle = path.clone();
+                        circle.push(n.clone());
+                        circles.push(format!("{folder}/: {}", circle.join(" -> ")));
+                    } else if !path.contains(n) {
+                        let mut longer = path.clone();
+                        longer.push(n.clone());
+                        stack.push(longer);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules that import each other:\n{}",
+        circles.join("\n")
+    );
+}
+
+#[test]
+fn the_circle_check_sees_the_ways_of_naming_a_sibling() {
+    let siblings: Vec<String> = ["event", "order", "page"].map(String::from).to_vec();
+    for (source, expected) in [
+        ("use super::page::{decode, encode};", vec!["page"]),
+        ("use super::{order::Order, page};", vec!["order", "page"]),
+        ("impl Page<crate::domain::order::Order> {}", vec!["order"]),
+        ("// use super::event::EventType;", vec![]),
+        (
+            "use super::values::X;\n#[cfg(test)]\nmod tests { use super::event::E; }",
+            vec![],
+        ),
+    ] {
+        assert_eq!(
+            siblings_named(source, "domain", &siblings),
+            expected,
+            "{source}"
+        );
+    }
+}

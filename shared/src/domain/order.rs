@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::event::EventType;
+use super::page::{MAX_PAGE_LINES, Page, PageRequest};
 use super::product::Product;
 use super::stock::MovementReason;
 use super::values::MAX_QUANTITY;
@@ -145,15 +145,6 @@ impl OrderAction {
         }
     }
 
-    /// The event this action raises.
-    pub fn event(self) -> EventType {
-        match self {
-            Self::Cancel => EventType::OrderCancelled,
-            Self::Expire => EventType::OrderExpired,
-            Self::Fulfill => EventType::OrderFulfilled,
-        }
-    }
-
     /// `(on_hand_delta, reserved_delta)` of a line of `quantity` units.
     pub fn stock_deltas(self, quantity: i64) -> (i64, i64) {
         match self {
@@ -184,6 +175,34 @@ pub struct Order {
     pub expires_at: OffsetDateTime,
     /// Why a cancelled order was cancelled; `None` unless it is.
     pub cancel_reason: Option<CancelReason>,
+}
+
+impl Page<Order> {
+    /// A page of orders from up to `request.fetch()` rows in list order, which also ends before the order
+    /// that would take it over [`MAX_PAGE_LINES`] lines (always holding at least one order).
+    pub fn of_orders(mut rows: Vec<Order>, request: PageRequest<OrderId>) -> Self {
+        let mut lines = 0;
+        let fits = rows
+            .iter()
+            .take_while(|order| {
+                lines += order.lines.len();
+                lines <= MAX_PAGE_LINES
+            })
+            .count()
+            .max(1);
+        if fits < rows.len() && fits < request.limit as usize {
+            // Cut short by size: keep one more row so that `from_rows` sees there is a next page.
+            rows.truncate(fits + 1);
+            return Self::from_rows(
+                rows,
+                PageRequest {
+                    limit: fits as u32,
+                    ..request
+                },
+            );
+        }
+        Self::from_rows(rows, request)
+    }
 }
 
 impl super::Listed for Order {

@@ -106,37 +106,6 @@ pub struct Page<T: Listed> {
     pub next_cursor: Option<Cursor<T::Key>>,
 }
 
-impl Page<crate::domain::order::Order> {
-    /// A page of orders from up to `request.fetch()` rows in list order, which also ends before the order
-    /// that would take it over [`MAX_PAGE_LINES`] lines (always holding at least one order).
-    pub fn of_orders(
-        mut rows: Vec<crate::domain::order::Order>,
-        request: PageRequest<crate::domain::OrderId>,
-    ) -> Self {
-        let mut lines = 0;
-        let fits = rows
-            .iter()
-            .take_while(|order| {
-                lines += order.lines.len();
-                lines <= MAX_PAGE_LINES
-            })
-            .count()
-            .max(1);
-        if fits < rows.len() && fits < request.limit as usize {
-            // Cut short by size: keep one more row so that `from_rows` sees there is a next page.
-            rows.truncate(fits + 1);
-            return Self::from_rows(
-                rows,
-                PageRequest {
-                    limit: fits as u32,
-                    ..request
-                },
-            );
-        }
-        Self::from_rows(rows, request)
-    }
-}
-
 impl<T: Listed> Page<T> {
     /// Builds a page from up to `request.fetch()` rows in list order.
     pub fn from_rows(mut rows: Vec<T>, request: PageRequest<T::Key>) -> Self {

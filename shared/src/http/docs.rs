@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::openapi::NotFound;
+use super::problems::NotFound;
 use super::response::{ApiError, Caching, finish, with_header};
 use crate::domain::Error;
 
@@ -30,9 +30,14 @@ impl Default for Docs {
     }
 }
 
+/// The operations of the docs function (each described by its `#[utoipa::path]`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(openapi_json, swagger_ui, swagger_asset))]
+pub(super) struct Operations;
+
 impl Docs {
-    pub fn new() -> Self {
-        let openapi = super::openapi::document().to_string();
+    /// The docs of `openapi`, the document as JSON (see `Docs::new` for the API's own).
+    pub fn of(openapi: String) -> Self {
         Self {
             openapi,
             swagger: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),

@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, Response};
 
 use super::dto::{CreateOrderBody, CreateProductBody, StockAdjustmentBody, UpdateProductBody};
 use super::idempotency::{fingerprint, render, response};
-use super::openapi::{
+use super::problems::{
     BadRequest, Conflict, Internal, NotFound, PayloadTooLarge, PreconditionFailed, Unavailable,
     ValidationFailed,
 };
@@ -52,10 +52,16 @@ pub trait Handler {
     }
 }
 
-/// Declares the type of each endpoint served by an API function, its [`Handler`] implementation, and the
-/// runtime choice among them that tests and tools use ([`App::handle`]); function binaries never use that.
+/// Declares the type of each endpoint served by an API function, its [`Handler`] implementation, the
+/// runtime choice among them that tests and tools use ([`App::handle`]; function binaries never use that), and
+/// the list of their operations that the OpenAPI document is made of.
 macro_rules! handlers {
     ($($endpoint:ident => $handler:ident,)*) => {
+        /// The operations of the API functions' handlers (each described by its `#[utoipa::path]`).
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($handler),*))]
+        pub(super) struct Operations;
+
         $(
             #[doc = concat!("The endpoint served by [`", stringify!($handler), "`].")]
             #[derive(Debug, Clone, Copy)]

@@ -6,6 +6,7 @@ pub mod dto;
 pub mod handlers;
 pub mod idempotency;
 pub mod openapi;
+pub mod problems;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -2,13 +2,18 @@
 //! handlers use, and a test holds the documented operations equal to the route table.
 //!
 //! Each operation is described by the `#[utoipa::path]` attribute of its handler (in `handlers.rs`, and
-//! `docs.rs` for the documentation itself); this module gathers them, with the shared schemas and responses.
+//! `docs.rs` for the documentation itself), and listed beside the handlers (`handlers::Operations`, made by the
+//! same list that declares them); this module gathers them, with the shared schemas and responses.
 
-use utoipa::{OpenApi, ToResponse};
+use utoipa::OpenApi;
 
 use super::dto::{
     AdjustmentReason, CreateOrderBody, CreateProductBody, OrderLineBody, StockAdjustmentBody,
     UpdateProductBody,
+};
+use super::problems::{
+    BadRequest, Conflict, Forbidden, IdempotencyKeyReused, Internal, NotFound, PayloadTooLarge,
+    PreconditionFailed, TooManyKeys, Unauthorized, Unavailable, ValidationFailed,
 };
 use super::response::{Problem, ProblemCode};
 use super::routes::{ROUTES, Scope};
@@ -22,10 +27,20 @@ use crate::views::{
     ProductView,
 };
 
+impl docs::Docs {
+    /// The docs of the API's OpenAPI document.
+    pub fn new() -> Self {
+        Self::of(document().to_string())
+    }
+}
+
 /// The OpenAPI document of the whole API, as JSON.
 pub fn document() -> serde_json::Value {
-    let mut document =
-        serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    // The operations: every handler's, listed where the handlers are, and the documentation's own.
+    let openapi = ApiDoc::openapi()
+        .merge_from(handlers::Operations::openapi())
+        .merge_from(docs::Operations::openapi());
+    let mut document = serde_json::to_value(openapi).expect("the OpenAPI document serializes");
     // The accepted currencies are data, not something an attribute can list: take them from the domain.
     document["components"]["schemas"]["CreateProductBody"]["properties"]["currency"]["enum"] =
         serde_json::json!(Currency::codes());
@@ -214,12 +229,6 @@ the scope. Every answer carries `X-Content-Type-Options: nosniff`, and the API's
 no-store`.",
         license(name = "MIT", identifier = "MIT"),
     ),
-    paths(
-        handlers::create_product, handlers::list_products, handlers::get_product, handlers::update_product,
-        handlers::delete_product, handlers::adjust_stock, handlers::list_stock_movements, handlers::create_order,
-        handlers::list_orders, handlers::get_order, handlers::cancel_order, handlers::fulfill_order,
-        handlers::list_events, handlers::health, docs::openapi_json, docs::swagger_ui, docs::swagger_asset,
-    ),
     components(
         schemas(
             ProductView, OrderView, OrderLineView, MovementView, AdjustmentView, HealthView, CreateProductBody,
@@ -238,128 +247,3 @@ no-store`.",
     ),
 )]
 struct ApiDoc;
-
-/// Malformed JSON, a content type other than JSON, a malformed id in the path or a bad query parameter.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Bad Request", "status": 400, "code": "bad_request",
-        "detail": "the id in the path is not a UUID"})
-)]
-pub struct BadRequest(pub Problem);
-
-/// No bearer token, or one that is malformed, expired, wrongly signed, or of another issuer or audience.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_token\"` when a token was given")),
-    example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "code": "unauthorized",
-        "detail": "a valid bearer token is needed: Authorization: Bearer <token>"})
-)]
-pub struct Unauthorized(pub Problem);
-
-/// The token is valid but does not carry the scope the operation needs; `detail` names it.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    headers(("WWW-Authenticate" = String, description = "`Bearer error=\"insufficient_scope\", scope=\"...\"`")),
-    example = json!({"type": "about:blank", "title": "Forbidden", "status": 403, "code": "forbidden",
-        "detail": "the token does not carry the scope this route needs: orders.write"})
-)]
-pub struct Forbidden(pub Problem);
-
-/// No such resource; for order lines, `errors` names every unknown product.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Not Found", "status": 404, "code": "not_found",
-        "detail": "no such product"})
-)]
-pub struct NotFound(pub Problem);
-
-/// `insufficient_stock` (with `shortages` for every short line), `sku_taken`, `conflict` (an illegal
-/// status change, stock below what is reserved, deleting a product that still has stock), or
-/// `request_in_progress` (another request with the same `Idempotency-Key` is still running: retry after
-/// `Retry-After` seconds to get its response).
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    headers(("Retry-After" = u32, description = "With `request_in_progress`: seconds to wait before retrying")),
-    example = json!({"type": "about:blank", "title": "Conflict", "status": 409, "code": "insufficient_stock",
-        "detail": "not enough stock is available for some lines; see shortages",
-        "shortages": [{"product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "requested": 3, "available": 1}]})
-)]
-pub struct Conflict(pub Problem);
-
-/// `If-Match` does not match the product's current `ETag`.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Precondition Failed", "status": 412,
-        "code": "precondition_failed", "detail": "the product has changed since the ETag given in If-Match; fetch it again"})
-)]
-pub struct PreconditionFailed(pub Problem);
-
-/// The body is larger than the limit (64 KiB by default).
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Payload Too Large", "status": 413,
-        "code": "payload_too_large", "detail": "the request body must not be larger than 65536 bytes"})
-)]
-pub struct PayloadTooLarge(pub Problem);
-
-/// Fields failed validation; `errors` has a JSON pointer for each.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
-        "code": "validation_failed", "detail": "the request is not valid; see errors",
-        "errors": [{"pointer": "/lines/0/quantity", "detail": "quantity must be between 1 and 1000000"}]})
-)]
-pub struct ValidationFailed(pub Problem);
-
-/// The `Idempotency-Key` was first used with a different request (another route, path or body). Nothing
-/// was changed; use a new key for a new request.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
-        "code": "idempotency_key_reused",
-        "detail": "this Idempotency-Key was first used with a different request; use a new key for a new request"})
-)]
-pub struct IdempotencyKeyReused(pub Problem);
-
-/// The caller already holds the most `Idempotency-Key`s allowed (100000, each kept 24 hours). Nothing was
-/// changed; a request without a key is not limited.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Too Many Requests", "status": 429,
-        "code": "too_many_keys",
-        "detail": "this caller holds 100000 Idempotency-Keys, the most it may (each is kept 24 hours); nothing was changed: wait for older keys to expire, or send the request without a key"})
-)]
-pub struct TooManyKeys(pub Problem);
-
-/// Something unexpected; the details are in the logs only.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    example = json!({"type": "about:blank", "title": "Internal Server Error", "status": 500,
-        "code": "internal", "detail": "an unexpected error occurred"})
-)]
-pub struct Internal(pub Problem);
-
-/// `unavailable`: the database is unreachable, a lock could not be had in time (locks are waited for up to
-/// a second), or the request's deadline was about to pass; the request was rolled back and nothing changed.
-/// `outcome_unknown`: the connection was lost, or the deadline passed, after the change was sent to be
-/// committed: it may or may not have happened. In both cases retry after `Retry-After` seconds with the same
-/// `Idempotency-Key`, which answers a change that did happen with its original response.
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-    example = json!({"type": "about:blank", "title": "Service Unavailable", "status": 503,
-        "code": "unavailable", "detail": "the service is temporarily unable to answer; retry shortly"})
-)]
-pub struct Unavailable(pub Problem);
