@@ -15,6 +15,8 @@ pub const APP_GRANTS: &[(&str, &str)] = &[
     ("stock_movements", "SELECT, INSERT"),
     // DELETE for the scheduled purge of expired keys.
     ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),
+    // A caller's count of keys: made by its first key, changed by every key stored or purged.
+    ("idempotency_key_counts", "SELECT, INSERT, UPDATE"),
     // DELETE for the retention of delivered events.
     ("events", "SELECT, INSERT, DELETE"),
     ("event_resources", "SELECT, INSERT, UPDATE"),
