@@ -15,15 +15,15 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::ProvideCredentials;
 use aws_lambda_events::event::cloudformation::{
     CloudFormationCustomResourceRequest as Request, CloudFormationCustomResourceResponse as Answer,
     CloudFormationCustomResourceResponseStatus as Status,
 };
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+use crate::aws::secrets::{SECRETS_MANAGER, get_secret_string};
+use crate::aws::{Account, AccountError};
 
 /// The id of the one migrations resource. Constant: a new id would make CloudFormation delete the old one.
 pub const PHYSICAL_ID: &str = "inventory-schema";
@@ -62,13 +62,15 @@ pub struct Target {
     /// The user the API functions connect as (through the proxy, with IAM tokens).
     pub app_user: String,
     pub region: String,
-    /// `https://secretsmanager.<region>.amazonaws.com` unless `SECRETS_MANAGER_ENDPOINT` says otherwise.
+    /// `https://secretsmanager.<region>.amazonaws.com` unless `AWS_ENDPOINT_URL_SECRETS_MANAGER` or
+    /// `AWS_ENDPOINT_URL` says otherwise (as the AWS SDKs read them).
     pub secrets_endpoint: String,
 }
 
 impl Target {
     /// `DATABASE_HOST`, `DATABASE_PORT` (5432), `DATABASE_NAME`, `DATABASE_SECRET_ARN` (the master user),
-    /// `DATABASE_APP_USER` (the API's user), `AWS_REGION`.
+    /// `DATABASE_APP_USER` (the API's user), `AWS_REGION`, and the endpoint override of
+    /// [`crate::aws::call::Service::endpoint`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DeployError> {
         let required = |name: &'static str| {
             lookup(name)
@@ -84,8 +86,7 @@ impl Target {
             database: required("DATABASE_NAME")?,
             secret_arn: required("DATABASE_SECRET_ARN")?,
             app_user: required("DATABASE_APP_USER")?,
-            secrets_endpoint: lookup("SECRETS_MANAGER_ENDPOINT")
-                .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
+            secrets_endpoint: SECRETS_MANAGER.endpoint(&region, &lookup),
             region,
         })
     }
@@ -106,92 +107,23 @@ impl std::fmt::Debug for DatabaseSecret {
     }
 }
 
-/// The signed `GetSecretValue` call for `secret_arn`, as of `now`.
-pub fn get_secret_value_request(
-    endpoint: &str,
-    region: &str,
-    secret_arn: &str,
-    credentials: &Credentials,
-    now: SystemTime,
-) -> Result<http::Request<Vec<u8>>, DeployError> {
-    let failed = |_| DeployError::Secret("could not sign the request".into());
-    let body = serde_json::to_vec(&serde_json::json!({ "SecretId": secret_arn }))
-        .map_err(|_| DeployError::Secret("could not encode the request".into()))?;
-    let headers = [
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", "secretsmanager.GetSecretValue"),
-    ];
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("secretsmanager")
-        .time(now)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|_| DeployError::Secret("could not sign the request".into()))?
-        .into();
-    let url = format!("{}/", endpoint.trim_end_matches('/'));
-    let signable = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(&body),
-    )
-    .map_err(failed)?;
-    let (instructions, _) = sign(signable, &params).map_err(failed)?.into_parts();
-    let mut builder = http::Request::builder().method("POST").uri(&url);
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    let mut request = builder
-        .body(body)
-        .map_err(|_| DeployError::Secret("could not build the request".into()))?;
-    instructions.apply_to_request_http1x(&mut request);
-    Ok(request)
-}
-
-/// Reads a database user's credentials from Secrets Manager.
+/// Reads a database user's credentials from Secrets Manager. An error says which step failed (the status and
+/// error type of a refusal: `AccessDeniedException`, `ResourceNotFoundException`, ... say what to fix), never
+/// what the secret holds.
 pub async fn read_secret(
     client: &reqwest::Client,
     target: &Target,
     secret_arn: &str,
     credentials: &Credentials,
 ) -> Result<DatabaseSecret, DeployError> {
-    let request = get_secret_value_request(
-        &target.secrets_endpoint,
-        &target.region,
-        secret_arn,
-        credentials,
-        SystemTime::now(),
-    )?;
-    let request = reqwest::Request::try_from(request)
-        .map_err(|_| DeployError::Secret("could not build the request".into()))?;
-    let response = client
-        .execute(request)
+    let account = Account {
+        region: target.region.clone(),
+        credentials: credentials.clone(),
+    };
+    let text = get_secret_string(client, &target.secrets_endpoint, &account, secret_arn)
         .await
-        .map_err(|_| DeployError::Secret("Secrets Manager is unreachable".into()))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|_| DeployError::Secret("the answer was cut short".into()))?;
-    if !status.is_success() {
-        // The error type (AccessDeniedException, ResourceNotFoundException, ...) says what to fix.
-        let kind = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["__type"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "no error type".into());
-        return Err(DeployError::Secret(format!("status {status} ({kind})")));
-    }
-    #[derive(Deserialize)]
-    struct SecretValue {
-        #[serde(rename = "SecretString")]
-        secret_string: String,
-    }
-    let value: SecretValue = serde_json::from_slice(&body)
-        .map_err(|_| DeployError::Secret("the answer has no SecretString".into()))?;
-    serde_json::from_str(&value.secret_string)
+        .map_err(|error| DeployError::Secret(error.to_string()))?;
+    serde_json::from_str(&text)
         .map_err(|_| DeployError::Secret("the secret has no username and password".into()))
 }
 
@@ -352,10 +284,8 @@ pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let target = Target::from_lookup(|name| std::env::var(name).ok());
-    let credentials = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-        .credentials_provider();
+    // The execution role's credentials, where Lambda puts them.
+    let account = Account::from_environment();
     lambda_runtime::run(lambda_runtime::service_fn(
         async |event: lambda_runtime::LambdaEvent<Request>| {
             let budget = event
@@ -368,13 +298,12 @@ pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
                 let target = target
                     .as_ref()
                     .map_err(|e| DeployError::Missing(missing(e)))?;
-                let credentials = credentials
-                    .as_ref()
-                    .ok_or(DeployError::Credentials)?
-                    .provide_credentials()
-                    .await
-                    .map_err(|_| DeployError::Credentials)?;
-                let master = read_secret(&client, target, &target.secret_arn, &credentials).await?;
+                let credentials = match &account {
+                    Ok(account) => &account.credentials,
+                    Err(AccountError::Region) => return Err(DeployError::Missing("AWS_REGION")),
+                    Err(AccountError::Credentials) => return Err(DeployError::Credentials),
+                };
+                let master = read_secret(&client, target, &target.secret_arn, credentials).await?;
                 migrate(cluster_options(target, &master), Some(&target.app_user)).await
             };
             handle(&client, &event.payload, budget, work)
@@ -396,52 +325,6 @@ fn missing(error: &DeployError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The expected signature was computed by an independent implementation (botocore 1.43's SigV4Auth)
-    /// for the same keys, Region, endpoint, headers, body and time.
-    #[test]
-    fn the_secret_is_read_with_a_signed_get_secret_value_call() {
-        let credentials = Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        );
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_608_000);
-        let request = get_secret_value_request(
-            "https://secretsmanager.eu-west-1.amazonaws.com",
-            "eu-west-1",
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
-            &credentials,
-            now,
-        )
-        .unwrap();
-        assert_eq!(request.method(), "POST");
-        assert_eq!(
-            request.uri().to_string(),
-            "https://secretsmanager.eu-west-1.amazonaws.com/"
-        );
-        let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
-        assert_eq!(header("x-amz-target"), "secretsmanager.GetSecretValue");
-        assert_eq!(header("x-amz-date"), "20261125T120000Z");
-        let authorization = header("authorization");
-        assert!(
-            authorization.starts_with(
-                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261125/eu-west-1/secretsmanager/aws4_request, \
-                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
-            ),
-            "{authorization}"
-        );
-        assert_eq!(
-            authorization.rsplit_once("Signature=").unwrap().1,
-            "eded6739604e5419993bbd258559fd51b537772645256f29f6c34141a3573a08"
-        );
-        assert_eq!(
-            request.body(),
-            br#"{"SecretId":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf"}"#
-        );
-    }
 
     #[test]
     fn the_secret_never_prints_its_password() {
@@ -476,7 +359,7 @@ mod tests {
         ));
         let target = Target::from_lookup(|name| match name {
             "AWS_REGION" => Some("eu-west-1".into()),
-            "DATABASE_PORT" | "SECRETS_MANAGER_ENDPOINT" => None,
+            "DATABASE_PORT" | "AWS_ENDPOINT_URL_SECRETS_MANAGER" | "AWS_ENDPOINT_URL" => None,
             _ => Some("x".into()),
         })
         .unwrap();

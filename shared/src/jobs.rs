@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::aws::eventbridge::EventBus;
 use crate::bootstrap::{close_on_shutdown, store_from_env};
 use crate::domain::{Deadline, Error};
-use crate::eventbridge::EventBus;
 use crate::postgres::{Delivered, PgStore};
 use crate::service::Inventory;
 
@@ -97,7 +97,11 @@ fn event_bus() -> Result<&'static EventBus, Error> {
     if let Some(bus) = BUS.get() {
         return Ok(bus);
     }
-    let bus = EventBus::from_environment()?;
+    let name = std::env::var("EVENT_BUS_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| Error::internal("publishing events needs EVENT_BUS_NAME"))?;
+    let bus = EventBus::from_environment(name).map_err(Error::internal)?;
     Ok(BUS.get_or_init(|| bus))
 }
 
@@ -122,7 +126,7 @@ impl Job for PublishEvents {
             let step = inventory
                 .store()
                 .deliver_events(PUBLISH_BATCH, deadline, async |events| {
-                    bus.put(events).await
+                    bus.put(events, deadline).await
                 })
                 .await?;
             match step {

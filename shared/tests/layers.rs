@@ -13,7 +13,7 @@ const BELOW_THE_EDGE: [&str; 9] = [
     "memory.rs",
     "events.rs",
     "views.rs",
-    "eventbridge.rs",
+    "aws",
     "jobs.rs",
 ];
 

@@ -1,18 +1,23 @@
-//! Publishing events to an Amazon EventBridge bus: the `PutEvents` action of EventBridge's JSON 1.1 protocol
-//! over HTTPS, signed with SigV4 (service `events`) with the function's own credentials from the environment,
-//! as Lambda provides them. (The AWS SDK's EventBridge client would do the same at the cost of a much
-//! larger binary and build.)
+//! Publishing events to an Amazon EventBridge bus: the `PutEvents` action (see [`super::call`]), with the
+//! function's own credentials from the environment, as Lambda provides them.
 
 use std::time::SystemTime;
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use serde::Deserialize;
 
-use crate::domain::Error;
+use super::call::{self, Account, CallError, Service};
 use crate::domain::event::Event;
+use crate::domain::{Deadline, Error};
 use crate::views::EventView;
+
+/// EventBridge, whose endpoint `AWS_ENDPOINT_URL_EVENTBRIDGE` (or `AWS_ENDPOINT_URL`) overrides.
+pub const EVENTBRIDGE: Service = Service {
+    name: "EventBridge",
+    signing_name: "events",
+    endpoint_variable: "EVENTBRIDGE",
+};
+
+const PUT_EVENTS: &str = "AWSEvents.PutEvents";
 
 /// The `Source` of every event the API publishes.
 pub const SOURCE: &str = "inventory";
@@ -29,12 +34,16 @@ const MAX_CALL_BYTES: usize = 200 * 1024;
 pub struct EventBus {
     /// The bus's name (or ARN).
     pub name: String,
-    pub region: String,
     /// The service's URL: `https://events.<region>.amazonaws.com` unless overridden.
     pub endpoint: String,
-    credentials: Credentials,
+    account: Account,
     client: reqwest::Client,
 }
+
+/// A `PutEvents` call that failed: nothing it carried can be counted as published.
+#[derive(Debug, thiserror::Error)]
+#[error("PutEvents failed")]
+pub struct PutEventsFailed(#[source] CallError);
 
 /// What `PutEvents` answers.
 #[derive(Debug, Deserialize)]
@@ -53,47 +62,33 @@ struct ResultEntry {
 }
 
 impl EventBus {
-    pub fn new(name: String, region: String, endpoint: String, credentials: Credentials) -> Self {
+    pub fn new(name: String, endpoint: String, account: Account) -> Self {
         Self {
             name,
-            region,
             endpoint,
-            credentials,
+            account,
             client: reqwest::Client::new(),
         }
     }
 
-    /// The bus the environment names: `EVENT_BUS_NAME`, `AWS_REGION`, the credentials Lambda puts in
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and the endpoint in
+    /// The bus `name`, as the environment's account (see [`Account::from_environment`]), at the endpoint in
     /// `AWS_ENDPOINT_URL_EVENTBRIDGE` or `AWS_ENDPOINT_URL` when set (as the AWS SDKs read them).
-    pub fn from_environment() -> Result<Self, Error> {
-        Self::from_variables(|name| std::env::var(name).ok())
+    pub fn from_environment(name: String) -> Result<Self, super::AccountError> {
+        Self::from_variables(name, |name| std::env::var(name).ok())
     }
 
     /// [`EventBus::from_environment`], with the variables `var` gives.
-    pub fn from_variables(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let var = |name: &str| var(name).filter(|value| !value.is_empty());
-        let missing = |what: &str| Error::internal(format!("publishing events needs {what}"));
-        let name = var("EVENT_BUS_NAME").ok_or_else(|| missing("EVENT_BUS_NAME"))?;
-        let region = var("AWS_REGION")
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| missing("AWS_REGION"))?;
-        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
-        else {
-            return Err(missing(
-                "AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
-            ));
-        };
-        let endpoint = var("AWS_ENDPOINT_URL_EVENTBRIDGE")
-            .or_else(|| var("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| format!("https://events.{region}.amazonaws.com"));
-        let credentials =
-            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
-        Ok(Self::new(name, region, endpoint, credentials))
+    pub fn from_variables(
+        name: String,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, super::AccountError> {
+        let account = Account::from_variables(&var)?;
+        let endpoint = EVENTBRIDGE.endpoint(&account.region, var);
+        Ok(Self::new(name, endpoint, account))
     }
 
     /// The body of a `PutEvents` call with `events`: each event's `detail` is the feed's JSON of it.
-    pub fn put_events_body(&self, events: &[Event]) -> Vec<u8> {
+    pub fn put_events_body(&self, events: &[Event]) -> serde_json::Value {
         let entries: Vec<serde_json::Value> = events
             .iter()
             .map(|event| {
@@ -108,7 +103,7 @@ impl EventBus {
                 })
             })
             .collect();
-        serde_json::to_vec(&serde_json::json!({ "Entries": entries })).expect("JSON")
+        serde_json::json!({ "Entries": entries })
     }
 
     /// The signed HTTP request of a `PutEvents` call with `body`, as of `now`.
@@ -116,69 +111,41 @@ impl EventBus {
         &self,
         body: Vec<u8>,
         now: SystemTime,
-    ) -> Result<http::Request<Vec<u8>>, Error> {
-        let failed = |_| Error::unavailable("could not sign the PutEvents request");
-        let url = format!("{}/", self.endpoint.trim_end_matches('/'));
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(&url)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", "AWSEvents.PutEvents")
-            .body(body)
-            .map_err(|_| Error::unavailable("could not build the PutEvents request"))?;
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("events")
-            .time(now)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|_| Error::unavailable("could not sign the PutEvents request"))?
-            .into();
-        let headers: Vec<(&str, &str)> = request
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-            .collect();
-        let signable = SignableRequest::new(
-            "POST",
-            &url,
-            headers.into_iter(),
-            SignableBody::Bytes(request.body()),
+    ) -> Result<http::Request<Vec<u8>>, CallError> {
+        call::signed_request(
+            &EVENTBRIDGE,
+            &self.endpoint,
+            &self.account,
+            PUT_EVENTS,
+            body,
+            now,
         )
-        .map_err(failed)?;
-        let (instructions, _) = sign(signable, &params).map_err(failed)?.into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-        Ok(request)
     }
 
-    /// Sends `events` in order, in calls of at most [`MAX_ENTRIES`] and [`MAX_CALL_BYTES`], and answers how
-    /// many of the first ones the bus accepted: it stops at the first call that fails or any entry the bus
-    /// refuses, so that a later event of a resource is never published before an earlier one.
-    pub async fn put(&self, events: &[Event]) -> Result<usize, Error> {
+    /// Sends `events` in order, in calls of at most [`MAX_ENTRIES`] and [`MAX_CALL_BYTES`], each within
+    /// `deadline`, and answers how many of the first ones the bus accepted: it stops at the first call that
+    /// fails or any entry the bus refuses, so that a later event of a resource is never published before an
+    /// earlier one.
+    pub async fn put(&self, events: &[Event], deadline: Deadline) -> Result<usize, Error> {
+        let failed = |error| Error::unavailable(PutEventsFailed(error));
         let mut accepted = 0;
         for chunk in chunks(events) {
-            let request = self.signed_request(self.put_events_body(chunk), SystemTime::now())?;
-            let request = reqwest::Request::try_from(request)
-                .map_err(|_| Error::unavailable("could not build the PutEvents request"))?;
-            let response = self
-                .client
-                .execute(request)
-                .await
-                .map_err(|error| Error::unavailable(format!("PutEvents: {error}")))?;
-            let status = response.status();
-            let text = response
-                .text()
-                .await
-                .map_err(|error| Error::unavailable(format!("PutEvents: {error}")))?;
-            if !status.is_success() {
-                return Err(Error::unavailable(format!(
-                    "PutEvents answered {status}: {text}"
-                )));
-            }
-            let output: PutEventsOutput = serde_json::from_str(&text)
-                .map_err(|error| Error::unavailable(format!("PutEvents answered {error}")))?;
+            let answer = call::call(
+                &self.client,
+                &EVENTBRIDGE,
+                &self.endpoint,
+                &self.account,
+                PUT_EVENTS,
+                &self.put_events_body(chunk),
+                Some(deadline.remaining()),
+            )
+            .await
+            .map_err(failed)?;
+            let output: PutEventsOutput = serde_json::from_slice(&answer).map_err(|error| {
+                failed(CallError::Answer(format!(
+                    "is not a PutEvents answer: {error}"
+                )))
+            })?;
             let taken = output
                 .entries
                 .iter()
@@ -222,6 +189,7 @@ fn chunks(events: &[Event]) -> Vec<&[Event]> {
 mod tests {
     use super::*;
     use crate::domain::event::{EventType, Position};
+    use aws_credential_types::Credentials;
 
     fn event(n: i64, bytes: usize) -> Event {
         Event {
@@ -237,15 +205,17 @@ mod tests {
     fn bus() -> EventBus {
         EventBus::new(
             "inventory-events".into(),
-            "eu-west-1".into(),
             "https://events.eu-west-1.amazonaws.com".into(),
-            Credentials::new(
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                None,
-                None,
-                "test",
-            ),
+            Account {
+                region: "eu-west-1".into(),
+                credentials: Credentials::new(
+                    "AKIDEXAMPLE",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    None,
+                    None,
+                    "test",
+                ),
+            },
         )
     }
 
@@ -261,8 +231,7 @@ mod tests {
 
     #[test]
     fn an_entry_carries_the_feed_s_json_of_the_event() {
-        let body: serde_json::Value =
-            serde_json::from_slice(&bus().put_events_body(&[event(1, 3)])).unwrap();
+        let body = bus().put_events_body(&[event(1, 3)]);
         let entry = &body["Entries"][0];
         // The members of PutEventsRequestEntry in botocore's model of the service (events 2015-10-07).
         let known = [
@@ -315,11 +284,10 @@ mod tests {
     const EXPECTED_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/eu-west-1/events/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=2b2c6fb36ab60480cc2caeae3678e0ea25ade2ad40206383e462bee74119ba0c";
 
     #[test]
-    fn the_environment_names_the_bus_and_may_override_the_endpoint() {
+    fn the_environment_gives_the_account_and_may_override_the_endpoint() {
         let vars = |extra: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
                 [
-                    ("EVENT_BUS_NAME", "bus"),
                     ("AWS_REGION", "eu-west-1"),
                     ("AWS_ACCESS_KEY_ID", "AKID"),
                     ("AWS_SECRET_ACCESS_KEY", "secret"),
@@ -330,14 +298,14 @@ mod tests {
                 .map(|(_, v)| v.to_string())
             }
         };
-        let bus = EventBus::from_variables(vars(&[])).unwrap();
+        let bus = EventBus::from_variables("bus".into(), vars(&[])).unwrap();
         assert_eq!(bus.endpoint, "https://events.eu-west-1.amazonaws.com");
-        let local = EventBus::from_variables(vars(&[(
-            "AWS_ENDPOINT_URL_EVENTBRIDGE",
-            "http://127.0.0.1:4010",
-        )]))
+        let local = EventBus::from_variables(
+            "bus".into(),
+            vars(&[("AWS_ENDPOINT_URL_EVENTBRIDGE", "http://127.0.0.1:4010")]),
+        )
         .unwrap();
         assert_eq!(local.endpoint, "http://127.0.0.1:4010");
-        assert!(EventBus::from_variables(|_| None).is_err());
+        assert!(EventBus::from_variables("bus".into(), |_| None).is_err());
     }
 }
