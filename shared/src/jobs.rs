@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::aws::eventbridge::EventBus;
 use crate::bootstrap::{close_on_shutdown, store_from_env};
 use crate::domain::{Deadline, Error};
-use crate::postgres::{Delivered, PgStore};
-use crate::service::Inventory;
+use crate::postgres::PgStore;
+use crate::service::{Delivered, Inventory};
 
 /// One kind of scheduled work.
 pub trait Job: Send + Sync + 'static {
@@ -124,10 +124,7 @@ impl Job for PublishEvents {
         let mut published = 0;
         while deadline.remaining() > PUBLISH_POLL + Duration::from_secs(1) {
             let step = inventory
-                .store()
-                .deliver_events(PUBLISH_BATCH, deadline, async |events| {
-                    bus.put(events, deadline).await
-                })
+                .publish_events(bus, PUBLISH_BATCH, deadline)
                 .await?;
             match step {
                 Delivered::Sent(0) => tokio::time::sleep(PUBLISH_POLL).await,

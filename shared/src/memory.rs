@@ -46,6 +46,10 @@ struct State {
     movements: Vec<StockMovement>,
     /// The outbox, in feed order.
     events: Vec<Event>,
+    /// The position of the last event written.
+    sequence: i64,
+    /// Where the publisher stands in the feed.
+    delivered: Position,
     /// By (caller, key).
     keys: HashMap<(String, String), StoredKey>,
 }
@@ -152,9 +156,10 @@ impl State {
     /// Appends a change's events to the outbox (the state's lock stands for the change's transaction).
     fn emit(&mut self, events: Vec<NewEvent>) {
         for event in events {
+            self.sequence += 1;
             let position = Position {
                 xid: 0,
-                seq: self.events.len() as i64 + 1,
+                seq: self.sequence,
             };
             self.events.push(Event {
                 id: event.id,
@@ -502,14 +507,55 @@ impl EventStore for MemoryStore {
         Ok(FeedPage::new(items, after))
     }
 
+    async fn undelivered_events(
+        &self,
+        batch: u32,
+        deadline: Deadline,
+    ) -> Result<(Position, Vec<Event>), Error> {
+        let state = self.lock(deadline)?;
+        let after = state.delivered;
+        let events = state
+            .events
+            .iter()
+            .filter(|e| e.position > after)
+            .take(batch as usize)
+            .cloned()
+            .collect();
+        Ok((after, events))
+    }
+
+    async fn mark_delivered(
+        &self,
+        from: Position,
+        to: Position,
+        deadline: Deadline,
+    ) -> Result<bool, Error> {
+        let mut state = self.lock(deadline)?;
+        if state.delivered != from {
+            return Ok(false);
+        }
+        state.delivered = to;
+        Ok(true)
+    }
+
     async fn purge_delivered_events(
         &self,
-        _retention: std::time::Duration,
-        _batch: u32,
+        retention: std::time::Duration,
+        batch: u32,
         deadline: Deadline,
     ) -> Result<u64, Error> {
-        // Nothing publishes the in-memory outbox, so nothing in it is ever delivered.
-        self.lock(deadline).map(|_| 0)
+        let mut state = self.lock(deadline)?;
+        let before = OffsetDateTime::now_utc() - retention;
+        let delivered = state.delivered;
+        // The outbox is in feed order, which is the order of the events' times here.
+        let mut deleted = 0;
+        state.events.retain(|e| {
+            let purge =
+                deleted < u64::from(batch) && e.position <= delivered && e.occurred_at < before;
+            deleted += u64::from(purge);
+            !purge
+        });
+        Ok(deleted)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use crate::domain::event::{FeedPage, Position};
+use crate::domain::event::{Event, FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once, Replay};
 use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
@@ -91,6 +91,24 @@ pub trait EventStore: Send + Sync {
         deadline: Deadline,
     ) -> impl Future<Output = Result<FeedPage, Error>> + Send;
 
+    /// The delivered position (where the publisher stands in the feed) and up to `batch` events after it, in
+    /// feed order, as [`EventStore::list_events`] reads them. Nothing is held once it has answered: no lock,
+    /// no transaction that would hold the feed back while the events are sent.
+    fn undelivered_events(
+        &self,
+        batch: u32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(Position, Vec<Event>), Error>> + Send;
+
+    /// Moves the delivered position from `from` to `to`; `false`, changing nothing, when it no longer stands
+    /// at `from` (another publisher moved it meanwhile).
+    fn mark_delivered(
+        &self,
+        from: Position,
+        to: Position,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// Deletes up to `batch` events older than `retention` that the publisher has delivered, oldest first;
     /// answers how many it deleted.
     fn purge_delivered_events(
@@ -99,6 +117,19 @@ pub trait EventStore: Send + Sync {
         batch: u32,
         deadline: Deadline,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
+}
+
+/// Where the publisher delivers the event feed: the EventBridge bus (`aws::eventbridge::EventBus`), or a
+/// stand-in in tests.
+pub trait EventSink: Send + Sync {
+    /// Sends `events` in order within `deadline` and answers how many of the first ones were accepted: all of
+    /// them, or fewer when one was refused (those after it are not sent, so that a later event of a resource
+    /// never arrives before an earlier one). An error means none can be counted on: they are sent again.
+    fn publish(
+        &self,
+        events: &[Event],
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<usize, Error>> + Send;
 }
 
 /// A write that can be made idempotent with a key: every change that creates something or moves stock.

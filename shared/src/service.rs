@@ -8,7 +8,18 @@ use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
-use crate::ports::{Render, Store, Write, Written};
+use crate::ports::{EventSink, Render, Store, Write, Written};
+
+/// What one delivery step of the publisher did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The sink took this many events (possibly none: nothing was waiting), and the delivered position moved
+    /// past them.
+    Sent(usize),
+    /// Another publisher moved the position meanwhile: this one stops (what it sent is sent again or was
+    /// its duplicate; consumers drop repeats by event id).
+    Overtaken,
+}
 
 /// The inventory and order service over a store.
 #[derive(Debug, Clone)]
@@ -207,6 +218,37 @@ impl<S: Store> Inventory<S> {
         self.store.list_events(after, limit, deadline).await
     }
 
+    /// Delivers the next `batch` events after the delivered position to `sink`, in feed order, then moves the
+    /// position past those it accepted. Nothing is held in the store while the sink runs, so a publisher that
+    /// dies between the two steps only makes the next one send the same events again: at least once, in
+    /// order. A sink that fails leaves the position where it was; one that accepts only the first few has the
+    /// position moved past those, and the step fails.
+    pub async fn publish_events(
+        &self,
+        sink: &impl EventSink,
+        batch: u32,
+        deadline: Deadline,
+    ) -> Result<Delivered, Error> {
+        let (after, events) = self.store.undelivered_events(batch, deadline).await?;
+        if events.is_empty() {
+            return Ok(Delivered::Sent(0));
+        }
+        let accepted = sink.publish(&events, deadline).await?.min(events.len());
+        let Some(last) = accepted.checked_sub(1).map(|i| events[i].position) else {
+            return Err(Error::unavailable("the event bus took none of the events"));
+        };
+        if !self.store.mark_delivered(after, last, deadline).await? {
+            return Ok(Delivered::Overtaken);
+        }
+        if accepted < events.len() {
+            return Err(Error::unavailable(format!(
+                "the event bus took {accepted} of {} events",
+                events.len()
+            )));
+        }
+        Ok(Delivered::Sent(accepted))
+    }
+
     /// Deletes delivered events older than `retention` in batches of `batch` until none is left or
     /// `deadline` is near; answers how many it deleted.
     pub async fn purge_delivered_events(
@@ -267,4 +309,269 @@ fn unexpected(written: Written) -> Error {
     Error::internal(format!(
         "the store answered a write with another kind of result: {written:?}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Publishing, as the service does it over any store: the same behaviour on the in-memory adapter and on
+    //! Postgres.
+
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::event::Event;
+    use crate::domain::{Currency, PriceMinor, ProductName, Sku, StockLevel};
+    use crate::memory::MemoryStore;
+    use crate::postgres::PgStore;
+
+    fn deadline() -> Deadline {
+        Deadline::after(Duration::from_secs(10))
+    }
+
+    /// What a sink does with each call.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        All,
+        First(usize),
+        Fail,
+    }
+
+    /// A sink that keeps what it accepted, in order.
+    #[derive(Debug)]
+    struct Recording {
+        answer: Answer,
+        accepted: Mutex<Vec<uuid::Uuid>>,
+        calls: Mutex<usize>,
+    }
+
+    impl Recording {
+        fn new(answer: Answer) -> Self {
+            Self {
+                answer,
+                accepted: Mutex::default(),
+                calls: Mutex::default(),
+            }
+        }
+
+        fn accepted(&self) -> Vec<uuid::Uuid> {
+            self.accepted.lock().unwrap().clone()
+        }
+    }
+
+    impl EventSink for Recording {
+        async fn publish(&self, events: &[Event], _: Deadline) -> Result<usize, Error> {
+            *self.calls.lock().unwrap() += 1;
+            let taken = match self.answer {
+                Answer::All => events.len(),
+                Answer::First(n) => n.min(events.len()),
+                Answer::Fail => return Err(Error::unavailable("the bus is unreachable")),
+            };
+            let mut accepted = self.accepted.lock().unwrap();
+            accepted.extend(events[..taken].iter().map(|e| e.id));
+            Ok(taken)
+        }
+    }
+
+    /// A sink during whose call another publisher delivers everything.
+    struct Racing<'a, S> {
+        inventory: &'a Inventory<S>,
+        other: Recording,
+    }
+
+    impl<S: Store> EventSink for Racing<'_, S> {
+        async fn publish(&self, events: &[Event], deadline: Deadline) -> Result<usize, Error> {
+            let other = self
+                .inventory
+                .publish_events(&self.other, 100, deadline)
+                .await?;
+            assert_eq!(other, Delivered::Sent(events.len()));
+            Ok(events.len())
+        }
+    }
+
+    /// `count` products created: one event each, in feed order; answers their ids.
+    async fn write_events<S: Store>(inventory: &Inventory<S>, count: usize) -> Vec<uuid::Uuid> {
+        for i in 0..count {
+            let product = NewProduct {
+                sku: Sku::parse(format!("PUB-{i}")).unwrap(),
+                name: ProductName::parse(format!("Product {i}")).unwrap(),
+                description: None,
+                price: PriceMinor::parse(100).unwrap(),
+                currency: Currency::parse("EUR").unwrap(),
+                on_hand: StockLevel::parse(0).unwrap(),
+                low_stock_threshold: None,
+            };
+            inventory.create_product(product, deadline()).await.unwrap();
+        }
+        let ids: Vec<uuid::Uuid> = feed(inventory, count).await.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), count);
+        ids
+    }
+
+    /// The feed once it shows `count` events: on Postgres an event is listed once every transaction older
+    /// than it has ended, and the tests running beside this one have transactions of their own.
+    async fn feed<S: Store>(inventory: &Inventory<S>, count: usize) -> Vec<Event> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let feed = inventory
+                .list_events(Position::default(), 1000, deadline())
+                .await
+                .unwrap();
+            if feed.items.len() >= count || std::time::Instant::now() > give_up {
+                return feed.items;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn events_are_delivered_in_feed_order_batch_by_batch<S: Store>(inventory: Inventory<S>) {
+        let written = write_events(&inventory, 7).await;
+        let bus = Recording::new(Answer::All);
+        let mut steps = Vec::new();
+        loop {
+            match inventory.publish_events(&bus, 3, deadline()).await.unwrap() {
+                Delivered::Sent(0) => break,
+                step => steps.push(step),
+            }
+        }
+        assert_eq!(
+            steps,
+            [Delivered::Sent(3), Delivered::Sent(3), Delivered::Sent(1)]
+        );
+        assert_eq!(bus.accepted(), written);
+        // Nothing is waiting now: nothing is sent.
+        let idle = Recording::new(Answer::All);
+        let step = inventory.publish_events(&idle, 3, deadline()).await;
+        assert_eq!(step.unwrap(), Delivered::Sent(0));
+        assert_eq!(*idle.calls.lock().unwrap(), 0);
+        // Later events follow on.
+        let more = write_events_after(&inventory, "LATER").await;
+        inventory.publish_events(&bus, 3, deadline()).await.unwrap();
+        assert_eq!(bus.accepted()[7..], [more]);
+    }
+
+    async fn write_events_after<S: Store>(inventory: &Inventory<S>, sku: &str) -> uuid::Uuid {
+        let product = NewProduct {
+            sku: Sku::parse(sku.to_owned()).unwrap(),
+            name: ProductName::parse("Later".to_owned()).unwrap(),
+            description: None,
+            price: PriceMinor::parse(100).unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            on_hand: StockLevel::parse(0).unwrap(),
+            low_stock_threshold: None,
+        };
+        let product = inventory.create_product(product, deadline()).await.unwrap();
+        let feed = feed(inventory, 8).await;
+        let last = feed.last().unwrap();
+        assert_eq!(last.resource_id, product.id.uuid());
+        last.id
+    }
+
+    async fn a_failing_sink_leaves_the_position_and_the_retry_sends_the_same_events<S: Store>(
+        inventory: Inventory<S>,
+    ) {
+        let written = write_events(&inventory, 5).await;
+        let down = Recording::new(Answer::Fail);
+        let failed = inventory.publish_events(&down, 100, deadline()).await;
+        assert!(matches!(failed, Err(Error::Unavailable(_))), "{failed:?}");
+        let (position, waiting) = inventory
+            .store()
+            .undelivered_events(100, deadline())
+            .await
+            .unwrap();
+        assert_eq!(position, Position::default());
+        assert_eq!(waiting.len(), 5);
+        // A sink that takes none of them is a failure too, and moves nothing.
+        let refusing = Recording::new(Answer::First(0));
+        let refused = inventory.publish_events(&refusing, 100, deadline()).await;
+        assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+        let bus = Recording::new(Answer::All);
+        let step = inventory.publish_events(&bus, 100, deadline()).await;
+        assert_eq!(step.unwrap(), Delivered::Sent(5));
+        assert_eq!(bus.accepted(), written);
+    }
+
+    async fn a_partial_acceptance_moves_past_what_was_taken_and_fails_the_step<S: Store>(
+        inventory: Inventory<S>,
+    ) {
+        let written = write_events(&inventory, 5).await;
+        let choking = Recording::new(Answer::First(2));
+        let step = inventory.publish_events(&choking, 100, deadline()).await;
+        let error = step.unwrap_err();
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("the event bus took 2 of 5 events"),
+            "{error:?}"
+        );
+        assert_eq!(choking.accepted(), written[..2]);
+        // The next step starts after the two that were taken.
+        let bus = Recording::new(Answer::All);
+        let step = inventory.publish_events(&bus, 100, deadline()).await;
+        assert_eq!(step.unwrap(), Delivered::Sent(3));
+        assert_eq!(bus.accepted(), written[2..]);
+    }
+
+    async fn a_publisher_overtaken_by_another_stops<S: Store>(inventory: Inventory<S>) {
+        let written = write_events(&inventory, 4).await;
+        let racing = Racing {
+            inventory: &inventory,
+            other: Recording::new(Answer::All),
+        };
+        let step = inventory.publish_events(&racing, 100, deadline()).await;
+        assert_eq!(step.unwrap(), Delivered::Overtaken);
+        assert_eq!(racing.other.accepted(), written);
+        let (_, waiting) = inventory
+            .store()
+            .undelivered_events(100, deadline())
+            .await
+            .unwrap();
+        assert!(waiting.is_empty(), "the other publisher's position stands");
+    }
+
+    async fn only_delivered_events_are_purged<S: Store>(inventory: Inventory<S>) {
+        let written = write_events(&inventory, 4).await;
+        let half = Recording::new(Answer::First(2));
+        let _ = inventory.publish_events(&half, 100, deadline()).await;
+        let purged = inventory
+            .purge_delivered_events(Duration::ZERO, 1000, deadline())
+            .await
+            .unwrap();
+        assert_eq!(purged, 2);
+        let left: Vec<uuid::Uuid> = feed(&inventory, 0).await.iter().map(|e| e.id).collect();
+        assert_eq!(left, written[2..]);
+    }
+
+    macro_rules! on_both_stores {
+        ($($name:ident),* $(,)?) => {
+            mod memory {
+                use super::*;
+                $(
+                    #[tokio::test]
+                    async fn $name() {
+                        super::$name(Inventory::new(MemoryStore::new())).await;
+                    }
+                )*
+            }
+
+            mod postgres {
+                use super::*;
+                $(
+                    #[sqlx::test(migrations = "../migrations")]
+                    async fn $name(pool: sqlx::PgPool) {
+                        super::$name(Inventory::new(PgStore::new(pool))).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    on_both_stores!(
+        events_are_delivered_in_feed_order_batch_by_batch,
+        a_failing_sink_leaves_the_position_and_the_retry_sends_the_same_events,
+        a_partial_acceptance_moves_past_what_was_taken_and_fails_the_step,
+        a_publisher_overtaken_by_another_stops,
+        only_delivered_events_are_purged,
+    );
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::call::{self, Account, CallError, Service};
 use crate::domain::event::Event;
 use crate::domain::{Deadline, Error};
+use crate::ports::EventSink;
 use crate::views::EventView;
 
 /// EventBridge, whose endpoint `AWS_ENDPOINT_URL_EVENTBRIDGE` (or `AWS_ENDPOINT_URL`) overrides.
@@ -162,6 +163,13 @@ impl EventBus {
             }
         }
         Ok(accepted)
+    }
+}
+
+/// The bus is where the publisher delivers the feed.
+impl EventSink for EventBus {
+    async fn publish(&self, events: &[Event], deadline: Deadline) -> Result<usize, Error> {
+        self.put(events, deadline).await
     }
 }
 

@@ -121,82 +121,6 @@ pub(super) async fn read_feed(
     rows.into_iter().map(Event::try_from).collect()
 }
 
-/// What one delivery step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivered {
-    /// The bus took this many events (possibly none: nothing was waiting), and the position moved past them.
-    Sent(usize),
-    /// Another publisher moved the position meanwhile: this one stops (what it sent is sent again or was
-    /// its duplicate; consumers drop repeats by event id).
-    Overtaken,
-}
-
-impl PgStore {
-    /// Delivers the next `batch` events after the delivered position, in feed order, with `send`, which
-    /// answers how many of the first ones were accepted; then moves the position past them. Nothing is held
-    /// in the database while `send` runs (no lock, no transaction id that would hold the feed back), so a
-    /// publisher that dies between the two steps only makes the next one send the same events again: at
-    /// least once, in order.
-    pub async fn deliver_events(
-        &self,
-        batch: u32,
-        deadline: Deadline,
-        send: impl AsyncFnOnce(&[Event]) -> Result<usize, Error>,
-    ) -> Result<Delivered, Error> {
-        let (after, events) = self
-            .read(deadline, async |tx| {
-                let after = sqlx::query!(
-                    r#"SELECT after_xid::text::bigint AS "xid!", after_seq FROM event_deliveries"#
-                )
-                .fetch_one(tx.conn().await?)
-                .await
-                .map_err(db_error("read the delivered position"))?;
-                let after = Position {
-                    xid: after.xid,
-                    seq: after.after_seq,
-                };
-                Ok((after, read_feed(tx, after, batch).await?))
-            })
-            .await?;
-        if events.is_empty() {
-            return Ok(Delivered::Sent(0));
-        }
-        let accepted = send(&events).await?.min(events.len());
-        let Some(last) = accepted.checked_sub(1).map(|i| events[i].position) else {
-            return Err(Error::unavailable("the event bus took none of the events"));
-        };
-        let moved = self
-            .transaction(deadline, async |tx| {
-                let moved = sqlx::query!(
-                    r#"
-                    UPDATE event_deliveries
-                    SET after_xid = $3::text::xid8, after_seq = $4, delivered_at = now()
-                    WHERE after_xid = $1::text::xid8 AND after_seq = $2
-                    "#,
-                    after.xid.to_string(),
-                    after.seq,
-                    last.xid.to_string(),
-                    last.seq,
-                )
-                .execute(tx.conn().await?)
-                .await
-                .map_err(db_error("move the delivered position"))?;
-                Ok(moved.rows_affected() == 1)
-            })
-            .await?;
-        if !moved {
-            return Ok(Delivered::Overtaken);
-        }
-        if accepted < events.len() {
-            return Err(Error::unavailable(format!(
-                "the event bus took {accepted} of {} events",
-                events.len()
-            )));
-        }
-        Ok(Delivered::Sent(accepted))
-    }
-}
-
 impl EventStore for PgStore {
     async fn list_events(
         &self,
@@ -208,6 +132,53 @@ impl EventStore for PgStore {
             .read(deadline, async |tx| read_feed(tx, after, limit).await)
             .await?;
         Ok(FeedPage::new(items, after))
+    }
+
+    async fn undelivered_events(
+        &self,
+        batch: u32,
+        deadline: Deadline,
+    ) -> Result<(Position, Vec<Event>), Error> {
+        self.read(deadline, async |tx| {
+            let after = sqlx::query!(
+                r#"SELECT after_xid::text::bigint AS "xid!", after_seq FROM event_deliveries"#
+            )
+            .fetch_one(tx.conn().await?)
+            .await
+            .map_err(db_error("read the delivered position"))?;
+            let after = Position {
+                xid: after.xid,
+                seq: after.after_seq,
+            };
+            Ok((after, read_feed(tx, after, batch).await?))
+        })
+        .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        from: Position,
+        to: Position,
+        deadline: Deadline,
+    ) -> Result<bool, Error> {
+        self.transaction(deadline, async |tx| {
+            let moved = sqlx::query!(
+                r#"
+                    UPDATE event_deliveries
+                    SET after_xid = $3::text::xid8, after_seq = $4, delivered_at = now()
+                    WHERE after_xid = $1::text::xid8 AND after_seq = $2
+                    "#,
+                from.xid.to_string(),
+                from.seq,
+                to.xid.to_string(),
+                to.seq,
+            )
+            .execute(tx.conn().await?)
+            .await
+            .map_err(db_error("move the delivered position"))?;
+            Ok(moved.rows_affected() == 1)
+        })
+        .await
     }
 
     async fn purge_delivered_events(

@@ -22,7 +22,6 @@ use crate::domain::idempotency::KEYS_PER_CALLER;
 use crate::domain::{Deadline, Error};
 use crate::ports::HealthProbe;
 pub use errors::db_error;
-pub use events::Delivered;
 use iam::IamAuth;
 pub use tx::LOCK_WAIT;
 use tx::Tx;
