@@ -148,7 +148,7 @@ pub fn cluster_options(target: &Target, secret: &DatabaseSecret) -> PgConnectOpt
 /// migrations' record or the ledger's history.
 pub async fn migrate(options: PgConnectOptions, app: Option<&str>) -> Result<usize, DeployError> {
     let failed = |error: sqlx::Error| {
-        tracing::error!(%error, "migration failed");
+        tracing::error!(error = %crate::logging::chain(&error), "migration failed");
         DeployError::Migrate(match &error {
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
                 "the database is unreachable".into()

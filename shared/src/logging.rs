@@ -27,3 +27,27 @@ pub fn init() {
         builder.try_init()
     };
 }
+
+/// An error and its sources, outermost first, as the logs show it: `service unavailable: PutEvents failed: ...`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_reads_from_the_outermost_error_to_its_first_cause() {
+        let io = std::io::Error::other("connection refused");
+        let error = crate::domain::Error::unavailable(io);
+        assert_eq!(chain(&error), "service unavailable: connection refused");
+    }
+}

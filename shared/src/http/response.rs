@@ -270,17 +270,8 @@ impl ApiError {
     }
 }
 
-/// An error and its sources, outermost first, as the logs show it.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and its sources, outermost first, as the logs show it (the one helper the jobs use too).
+pub use crate::logging::chain;
 
 /// A JSON response.
 pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
