@@ -70,6 +70,11 @@ pub fn order_ended(action: OrderAction, order: &Order) -> Vec<NewEvent> {
     vec![of_order(event_type, order)]
 }
 
+/// `order.hold_extended`: the order with its new `expires_at`.
+pub fn hold_extended(order: &Order) -> Vec<NewEvent> {
+    vec![of_order(EventType::OrderHoldExtended, order)]
+}
+
 fn to_json(view: impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(view).expect("views serialize to JSON")
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::domain::event::{Event, FeedPage, NewEvent, Position};
 use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, KEYS_PER_CALLER, Once, Replay};
 use crate::domain::order::{
-    NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, plan_order,
+    NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, extend_hold, plan_order,
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
@@ -271,6 +271,19 @@ impl State {
         Ok(Written::OrderTransitioned(order))
     }
 
+    fn extend(&mut self, id: OrderId, hold: std::time::Duration) -> Result<Written, Error> {
+        let order = self.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
+        let now = OffsetDateTime::now_utc();
+        let Some(until) = extend_hold(order.status, order.expires_at, now, hold)? else {
+            return Ok(Written::OrderAlreadyDone(order.clone()));
+        };
+        order.expires_at = until;
+        order.updated_at = now;
+        let order = order.clone();
+        self.emit(events::hold_extended(&order));
+        Ok(Written::HoldExtended(order))
+    }
+
     /// Makes a write: [`Write::apply`] with this state's changes, none of which waits for anything.
     fn apply(&mut self, write: Write) -> Result<Written, Error> {
         let mut made = std::pin::pin!(write.apply(self));
@@ -348,6 +361,14 @@ impl Changes for State {
         action: OrderAction,
     ) -> Result<Written, Error> {
         self.transition(id, action)
+    }
+
+    async fn extend_hold(
+        &mut self,
+        id: OrderId,
+        hold: std::time::Duration,
+    ) -> Result<Written, Error> {
+        self.extend(id, hold)
     }
 }
 

@@ -139,6 +139,8 @@ pub enum Write {
     AdjustStock(ProductId, StockAdjustment),
     CreateOrder(NewOrder),
     TransitionOrder(OrderId, OrderAction),
+    /// Holds a pending order's stock until this long from now, unless it holds it longer already.
+    ExtendHold(OrderId, std::time::Duration),
 }
 
 /// What a [`Write`] produced.
@@ -148,8 +150,10 @@ pub enum Written {
     StockAdjusted(StockMovement, Product),
     OrderPlaced(Order),
     OrderTransitioned(Order),
-    /// A transition the order had gone through already (cancelling a cancelled order): nothing was written,
-    /// and nothing is kept under the request's idempotency key, so that repeating a no-op costs no storage.
+    HoldExtended(Order),
+    /// A change the order had already (cancelling a cancelled order, a hold at least as long): nothing was
+    /// written, and nothing is kept under the request's idempotency key, so that repeating a no-op costs no
+    /// storage.
     OrderAlreadyDone(Order),
 }
 
@@ -192,6 +196,14 @@ pub trait Changes: Send {
         id: OrderId,
         action: OrderAction,
     ) -> impl Future<Output = Result<Written, Error>> + Send;
+
+    /// Extends a pending order's hold (see [`crate::domain::order::extend_hold`]): `HoldExtended`, or
+    /// `OrderAlreadyDone` when it holds its stock that long already (nothing written).
+    fn extend_hold(
+        &mut self,
+        id: OrderId,
+        hold: std::time::Duration,
+    ) -> impl Future<Output = Result<Written, Error>> + Send;
 }
 
 impl Write {
@@ -205,6 +217,7 @@ impl Write {
             }
             Self::CreateOrder(order) => Written::OrderPlaced(changes.place_order(order).await?),
             Self::TransitionOrder(id, action) => changes.transition_order(id, action).await?,
+            Self::ExtendHold(id, hold) => changes.extend_hold(id, hold).await?,
         })
     }
 }

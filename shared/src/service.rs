@@ -150,6 +150,20 @@ impl<S: Store> Inventory<S> {
         }
     }
 
+    /// Holds a pending order's stock until `hold` from now, unless it holds it longer already.
+    #[instrument(skip(self, deadline))]
+    pub async fn extend_hold(
+        &self,
+        id: OrderId,
+        hold: std::time::Duration,
+        deadline: Deadline,
+    ) -> Result<Order, Error> {
+        match self.write(Write::ExtendHold(id, hold), deadline).await? {
+            Written::HoldExtended(order) | Written::OrderAlreadyDone(order) => Ok(order),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Makes a write (of a request without an idempotency key).
     pub async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
         let written = self.store.write(write, deadline).await?;
@@ -295,6 +309,9 @@ fn log(written: &Written) {
         }
         Written::OrderTransitioned(order) => {
             tracing::info!(order_id = %order.id, status = order.status.as_str(), "order transitioned");
+        }
+        Written::HoldExtended(order) => {
+            tracing::info!(order_id = %order.id, expires_at = %order.expires_at, "hold extended");
         }
         Written::OrderAlreadyDone(order) => tracing::info!(
             order_id = %order.id,

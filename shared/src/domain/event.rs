@@ -19,6 +19,8 @@ pub enum EventType {
     OrderExpired,
     #[serde(rename = "order.fulfilled")]
     OrderFulfilled,
+    #[serde(rename = "order.hold_extended")]
+    OrderHoldExtended,
     #[serde(rename = "stock.adjusted")]
     StockAdjusted,
     #[serde(rename = "stock.low")]
@@ -32,11 +34,12 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::OrderPlaced,
         Self::OrderCancelled,
         Self::OrderExpired,
         Self::OrderFulfilled,
+        Self::OrderHoldExtended,
         Self::StockAdjusted,
         Self::StockLow,
         Self::ProductCreated,
@@ -50,6 +53,7 @@ impl EventType {
             Self::OrderCancelled => "order.cancelled",
             Self::OrderExpired => "order.expired",
             Self::OrderFulfilled => "order.fulfilled",
+            Self::OrderHoldExtended => "order.hold_extended",
             Self::StockAdjusted => "stock.adjusted",
             Self::StockLow => "stock.low",
             Self::ProductCreated => "product.created",

@@ -154,6 +154,30 @@ impl OrderAction {
     }
 }
 
+/// What extending a hold to `now + hold` does to an order in `status` whose hold ends at `expires_at`: the new
+/// end (`Some`), nothing (`None`: it holds its stock that long already; a hold is never shortened), or a conflict
+/// (the order is no longer pending, or its hold has ended and expiry is due to release its stock).
+pub fn extend_hold(
+    status: OrderStatus,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+    hold: Duration,
+) -> Result<Option<OffsetDateTime>, Error> {
+    if status != OrderStatus::Pending {
+        return Err(Error::Conflict(format!(
+            "a {} order holds no stock: only a pending order's hold can be extended",
+            status.as_str()
+        )));
+    }
+    if expires_at <= now {
+        return Err(Error::Conflict(
+            "the order's hold has ended: its stock is being released".to_owned(),
+        ));
+    }
+    let until = now + hold;
+    Ok((until > expires_at).then_some(until))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     To(OrderStatus),
@@ -644,5 +668,35 @@ mod tests {
         assert!(parse_hold(59).is_err());
         assert!(parse_hold(86_401).is_err());
         assert!(parse_hold(-1).is_err());
+    }
+
+    #[test]
+    fn a_hold_is_extended_never_shortened_and_only_while_it_lasts() {
+        let now = OffsetDateTime::now_utc();
+        let hour = Duration::from_secs(3600);
+        let ends = now + Duration::from_secs(600);
+        assert_eq!(
+            extend_hold(OrderStatus::Pending, ends, now, hour).unwrap(),
+            Some(now + hour)
+        );
+        assert_eq!(
+            extend_hold(OrderStatus::Pending, now + 2 * hour, now, hour).unwrap(),
+            None,
+            "a longer hold stays"
+        );
+        for (status, expires_at) in [
+            (OrderStatus::Pending, now),
+            (OrderStatus::Pending, now - hour),
+            (OrderStatus::Cancelled, ends),
+            (OrderStatus::Fulfilled, ends),
+        ] {
+            assert!(
+                matches!(
+                    extend_hold(status, expires_at, now, hour),
+                    Err(Error::Conflict(_))
+                ),
+                "{status:?} ending {expires_at}"
+            );
+        }
     }
 }

@@ -286,6 +286,27 @@ impl TryFrom<CreateOrderBody> for NewOrder {
     }
 }
 
+/// `POST /orders/{id}/hold`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"hold_seconds": 3600}))]
+pub struct ExtendHoldBody {
+    /// Hold the order's stock until this many seconds from now (60 to 86400), unless it is held longer already.
+    #[schema(value_type = i64, required = true, minimum = 60, maximum = 86400, example = 3600)]
+    pub hold_seconds: Option<i64>,
+}
+
+impl TryFrom<ExtendHoldBody> for std::time::Duration {
+    type Error = Error;
+
+    fn try_from(body: ExtendHoldBody) -> Result<Self, Error> {
+        let seconds = body
+            .hold_seconds
+            .ok_or_else(|| Error::validation("/hold_seconds", "hold_seconds is required"))?;
+        parse_hold(seconds).map_err(|detail| Error::validation("/hold_seconds", detail))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,9 @@ use std::future::Future;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::dto::{CreateOrderBody, CreateProductBody, StockAdjustmentBody, UpdateProductBody};
+use super::dto::{
+    CreateOrderBody, CreateProductBody, ExtendHoldBody, StockAdjustmentBody, UpdateProductBody,
+};
 use super::idempotency::{fingerprint, render, response};
 use super::problems::{
     BadRequest, Conflict, Internal, NotFound, PayloadTooLarge, PreconditionFailed, Unavailable,
@@ -109,6 +111,7 @@ handlers! {
     GetOrder => get_order,
     CancelOrder => cancel_order,
     FulfillOrder => fulfill_order,
+    ExtendHold => extend_hold,
     ListEvents => list_events,
     Health => health,
 }
@@ -483,12 +486,45 @@ pub async fn fulfill_order<S: Store>(
     transition::<FulfillOrder, _>(app, request, caller, OrderAction::Fulfill, deadline).await
 }
 
+/// Extend a pending order's hold on its stock.
+///
+/// The order then holds its stock until `hold_seconds` from now, unless it holds it longer already (a hold is
+/// never shortened: the order is answered as it is). An order that is no longer pending, or whose hold has
+/// ended (its stock is being released), is a 409. Raced against the expiry of its hold, exactly one wins.
+#[utoipa::path(
+    post, path = "/orders/{id}/hold", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    request_body(content = ExtendHoldBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The order, with its new `expires_at`", body = OrderView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn extend_hold<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, ExtendHold::route())?;
+    let (body, value) = json_body_value::<ExtendHoldBody>(request, app.config.body_limit)?;
+    let write = Write::ExtendHold(id, std::time::Duration::try_from(body)?);
+    let claim = claim::<ExtendHold>(request, caller, Some(id.uuid()), Some(&value))?;
+    write_once(app, claim, write, deadline).await
+}
+
 /// Follow what happens: the event feed.
 ///
 /// Every change writes its events in its own transaction: `order.placed`, `order.cancelled`,
-/// `order.expired`, `order.fulfilled`, `stock.adjusted`, `stock.low` (a change took available stock from
-/// above the product's threshold to at or below it), `product.created`, `product.updated`,
-/// `product.deleted`; each with the resource as the change left it. Events come in feed order, which lists
+/// `order.expired`, `order.fulfilled`, `order.hold_extended`, `stock.adjusted`, `stock.low` (a change took
+/// available stock from above the product's threshold to at or below it), `product.created`,
+/// `product.updated`, `product.deleted`; each with the resource as the change left it. Events come in feed order, which lists
 /// the changes of any one resource in the order they committed, and a change that began before another but
 /// committed after it is never skipped: an event appears only once every transaction that could precede it
 /// has ended (a lag of the longest running write, milliseconds under normal load). Start without `after`

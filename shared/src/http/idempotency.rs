@@ -86,7 +86,9 @@ pub fn render(written: &Written) -> Replay {
             vec![("location", format!("/orders/{}", order.id))],
             serde_json::to_string(&OrderView::from(order.clone())),
         ),
-        Written::OrderTransitioned(order) | Written::OrderAlreadyDone(order) => (
+        Written::OrderTransitioned(order)
+        | Written::HoldExtended(order)
+        | Written::OrderAlreadyDone(order) => (
             StatusCode::OK,
             vec![],
             serde_json::to_string(&OrderView::from(order.clone())),

@@ -8,8 +8,8 @@
 use utoipa::OpenApi;
 
 use super::dto::{
-    AdjustmentReason, CreateOrderBody, CreateProductBody, OrderLineBody, StockAdjustmentBody,
-    UpdateProductBody,
+    AdjustmentReason, CreateOrderBody, CreateProductBody, ExtendHoldBody, OrderLineBody,
+    StockAdjustmentBody, UpdateProductBody,
 };
 use super::problems::{
     BadRequest, Conflict, Forbidden, IdempotencyKeyReused, Internal, NotFound, PayloadTooLarge,
@@ -63,7 +63,7 @@ pub fn document() -> serde_json::Value {
         "delete_product",
     ]);
     document["paths"]["/orders"]["post"]["responses"]["201"]["links"] =
-        links(&["get_order", "cancel_order", "fulfill_order"]);
+        links(&["get_order", "cancel_order", "fulfill_order", "extend_hold"]);
     for route in ROUTES.iter().filter(|r| r.endpoint.is_idempotent()) {
         document_idempotency(&mut document["paths"][route.path][route.method.to_lowercase()]);
     }
@@ -77,12 +77,14 @@ fn document_events(document: &mut serde_json::Value) {
     let kinds = [
         (
             "OrderEvent",
-            "An order was placed, cancelled, expired or fulfilled: `data` is the order after it.",
+            "An order was placed, cancelled, expired or fulfilled, or its hold was extended: `data` is the order \
+             after it.",
             vec![
                 EventType::OrderPlaced,
                 EventType::OrderCancelled,
                 EventType::OrderExpired,
                 EventType::OrderFulfilled,
+                EventType::OrderHoldExtended,
             ],
             "OrderView",
         ),
@@ -232,7 +234,7 @@ no-store`.",
     components(
         schemas(
             ProductView, OrderView, OrderLineView, MovementView, AdjustmentView, HealthView, CreateProductBody,
-            UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, OrderStatus,
+            UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, ExtendHoldBody, OrderStatus,
             MovementReason, Problem, ProblemCode, FieldError, Shortage, CancelReason, EventType, EventView,
             FeedView,
         ),

@@ -18,6 +18,7 @@ pub enum Endpoint {
     GetOrder,
     CancelOrder,
     FulfillOrder,
+    ExtendHold,
     ListEvents,
     Health,
     /// The OpenAPI document and the Swagger UI: several routes, one function.
@@ -82,7 +83,7 @@ impl Scope {
             Self::StockRead => "Read the stock ledger",
             Self::StockWrite => "Adjust stock",
             Self::OrdersRead => "Read orders",
-            Self::OrdersWrite => "Place and cancel orders",
+            Self::OrdersWrite => "Place and cancel orders, and extend their holds",
             Self::OrdersFulfil => "Fulfil orders",
             Self::EventsRead => "Follow the event feed",
         }
@@ -94,7 +95,9 @@ impl Scope {
 pub fn event_scope(event_type: crate::domain::event::EventType) -> Scope {
     use crate::domain::event::EventType::*;
     match event_type {
-        OrderPlaced | OrderCancelled | OrderExpired | OrderFulfilled => Scope::OrdersRead,
+        OrderPlaced | OrderCancelled | OrderExpired | OrderFulfilled | OrderHoldExtended => {
+            Scope::OrdersRead
+        }
         ProductCreated | ProductUpdated | ProductDeleted | StockLow => Scope::ProductsRead,
         StockAdjusted => Scope::StockRead,
     }
@@ -109,7 +112,7 @@ impl Endpoint {
             Self::ListStockMovements => Scope::StockRead,
             Self::AdjustStock => Scope::StockWrite,
             Self::ListOrders | Self::GetOrder => Scope::OrdersRead,
-            Self::CreateOrder | Self::CancelOrder => Scope::OrdersWrite,
+            Self::CreateOrder | Self::CancelOrder | Self::ExtendHold => Scope::OrdersWrite,
             Self::FulfillOrder => Scope::OrdersFulfil,
             Self::ListEvents => Scope::EventsRead,
             Self::Health | Self::Docs => return None,
@@ -179,6 +182,12 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/orders/{id}/fulfill",
     ),
+    route(
+        Endpoint::ExtendHold,
+        "extend-hold",
+        "POST",
+        "/orders/{id}/hold",
+    ),
     route(Endpoint::ListEvents, "list-events", "GET", "/events"),
     route(Endpoint::Health, "health", "GET", "/health"),
     route(Endpoint::Docs, "docs", "GET", "/openapi.json"),
@@ -196,6 +205,7 @@ impl Endpoint {
                 | Self::CreateOrder
                 | Self::CancelOrder
                 | Self::FulfillOrder
+                | Self::ExtendHold
         )
     }
 

@@ -2,7 +2,7 @@ use time::OffsetDateTime;
 
 use crate::domain::order::{
     CancelReason, NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot,
-    Transition, plan_order,
+    Transition, extend_hold, plan_order,
 };
 use crate::domain::product::Product;
 use crate::domain::{
@@ -317,6 +317,38 @@ pub(super) async fn transition(
     end_order(tx, id, action)
         .await
         .map(Written::OrderTransitioned)
+}
+
+/// Extends an order's hold in `tx` (see [`Changes::extend_hold`]): the order's row is locked, so the expiry job
+/// (which skips locked orders, and sees the new end once this commits) and this never both win.
+pub(super) async fn extend(
+    tx: &mut Tx<'_>,
+    id: OrderId,
+    hold: std::time::Duration,
+) -> Result<Written, Error> {
+    let row = sqlx::query!(
+        r#"SELECT status, expires_at, now() AS "now!" FROM orders WHERE id = $1 FOR UPDATE"#,
+        id.uuid()
+    )
+    .fetch_optional(tx.conn().await?)
+    .await
+    .map_err(db_error("lock the order"))?
+    .ok_or(Error::NotFound("order"))?;
+    let status = OrderStatus::parse(&row.status).map_err(Error::internal)?;
+    let Some(until) = extend_hold(status, row.expires_at, row.now, hold)? else {
+        return Ok(Written::OrderAlreadyDone(fetch_order(tx, id).await?));
+    };
+    sqlx::query!(
+        "UPDATE orders SET expires_at = $2, updated_at = now() WHERE id = $1",
+        id.uuid(),
+        until,
+    )
+    .execute(tx.conn().await?)
+    .await
+    .map_err(db_error("extend the order's hold"))?;
+    let order = fetch_order(tx, id).await?;
+    tx.emit(events::hold_extended(&order));
+    Ok(Written::HoldExtended(order))
 }
 
 /// Ends a pending order whose row and products `tx` has locked: moves its stock as `action` says, writes the

@@ -7,7 +7,7 @@ use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, OrderId, ProductId};
 use crate::ports::{Changes, Write, WriteStore, Written};
 
-use super::orders::{place_order, transition};
+use super::orders::{extend, place_order, transition};
 use super::products::{adjust, insert_product};
 use super::{PgStore, Tx};
 
@@ -35,6 +35,14 @@ impl Changes for Tx<'_> {
         action: OrderAction,
     ) -> Result<Written, Error> {
         transition(self, id, action).await
+    }
+
+    async fn extend_hold(
+        &mut self,
+        id: OrderId,
+        hold: std::time::Duration,
+    ) -> Result<Written, Error> {
+        extend(self, id, hold).await
     }
 }
 
