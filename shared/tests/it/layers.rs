@@ -240,3 +240,89 @@ fn the_circle_check_sees_the_ways_of_naming_a_sibling() {
         );
     }
 }
+
+/// The variables an operator sets, as the code reads them: every string literal of `shared/src` that names
+/// one (by the project's prefixes), comments and tests left out.
+fn variables_read_by_the_code() -> std::collections::BTreeSet<String> {
+    const PREFIXES: [&str; 11] = [
+        "AWS_ENDPOINT_URL",
+        "DATABASE_",
+        "AUTH_",
+        "EVENT_",
+        "ORDER_",
+        "REQUEST_",
+        "DEADLINE_",
+        "MAX_BODY",
+        "RUST_LOG",
+        "AWS_LAMBDA_LOG_FORMAT",
+        "AWS_LAMBDA_LOG_LEVEL",
+    ];
+    let mut found = std::collections::BTreeSet::new();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let code = source.split("#[cfg(test)]").next().unwrap_or("");
+        for line in code.lines() {
+            let line = line.split("//").next().unwrap_or("");
+            for literal in line.split('"').skip(1).step_by(2) {
+                let name_like = !literal.is_empty()
+                    && literal
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if name_like && PREFIXES.iter().any(|p| literal.starts_with(p)) {
+                    found.insert(literal.to_owned());
+                }
+                // A service's endpoint variable is `AWS_ENDPOINT_URL_` and its `endpoint_variable`.
+                if name_like && line.contains("endpoint_variable:") {
+                    found.insert(format!("AWS_ENDPOINT_URL_{literal}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The variables of the one table, in docs/development.md: the names in the first cell of each row.
+fn variables_of_the_table() -> std::collections::BTreeSet<String> {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/development.md"
+    ))
+    .unwrap();
+    let table = &docs[docs
+        .find("| variable |")
+        .expect("docs/development.md has the table")..];
+    table
+        .lines()
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .flat_map(|line| {
+            let cell = line.split('|').nth(1).unwrap_or("");
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Each variable is documented once, in docs/development.md's table, and the table names only variables the
+/// code reads: adding or dropping one without the table fails here.
+#[test]
+fn the_table_of_variables_is_the_one_the_code_reads() {
+    let read = variables_read_by_the_code();
+    let documented = variables_of_the_table();
+    assert!(read.len() >= 20, "only {read:?}");
+    let undocumented: Vec<&String> = read.difference(&documented).collect();
+    let unread: Vec<&String> = documented.difference(&read).collect();
+    assert!(
+        undocumented.is_empty() && unread.is_empty(),
+        "read but not in docs/development.md's table: {undocumented:?}; in the table but never read: {unread:?}"
+    );
+}

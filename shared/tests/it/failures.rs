@@ -1,9 +1,10 @@
 //! Every write path when things fail at the worst moment, on real Postgres: the connection cut before or
 //! after COMMIT, the deadline passing before or after COMMIT, a lock held past every request's deadline, and
 //! pooled connections killed while idle. After each, stock, ledger, orders and idempotency keys are checked.
-//! (A whole server crashing under load is `tests/crash.rs`.)
+//! (A whole server crashing under load is the `crash` module.) Every test holds `common::HEAVY`: they measure
+//! how long answers take, which a neighbour's load would blur.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +19,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use common::behaviour::{assert_each_write_applied_once, claim, every_idempotent_write, snapshot};
-use common::proxy::{Plan, Proxy};
-use common::{Event, deadline, new_product};
-
-/// One test at a time: they measure how long answers take, which a neighbour's load would blur.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::behaviour::{
+    assert_each_write_applied_once, claim, every_idempotent_write, snapshot,
+};
+use crate::common::proxy::{Plan, Proxy};
+use crate::common::{Event, deadline, new_product};
 
 /// A store on one connection (as a Lambda instance has) through a proxy in front of the test's database.
 async fn through_proxy(options: &PgConnectOptions) -> (Inventory<PgStore>, Proxy) {
@@ -82,7 +82,7 @@ async fn a_lost_commit_is_unknown_and_a_retry_with_its_key_replays_it(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     let direct = Inventory::new(PgStore::new(pool.clone()));
     let (proxied, proxy) = through_proxy(&options).await;
@@ -184,7 +184,7 @@ async fn a_lock_storm_fails_fast_and_leaves_nothing_behind(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let clients = 32;
     let pool = PgPoolOptions::new()
         .max_connections(clients + 2)
@@ -272,7 +272,7 @@ async fn dead_pooled_connections_never_reach_a_client(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     let size = 4;
     let served = connect_lazy(
@@ -375,7 +375,7 @@ async fn a_late_statement_gets_only_the_time_that_remains(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_options.connect_with(options).await.unwrap();
     let inventory = Inventory::new(PgStore::new(pool.clone()));
     let product = inventory
@@ -413,7 +413,7 @@ async fn a_wait_for_a_connection_leaves_the_statements_only_what_remains(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     let one = connect_lazy(
         options,
@@ -443,7 +443,7 @@ async fn a_read_that_loses_its_commit_is_unavailable(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     let direct = Inventory::new(PgStore::new(pool));
     let product = direct
@@ -478,7 +478,7 @@ async fn a_burst_beyond_the_pool_answers_503_within_the_deadline(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     const INSTANCES: usize = 16;
     const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
     let port = std::net::TcpListener::bind("127.0.0.1:0")

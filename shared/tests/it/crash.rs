@@ -13,9 +13,11 @@
 //! may have been a 500 or have taken longer than the request timeout; and once the database was back and
 //! serving, no request may have failed (a stale pooled connection must never reach a client).
 //!
-//! The test runs its own Postgres cluster (see `common::cluster`), never the shared server.
+//! The test runs its own Postgres cluster (see `common::cluster`), never the shared server. It holds
+//! `common::HEAVY`, as the expiry test below does: both bound how long things take, and a server of their own
+//! is load enough for a neighbour.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,8 +30,8 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use common::Event;
-use common::cluster::Cluster;
+use crate::common::Event;
+use crate::common::cluster::Cluster;
 
 /// Warm Lambda instances, one client each.
 const INSTANCES: usize = 12;
@@ -71,6 +73,7 @@ async fn app_user_with_password(admin: &sqlx::postgres::PgConnectOptions, passwo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_under_load_places_no_order_twice_and_no_stale_connection_reaches_a_client() {
+    let _heavy = common::HEAVY.lock().await;
     let mut cluster = Cluster::start("crash", "");
     let admin = cluster.options("postgres", None);
     // As deployed: the functions log in as the API's own user.
@@ -232,6 +235,8 @@ impl Shared {
 enum Kind {
     /// An attempt at placing the client's logical order with this key.
     PlaceOrder(String),
+    /// An attempt at extending the hold of a placed order with this key.
+    ExtendHold(String),
     /// Setting up, before the load.
     CreateProduct,
     GetProduct,
@@ -284,9 +289,19 @@ struct LogicalOrder {
     placed: Option<Uuid>,
 }
 
+/// A logical extension of a placed order's hold: one request, sent until it is answered 200.
+#[derive(Debug)]
+struct LogicalHold {
+    key: String,
+    order: Uuid,
+    attempts: Vec<Answer>,
+    extended: bool,
+}
+
 #[derive(Debug, Default)]
 struct ClientLog {
     orders: Vec<LogicalOrder>,
+    holds: Vec<LogicalHold>,
     reads: Vec<Answer>,
 }
 
@@ -295,7 +310,39 @@ impl ClientLog {
         self.orders
             .iter()
             .flat_map(|order| &order.attempts)
+            .chain(self.holds.iter().flat_map(|hold| &hold.attempts))
             .chain(&self.reads)
+    }
+}
+
+/// Sends `request` (made anew for each attempt) until it is answered `success`, or with something final, or
+/// the test gives up: every attempt, and whether one succeeded.
+async fn until_answered(
+    app: &App<PgStore>,
+    c: usize,
+    endpoint: Endpoint,
+    kind: Kind,
+    success: u16,
+    shared: &Shared,
+    request: impl Fn() -> Event,
+) -> (Vec<Answer>, Option<Uuid>) {
+    let mut attempts = Vec::new();
+    loop {
+        let answer = call(app, c, endpoint, kind.clone(), request()).await;
+        shared.note(c, &answer);
+        let (status, code, id) = (answer.status, answer.code.clone(), answer.id);
+        attempts.push(answer);
+        match (status, code.as_deref()) {
+            (status, _) if status == success => return (attempts, id),
+            // Not final: the same request again.
+            (409, Some("request_in_progress")) | (500..=599, _) => {}
+            // Final, and wrong: the checks report it.
+            _ => return (attempts, None),
+        }
+        if Instant::now() >= shared.give_up {
+            return (attempts, None);
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
@@ -361,46 +408,55 @@ async fn client(
                 .collect::<Vec<_>>(),
             "customer_ref": key,
         });
-        let mut order = LogicalOrder {
+        let (attempts, placed) = until_answered(
+            &app,
+            c,
+            Endpoint::CreateOrder,
+            Kind::PlaceOrder(key.clone()),
+            201,
+            &shared,
+            || {
+                event(Endpoint::CreateOrder, "/orders")
+                    .json(&body)
+                    .header("Idempotency-Key", &key)
+            },
+        )
+        .await;
+        log.orders.push(LogicalOrder {
             key: key.clone(),
             lines,
-            attempts: Vec::new(),
-            placed: None,
-        };
-        loop {
-            let request = event(Endpoint::CreateOrder, "/orders")
-                .json(&body)
-                .header("Idempotency-Key", &key);
-            let answer = call(
-                &app,
-                c,
-                Endpoint::CreateOrder,
-                Kind::PlaceOrder(key.clone()),
-                request,
-            )
-            .await;
-            shared.note(c, &answer);
-            let (status, code, id) = (answer.status, answer.code.clone(), answer.id);
-            order.attempts.push(answer);
-            match (status, code.as_deref()) {
-                (201, _) => {
-                    order.placed = id;
-                    break;
-                }
-                // Not final: the same request again.
-                (409, Some("request_in_progress")) | (500..=599, _) => {}
-                // Final, and wrong: the checks report it.
-                _ => break,
-            }
-            if Instant::now() >= shared.give_up {
-                break;
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
-        let placed = order.placed;
-        log.orders.push(order);
+            attempts,
+            placed,
+        });
         if Instant::now() >= shared.give_up {
             break;
+        }
+        // Every third order's hold is extended, with a key of its own, until answered.
+        if let Some(order) = placed
+            && n % 3 == 0
+        {
+            let key = format!("crash-client{c}-hold{n}");
+            let path = format!("/orders/{order}/hold");
+            let (attempts, extended) = until_answered(
+                &app,
+                c,
+                Endpoint::ExtendHold,
+                Kind::ExtendHold(key.clone()),
+                200,
+                &shared,
+                || {
+                    event(Endpoint::ExtendHold, &path)
+                        .json(&json!({ "hold_seconds": 3600 }))
+                        .header("Idempotency-Key", &key)
+                },
+            )
+            .await;
+            log.holds.push(LogicalHold {
+                key,
+                order,
+                attempts,
+                extended: extended.is_some(),
+            });
         }
 
         if pauses_before_read {
@@ -533,7 +589,7 @@ impl Report {
             phases.at(load_ended),
         );
         println!(
-            "  requests: {} ({} order attempts, {} reads); orders placed: {orders}",
+            "  requests: {} ({} order attempts, {} hold extension attempts, {} reads); orders placed: {orders}",
             self.answers.len(),
             self.answers
                 .iter()
@@ -541,7 +597,11 @@ impl Report {
                 .count(),
             self.answers
                 .iter()
-                .filter(|a| !matches!(a.kind, Kind::PlaceOrder(_)))
+                .filter(|a| matches!(a.kind, Kind::ExtendHold(_)))
+                .count(),
+            self.answers
+                .iter()
+                .filter(|a| matches!(a.kind, Kind::GetOrder | Kind::GetProduct))
                 .count(),
         );
         println!(
@@ -621,10 +681,22 @@ impl Report {
             let expected = matches!(
                 (&answer.kind, answer.status, answer.code.as_deref()),
                 (Kind::PlaceOrder(_), 201, _)
-                    | (Kind::GetOrder | Kind::GetProduct, 200, _)
+                    | (
+                        Kind::GetOrder | Kind::GetProduct | Kind::ExtendHold(_),
+                        200,
+                        _
+                    )
                     | (_, 503, Some("unavailable"))
-                    | (Kind::PlaceOrder(_), 503, Some("outcome_unknown"))
-                    | (Kind::PlaceOrder(_), 409, Some("request_in_progress"))
+                    | (
+                        Kind::PlaceOrder(_) | Kind::ExtendHold(_),
+                        503,
+                        Some("outcome_unknown")
+                    )
+                    | (
+                        Kind::PlaceOrder(_) | Kind::ExtendHold(_),
+                        409,
+                        Some("request_in_progress")
+                    )
             );
             assert!(
                 expected,
@@ -814,13 +886,56 @@ async fn check_database(
         .await
         .unwrap();
     let mut raised: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut extensions: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (resource, kind) in &events {
         if products.contains(resource) {
             assert_eq!(kind, "product.created", "{resource}");
             continue;
         }
+        if kind == "order.hold_extended" {
+            *extensions.entry(*resource).or_default() += 1;
+            continue;
+        }
         assert_eq!(kind, "order.placed", "{resource}");
         *raised.entry(*resource).or_default() += 1;
+    }
+    // Each hold extended once, whatever the retries: the ones answered 200, and at most the ones left
+    // unanswered when the test gave up.
+    let holds: Vec<&LogicalHold> = logs.iter().flat_map(|log| &log.holds).collect();
+    for hold in &holds {
+        let n = extensions.remove(&hold.order).unwrap_or(0);
+        if hold.extended {
+            assert_eq!(
+                n, 1,
+                "the hold of {} ({}) extended {n} times",
+                hold.order, hold.key
+            );
+        } else {
+            assert!(
+                n <= 1,
+                "the hold of {} ({}) extended {n} times",
+                hold.order,
+                hold.key
+            );
+        }
+    }
+    assert!(
+        extensions.is_empty(),
+        "holds extended without a client asking: {extensions:?}"
+    );
+    let expiries: Vec<(Uuid, f64)> = sqlx::query_as(
+        "SELECT id, extract(epoch FROM expires_at - created_at)::float8 FROM orders",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for (id, held) in expiries {
+        let extended = holds.iter().any(|h| h.order == id && h.extended);
+        if extended {
+            assert!(held > 3000.0, "order {id} extended yet held {held} s");
+        } else if !holds.iter().any(|h| h.order == id) {
+            assert!(held < 1900.0, "order {id} not extended yet held {held} s");
+        }
     }
     assert_eq!(
         raised.keys().copied().collect::<BTreeSet<Uuid>>(),
@@ -858,6 +973,44 @@ async fn check_database(
             .fetch_all(&mut conn)
             .await
             .unwrap();
+    let stored_holds: Vec<&LogicalHold> = holds
+        .iter()
+        .copied()
+        .filter(|hold| keys.iter().any(|(key, _, _)| *key == hold.key))
+        .collect();
+    assert!(
+        holds
+            .iter()
+            .filter(|h| h.extended)
+            .all(|h| stored_holds.iter().any(|s| s.key == h.key)),
+        "a hold answered 200 whose key was not kept"
+    );
+    for hold in &stored_holds {
+        let (_, status, body) = keys.iter().find(|(key, _, _)| *key == hold.key).unwrap();
+        assert_eq!(*status, Some(200), "the stored status of key {}", hold.key);
+        let body: Value = serde_json::from_str(body.as_deref().unwrap_or_default()).unwrap();
+        assert_eq!(
+            body["id"].as_str(),
+            Some(hold.order.to_string().as_str()),
+            "key {}",
+            hold.key
+        );
+    }
+    // The caller's count of keys is its keys, whatever the crash cut short.
+    let counted: Vec<(String, i32)> =
+        sqlx::query_as("SELECT caller, keys FROM idempotency_key_counts")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        counted,
+        [(String::new(), keys.len() as i32)],
+        "the count of keys"
+    );
+    let keys: Vec<_> = keys
+        .into_iter()
+        .filter(|(key, _, _)| !holds.iter().any(|hold| hold.key == *key))
+        .collect();
     assert_eq!(keys.len(), placed.len(), "idempotency keys stored");
     let mut key_ids = BTreeSet::new();
     for (key, status, body) in &keys {
@@ -948,6 +1101,7 @@ async fn expiry_with_the_database_killed_half_way_releases_each_order_once() {
     use inventory::domain::Deadline;
     use inventory::service::Inventory;
 
+    let _heavy = common::HEAVY.lock().await;
     let mut cluster = Cluster::start("expiry-crash", "");
     let admin = cluster.options("postgres", None);
     let password = "expiry-crash-app-password";

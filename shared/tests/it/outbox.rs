@@ -1,8 +1,10 @@
 //! Expiring holds and the event outbox under concurrency, on real Postgres: expiry racing the clients that
 //! fulfil or cancel the same orders, expiry runs racing each other or cut off half-way, and a reader following
-//! the feed while 64 writers of every kind change things.
+//! the feed while 64 writers of every kind change things. Every test holds `common::HEAVY`: the races for their
+//! connections, and all of them because a feed waits for every older transaction of the server, which a
+//! neighbour's long one would hold back (and their own held-open transactions would hold back a neighbour's).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,9 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
-use common::race::{ONE_RACE, XorShift, long_deadline, pool_for, race_store};
-use common::{new_order, new_product};
+use crate::common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
+use crate::common::race::{XorShift, long_deadline, pool_for, race_store};
+use crate::common::{new_order, new_product};
 
 type Service = Inventory<PgStore>;
 
@@ -152,7 +154,7 @@ async fn expiry_racing_fulfil_and_cancel_has_one_winner_per_order(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let clients = 40;
     let (served, pool) = race_pools(clients + 4, pool_options, options).await;
     let inventory = Inventory::new(PgStore::new(served));
@@ -230,7 +232,7 @@ async fn two_expiry_runs_at_once_expire_each_order_once(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let (served, pool) = race_pools(4, pool_options, options).await;
     let inventory = Inventory::new(PgStore::new(served));
     let products = stocked_products(&inventory, 3).await;
@@ -268,7 +270,7 @@ async fn expiry_runs_cut_off_half_way_release_nothing_twice(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let (served, pool) = race_pools(4, pool_options, options).await;
     let inventory = Inventory::new(PgStore::new(served));
     let products = stocked_products(&inventory, 3).await;
@@ -343,7 +345,7 @@ async fn a_reader_following_the_feed_sees_each_committed_change_once_in_commit_o
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let writers = 64;
     let rounds = 12;
     let (served, pool) = race_pools(writers + 2, pool_options, options).await;
@@ -634,7 +636,7 @@ async fn visible(inventory: &Service) -> Vec<Event> {
 /// until the earlier one has ended, so a reader that had already read on could never skip the earlier one.
 #[sqlx::test(migrations = "../migrations")]
 async fn an_event_committed_behind_a_running_transaction_waits_for_it(pool: PgPool) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let mut early = pool.begin().await.unwrap();
     let early_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
@@ -682,7 +684,7 @@ async fn an_event_committed_behind_a_running_transaction_waits_for_it(pool: PgPo
 /// then waited for a product's lock while a stock adjustment of its other product committed.
 #[sqlx::test(migrations = "../migrations")]
 async fn a_resource_s_events_follow_its_commits_even_when_the_later_began_first(pool: PgPool) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let q = inventory
         .create_product(new_product("Q-FIRST", 1, 10), long_deadline())
@@ -826,7 +828,7 @@ async fn a_reader_sees_exactly_the_events_its_scopes_allow_while_writers_race(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let writers = 16;
     let (served, _direct) = race_pools(writers + 4, pool_options, options).await;
     let store = race_store(served);

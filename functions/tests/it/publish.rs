@@ -190,6 +190,9 @@ async fn wait_for(what: &str, condition: impl Fn() -> bool) {
 async fn a_publisher_killed_half_way_loses_nothing_and_its_successor_sends_each_event_once_more_at_most(
     pool: PgPool,
 ) {
+    // The kill is timed against the bus's calls, and the feed waits for every older transaction of the
+    // server: alone among the heavy tests.
+    let _heavy = crate::HEAVY.lock().await;
     let options = pool.connect_options();
     // A password the server (trust auth) ignores, for the logs to leave out.
     let database_url = format!(

@@ -1,8 +1,13 @@
-//! Every log line a test binary writes, at every level, from every thread, kept to be searched.
+//! Every log line the test binary writes at `debug` level or above, from every thread, kept to be searched.
 //!
 //! One subscriber for the whole binary, installed as the global default on first use: a subscriber set per
 //! test (`with_default`) sees only its own thread, and a log line first reached on a thread with none is then
 //! marked as wanted by nobody, so that another test's capture misses it. A global one is never bypassed.
+//!
+//! Global means every test of the binary (all the modules of `it`) logs into it from the first [`capture`]
+//! to the end of the run, kept in memory; so `debug`, not `trace`: the project's own lines are all at
+//! `debug` or above, and what `trace` adds is the dependencies' chatter. Nothing else in the binary may
+//! install a global subscriber (a test that wants its own lines uses `with_default`).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +35,7 @@ pub fn capture() {
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(tracing::Level::DEBUG)
             .finish();
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other test of this binary installs a global subscriber");

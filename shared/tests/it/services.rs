@@ -1,6 +1,6 @@
 //! The services' behaviour on the in-memory adapter of the ports.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -8,9 +8,9 @@ use inventory::domain::{Deadline, Error, PageRequest};
 use inventory::memory::MemoryStore;
 use inventory::service::Inventory;
 
-use common::{new_order, new_product};
+use crate::common::{new_order, new_product};
 
-every_behaviour!(tokio::test, MemoryStore::new());
+crate::every_behaviour!(tokio::test, MemoryStore::new());
 
 #[tokio::test]
 async fn a_request_past_its_deadline_is_unavailable_and_changes_nothing() {
@@ -64,6 +64,15 @@ async fn a_caller_holds_a_bounded_number_of_keys() {
     common::behaviour::a_caller_holds_a_bounded_number_of_keys(
         Inventory::new(MemoryStore::new().with_key_limit(3)),
         async |inventory| inventory.store().age_keys(Duration::from_secs(25 * 3600)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_hold_is_extended_never_shortened() {
+    common::behaviour::a_hold_is_extended_never_shortened(
+        Inventory::new(MemoryStore::new()),
+        async |inventory| inventory.store().age_orders(Duration::from_secs(2 * 3600)),
     )
     .await;
 }

@@ -1,8 +1,6 @@
 //! The OpenAPI document against the code: every route documented and nothing else, every operation with
 //! its error responses, and the docs function serving the document and a Swagger UI that needs no network.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use inventory::http::docs::Docs;
@@ -10,7 +8,7 @@ use inventory::http::openapi::document;
 use inventory::http::{Endpoint, ROUTES};
 use serde_json::Value;
 
-use common::Event;
+use crate::common::Event;
 
 fn spec() -> Value {
     document()
@@ -328,4 +326,34 @@ fn every_operation_documents_the_scope_of_the_route_table() {
             ),
         }
     }
+}
+
+/// The example event in docs/api.md is one the API could send: it reads as the feed's `EventView`, its `data`
+/// as an `OrderView`, its type and cursor as the API's own, and it carries nothing the types do not.
+#[test]
+fn the_example_event_of_the_docs_is_the_apis() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let start = docs
+        .find("An `order.placed` event, as `GET /events` lists it")
+        .expect("docs/api.md shows an example event");
+    let block = &docs[start..];
+    let json_start = block.find("```json\n").expect("a JSON block") + "```json\n".len();
+    let json_end = json_start + block[json_start..].find("```").expect("the block ends");
+    let example: Value = serde_json::from_str(&block[json_start..json_end]).unwrap();
+    let event: inventory::views::EventView = serde_json::from_value(example.clone()).unwrap();
+    assert_eq!(
+        event.event_type,
+        inventory::domain::event::EventType::OrderPlaced
+    );
+    inventory::domain::event::Position::decode(&event.cursor).expect("a cursor the feed takes");
+    let order: inventory::views::OrderView = serde_json::from_value(event.data.clone()).unwrap();
+    assert_eq!(order.id, event.resource_id);
+    assert_eq!(
+        order.lines.iter().map(|l| l.line_total_minor).sum::<i64>(),
+        order.total_minor
+    );
+    // Nothing more than the types hold: serialized back, the example is unchanged.
+    assert_eq!(serde_json::to_value(&order).unwrap(), example["data"]);
+    assert_eq!(serde_json::to_value(&event).unwrap(), example);
 }

@@ -1,7 +1,7 @@
 //! Real API Gateway events (HTTP API v2 and REST API v1, from the JSON fixtures) through the handlers, on
 //! the in-memory store: every status and error code of the contract that the edge decides.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use inventory::views::{OrderView, ProductView};
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
-use common::Event;
+use crate::common::Event;
 
 fn app() -> App<MemoryStore> {
     App::new(MemoryStore::new(), HttpConfig::default())
@@ -310,7 +310,7 @@ async fn order_lines_are_validated_before_any_stock_is_touched() {
         v2(Endpoint::GetProduct, &format!("/products/{}", product.id)),
     )
     .await;
-    assert_eq!(crate::body(&after)["reserved"], 0);
+    assert_eq!(self::body(&after)["reserved"], 0);
 }
 
 #[tokio::test]
@@ -687,6 +687,9 @@ async fn the_lambda_deadline_bounds_a_request_stuck_behind_a_lock(pool: sqlx::Pg
     use lambda_http::RequestExt;
     use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+    // Bounded in wall-clock time (and holding a row lock): alone among the heavy tests.
+    let _heavy = common::HEAVY.lock().await;
+
     let config = HttpConfig {
         deadline_margin: Duration::from_millis(200),
         ..HttpConfig::default()
@@ -993,6 +996,73 @@ async fn an_order_holds_its_stock_for_the_hold_asked_for_within_bounds() {
     assert_eq!(held(&asked), 120);
     let default = place(json!({ "lines": line })).await;
     assert_eq!(held(&default), 600, "the configured hold");
+}
+
+/// `POST /orders/{id}/hold`: every bad body a 422 (or 400) that names the field, an unknown order 404, an
+/// order that is no longer pending 409, and a good one the order with its new `expires_at`.
+#[tokio::test]
+async fn a_hold_is_extended_over_http_and_bad_requests_say_why() {
+    let app = app();
+    let product = create_product(&app, "HOLD-HTTP", 5).await;
+    let order = call(
+        &app,
+        Endpoint::CreateOrder,
+        v2(Endpoint::CreateOrder, "/orders")
+            .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 1 }] })),
+    )
+    .await;
+    let order: OrderView = serde_json::from_value(body(&order)).unwrap();
+    let extend = |id: &str, body: Value| {
+        let event = v2(Endpoint::ExtendHold, &format!("/orders/{id}/hold")).json(&body);
+        call(&app, Endpoint::ExtendHold, event)
+    };
+    let id = order.id.to_string();
+    for bad in [
+        json!({}),
+        json!({ "hold_seconds": 59 }),
+        json!({ "hold_seconds": 86_401 }),
+        json!({ "hold_seconds": -1 }),
+        json!({ "hold_seconds": "an hour" }),
+        json!({ "hold_seconds": null }),
+        json!({ "hold_seconds": 3600, "until": "tomorrow" }),
+        json!([3600]),
+    ] {
+        let response = extend(&id, bad.clone()).await;
+        let status = response.status().as_u16();
+        let problem = body(&response);
+        assert!(matches!(status, 400 | 422), "{bad}: {status} {problem}");
+        assert!(problem["detail"].is_string(), "{bad}: {problem}");
+    }
+    let missing = extend(&id, json!({})).await;
+    assert_eq!(body(&missing)["errors"][0]["pointer"], "/hold_seconds");
+    let unknown = extend(
+        "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f",
+        json!({ "hold_seconds": 3600 }),
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        extend("not-a-uuid", json!({ "hold_seconds": 3600 }))
+            .await
+            .status(),
+        400
+    );
+
+    let extended = extend(&id, json!({ "hold_seconds": 7200 })).await;
+    assert_eq!(extended.status(), 200, "{}", body(&extended));
+    let extended: OrderView = serde_json::from_value(body(&extended)).unwrap();
+    assert_eq!(
+        (extended.expires_at - order.created_at).whole_minutes(),
+        120
+    );
+    let cancel = v2(Endpoint::CancelOrder, &format!("/orders/{id}/cancel"));
+    assert_eq!(
+        call(&app, Endpoint::CancelOrder, cancel).await.status(),
+        200
+    );
+    let conflict = extend(&id, json!({ "hold_seconds": 3600 })).await;
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(body(&conflict)["code"], "conflict");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! What the race tests share: a pool with a connection per client, one race at a time.
+//! What the race tests share: a pool with a connection per client. (One race at a time: each holds
+//! [`super::HEAVY`].)
 
 use std::time::Duration;
 
@@ -6,10 +7,6 @@ use inventory::domain::Deadline;
 use inventory::postgres::PgStore;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::sync::Mutex;
-
-/// One race at a time.
-pub static ONE_RACE: Mutex<()> = Mutex::const_new(());
 
 /// A pool with a connection for every client, all opened before the race starts. (The pool options
 /// `#[sqlx::test]` offers are capped well below that; only its database is used.)

@@ -3,7 +3,7 @@
 //! a real HTTP API event), no token is a 401, the wrong scope a 403, and the right scope the answer the
 //! route gives without authentication.
 
-mod common;
+use crate::common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
-use common::Event;
+use crate::common::Event;
 
 const KEY: &str = "a-local-key-of-the-tests-only-0123456789";
 const ISSUER: &str = "inventory-local";
@@ -473,9 +473,9 @@ async fn a_caller_past_its_key_limit_is_429_and_nothing_is_written() {
     );
 }
 
-/// No log line, at any level, holds a bearer token, its signature or the key that signs them: not for a
-/// token accepted, refused or forged, nor one sent where no token belongs. (Every test of this binary logs into
-/// the same capture from the moment this one starts: their lines are searched too.)
+/// No log line, at `debug` level or above, holds a bearer token, its signature or the key that signs them: not
+/// for a token accepted, refused or forged, nor one sent where no token belongs. (Every test of the binary, of
+/// every module, logs into the same capture from the moment this one starts: their lines are searched too.)
 #[tokio::test]
 async fn no_log_line_holds_a_token_its_signature_or_the_key() {
     common::logs::capture();

@@ -1,8 +1,8 @@
 //! Races of real concurrent clients, each on its own connection, against real Postgres. Every test gets a
-//! fresh database (`#[sqlx::test]`); they run one at a time so that together they stay within the server's
-//! connection limit.
+//! fresh database (`#[sqlx::test]`); each holds `common::HEAVY`, so that no other heavy test runs beside it
+//! and together they stay within the server's connection limit.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,9 +13,9 @@ use inventory::service::Inventory;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::Barrier;
 
-use common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
-use common::race::{ONE_RACE, XorShift, long_deadline, pool_for, race_store};
-use common::{new_order, new_product};
+use crate::common::behaviour::{assert_ledger_balances, assert_reserved_matches_pending_orders};
+use crate::common::race::{XorShift, long_deadline, pool_for, race_store};
+use crate::common::{new_order, new_product};
 
 const BUYERS: usize = 64;
 
@@ -24,7 +24,7 @@ async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
     let inventory = Inventory::new(race_store(pool));
     let stock = 10;
@@ -83,7 +83,7 @@ async fn buyers_of_several_units_never_oversell(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
     let inventory = Inventory::new(race_store(pool));
     let stock = 50;
@@ -139,7 +139,7 @@ async fn overlapping_multi_line_orders_never_deadlock(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
     let inventory = Inventory::new(race_store(pool));
     let mut products: Vec<ProductId> = Vec::new();
@@ -230,7 +230,7 @@ async fn racing_requests_with_one_key_have_one_effect_on_every_route(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let racers = 32;
     let pool = pool_for(racers, pool_options, options).await;
     let inventory = std::sync::Arc::new(Inventory::new(race_store(pool)));
@@ -246,7 +246,7 @@ async fn one_callers_keyed_orders_racing_at_its_key_limit(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let _race = ONE_RACE.lock().await;
+    let _heavy = common::HEAVY.lock().await;
     let (racers, limit) = (32, 10);
     let pool = pool_for(racers, pool_options, options).await;
     let inventory = Inventory::new(race_store(pool.clone()).with_key_limit(limit));
@@ -302,6 +302,134 @@ async fn one_callers_keyed_orders_racing_at_its_key_limit(
     .await
     .unwrap();
     assert_eq!((count, keys), (limit as i32, i64::from(limit)));
+    assert_ledger_balances(&inventory, product.id).await;
+    assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
+}
+
+/// Clients extending their orders' holds while the expiry job runs, as the holds end: for each order exactly
+/// one wins. An extension that succeeded leaves the order pending with its stock held (expiry never takes it);
+/// one refused (409) found the order expired or its hold ended, and expiry releases it. One event per order:
+/// `order.hold_extended` or `order.expired`, never both.
+#[sqlx::test(migrations = "../migrations")]
+async fn hold_extensions_racing_expiry_have_one_winner_per_order(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let _heavy = common::HEAVY.lock().await;
+    let (orders, expirers) = (40, 3);
+    let pool = pool_for(orders + expirers, pool_options, options).await;
+    let inventory = Inventory::new(race_store(pool.clone()));
+    let product = inventory
+        .create_product(new_product("HOLD-RACE", 1, 1000), long_deadline())
+        .await
+        .unwrap();
+    let mut placed = Vec::new();
+    for _ in 0..orders {
+        placed.push(
+            inventory
+                .create_order(new_order(&[(product.id, 1)]), long_deadline())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // Every hold ends 300 ms from now; the clients ask for more at random times around it.
+    sqlx::query("UPDATE orders SET expires_at = now() + interval '300 milliseconds'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut rng = XorShift(0x5eed_4011);
+    let clients: Vec<_> = placed
+        .iter()
+        .map(|id| {
+            let (inventory, id) = (inventory.clone(), *id);
+            let wait = std::time::Duration::from_millis(rng.next() % 600);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let hour = std::time::Duration::from_secs(3600);
+                (id, inventory.extend_hold(id, hour, long_deadline()).await)
+            })
+        })
+        .collect();
+    let jobs: Vec<_> = (0..expirers)
+        .map(|_| {
+            let inventory = inventory.clone();
+            tokio::spawn(async move {
+                let mut expired = 0;
+                while started.elapsed() < std::time::Duration::from_millis(900) {
+                    expired += inventory.expire_orders(100, long_deadline()).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                }
+                expired
+            })
+        })
+        .collect();
+    let mut outcome = HashMap::new();
+    for client in clients {
+        let (id, result) = client.await.unwrap();
+        outcome.insert(id, result);
+    }
+    let mut expired: usize = 0;
+    for job in jobs {
+        expired += job.await.unwrap();
+    }
+    // What the racing runs left (an extension refused just before a run): expired now.
+    expired += inventory.expire_orders(100, long_deadline()).await.unwrap();
+
+    let (mut extended, mut refused) = (0, 0);
+    for id in &placed {
+        let order = inventory.get_order(*id, long_deadline()).await.unwrap();
+        match &outcome[id] {
+            Ok(_) => {
+                extended += 1;
+                assert_eq!(order.status, inventory::domain::order::OrderStatus::Pending);
+                assert!(
+                    order.expires_at
+                        > time::OffsetDateTime::now_utc() + time::Duration::minutes(50)
+                );
+            }
+            Err(Error::Conflict(_)) => {
+                refused += 1;
+                assert_eq!(
+                    order.cancel_reason,
+                    Some(inventory::domain::order::CancelReason::Expired),
+                    "a refused extension leaves the order to expiry"
+                );
+            }
+            Err(other) => panic!("an extension failed otherwise: {other:?}"),
+        }
+    }
+    println!(
+        "{orders} holds ending while their clients extend them and {expirers} expiry jobs run: {extended} \
+         extended, {refused} refused and expired"
+    );
+    assert_eq!(extended + refused, orders);
+    assert_eq!(
+        expired, refused,
+        "expiry took exactly the orders whose extension lost"
+    );
+    let per_order: Vec<(uuid::Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT resource_id, count(*) FILTER (WHERE type = 'order.hold_extended'), \
+                count(*) FILTER (WHERE type = 'order.expired') \
+         FROM events WHERE type IN ('order.hold_extended', 'order.expired') GROUP BY resource_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(per_order.len(), orders, "one event for every order");
+    for (order, extensions, expiries) in per_order {
+        assert_eq!(
+            extensions + expiries,
+            1,
+            "{order}: {extensions} extensions, {expiries} expiries"
+        );
+    }
+    let after = inventory
+        .get_product(product.id, long_deadline())
+        .await
+        .unwrap();
+    assert_eq!(after.reserved, extended as i64);
     assert_ledger_balances(&inventory, product.id).await;
     assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
 }

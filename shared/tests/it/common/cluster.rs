@@ -70,7 +70,7 @@ impl Cluster {
             ],
         );
         let settings = format!(
-            "\n# inventory's tests/common/cluster.rs ({label})\n\
+            "\n# inventory's tests/it/common/cluster.rs ({label})\n\
              listen_addresses = '127.0.0.1'\n\
              port = {port}\n\
              unix_socket_directories = '{dir}'\n\
@@ -134,22 +134,12 @@ impl Cluster {
         );
     }
 
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
     fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
-    }
-
-    /// Everything the server has logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap()
     }
 
     /// Options for `user` on the `postgres` database, over TCP (so that pg_hba.conf's `host` lines apply).
@@ -164,14 +154,6 @@ impl Cluster {
             Some(password) => options.password(password),
             None => options,
         }
-    }
-
-    /// The URL of the superuser on the `postgres` database, over TCP.
-    pub fn url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-            self.port
-        )
     }
 
     fn command(&self, program: &str) -> Command {

@@ -125,12 +125,9 @@ fn template_functions() -> String {
             None => "{ Authorizer: NONE }".to_owned(),
         };
         text.push_str(&format!(
-            "  {id}Function:
-    Type: AWS::Serverless::Function
-    DependsOn: Migrations
-    Metadata: {{ BuildMethod: rust-cargolambda, BuildProperties: {{ Binary: {name} }} }}
+            "  {id}Function: {{ Type: AWS::Serverless::Function, DependsOn: Migrations, Metadata: {{ BuildMethod: rust-cargolambda, BuildProperties: {{ Binary: {name} }} }},
     Properties: {{ Description: \"{method} {path}\", Role: !GetAtt FunctionRole.Arn, LoggingConfig: {{ LogGroup: !Ref {id}LogGroup }},
-      Events: {{ Route: {{ Type: HttpApi, Properties: {{ ApiId: !Ref Api, Method: {method}, Path: \"{path}\", Auth: {auth} }} }} }} }}
+      Events: {{ Route: {{ Type: HttpApi, Properties: {{ ApiId: !Ref Api, Method: {method}, Path: \"{path}\", Auth: {auth} }} }} }} }} }}
   {id}LogGroup: {{ Type: AWS::Logs::LogGroup, DeletionPolicy: Delete, UpdateReplacePolicy: Delete, Properties: {{ LogGroupName: !Sub \"/aws/lambda/${{AWS::StackName}}/{name}\", RetentionInDays: !Ref LogRetentionDays }} }}
 ",
             method = route.method,

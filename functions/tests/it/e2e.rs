@@ -208,6 +208,8 @@ async fn warm_up(api: &Api) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_holds_its_contract_over_http() {
+    // Up to a connection per function instance, 64 buyers, and a build: alone among the heavy tests.
+    let _heavy = crate::HEAVY.lock().await;
     let (url, served_url) = fresh_database().await;
     let port = free_port();
     // Authenticated as the local stack is: a key of the test's own, and a token from scripts/token.
@@ -375,6 +377,33 @@ async fn the_api_holds_its_contract_over_http() {
         (status.as_u16(), refused["code"].as_str()),
         (409, Some("conflict"))
     );
+
+    // Extend a pending order's hold; a cancelled order's is refused, a bad one says why.
+    let (status, held) = api
+        .post(
+            &format!("/orders/{}/hold", orders[2]),
+            json!({ "hold_seconds": 7200 }),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{held}");
+    let placed_at = time::OffsetDateTime::parse(
+        held["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let held_until = time::OffsetDateTime::parse(
+        held["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!((held_until - placed_at).whole_minutes() >= 119, "{held}");
+    for (order, body, expected) in [
+        (&orders[0], json!({ "hold_seconds": 7200 }), 409),
+        (&orders[2], json!({ "hold_seconds": 30 }), 422),
+    ] {
+        let (status, problem) = api.post(&format!("/orders/{order}/hold"), body).await;
+        assert_eq!(status.as_u16(), expected, "{problem}");
+    }
 
     // Stock adjustments and the ledger.
     let adjust = format!("/products/{id}/stock-adjustments");

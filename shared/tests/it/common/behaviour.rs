@@ -1,5 +1,5 @@
-//! Behaviour every store must show, written once and run against the in-memory adapter (tests/services.rs)
-//! and against Postgres (tests/postgres.rs).
+//! Behaviour every store must show, written once and run against the in-memory adapter (the `services`
+//! module) and against Postgres (the `postgres` module).
 
 use std::collections::HashMap;
 
@@ -1342,7 +1342,7 @@ macro_rules! behaviour_tests {
         $(
             #[$attr]
             async fn $test($arg: $ty) {
-                common::behaviour::$test(inventory::service::Inventory::new($store)).await;
+                $crate::common::behaviour::$test(::inventory::service::Inventory::new($store)).await;
             }
         )*
     };
@@ -1350,14 +1350,14 @@ macro_rules! behaviour_tests {
         $(
             #[$attr]
             async fn $test() {
-                common::behaviour::$test(inventory::service::Inventory::new($store)).await;
+                $crate::common::behaviour::$test(::inventory::service::Inventory::new($store)).await;
             }
         )*
     };
 }
 
-/// Every behaviour of this module, as tests against one store: each store's test file names its store once,
-/// and a behaviour added here runs against all of them.
+/// Every behaviour of this module, as tests against one store: each store's test module names its store once
+/// (`crate::every_behaviour!(...)`), and a behaviour added here runs against all of them.
 #[macro_export]
 macro_rules! every_behaviour {
     ($($store:tt)*) => {
@@ -1384,4 +1384,88 @@ macro_rules! every_behaviour {
             every_change_is_one_event_in_the_feed,
         );
     };
+}
+
+/// A pending order's hold is extended and never shortened (a shorter one answers the order as it is, raises
+/// nothing and keeps nothing under its key); an order that is not pending, or whose hold has ended, is a
+/// conflict. `age` makes every pending order's hold end two hours sooner.
+pub async fn a_hold_is_extended_never_shortened<S: Store>(
+    inventory: Inventory<S>,
+    age: impl AsyncFnOnce(&Inventory<S>),
+) {
+    let hour = std::time::Duration::from_secs(3600);
+    let product = inventory
+        .create_product(new_product("HOLD-ON", 100, 10), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(product.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let extended = inventory
+        .extend_hold(order.id, hour, deadline())
+        .await
+        .unwrap();
+    assert_eq!(extended.status, OrderStatus::Pending);
+    assert!(
+        extended.expires_at - order.expires_at > time::Duration::minutes(29),
+        "{} then {}",
+        order.expires_at,
+        extended.expires_at
+    );
+    let shorter = inventory
+        .extend_hold(order.id, std::time::Duration::from_secs(60), deadline())
+        .await
+        .unwrap();
+    assert_eq!(shorter.expires_at, extended.expires_at, "never shortened");
+    for _ in 0..2 {
+        let once = inventory
+            .write_once(
+                &claim("shorter-hold", 1),
+                Write::ExtendHold(order.id, std::time::Duration::from_secs(60)),
+                &render,
+                deadline(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(once, Once::Fresh(ref r) if r.status == 200),
+            "a no-op keeps nothing under its key: {once:?}"
+        );
+    }
+    let unknown = inventory
+        .extend_hold(inventory::domain::new_id(), hour, deadline())
+        .await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    let cancelled = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
+    inventory
+        .transition_order(cancelled.id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
+    let refused = inventory.extend_hold(cancelled.id, hour, deadline()).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+
+    let events: Vec<Event> = feed_until(&inventory, 100, |e| {
+        e.event_type == EventType::OrderHoldExtended
+    })
+    .await
+    .into_iter()
+    .filter(|e| e.event_type == EventType::OrderHoldExtended)
+    .collect();
+    assert_eq!(events.len(), 1, "one extension, one event");
+    assert_eq!(events[0].resource_id, order.id.uuid());
+    let view: inventory::views::OrderView = serde_json::from_value(events[0].data.clone()).unwrap();
+    assert_eq!(view.expires_at, extended.expires_at);
+
+    // Once the hold has ended, expiry is due: extending is too late.
+    age(&inventory).await;
+    let late = inventory.extend_hold(order.id, hour, deadline()).await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    assert_eq!(inventory.expire_orders(100, deadline()).await.unwrap(), 1);
+    let after = inventory.get_product(product.id, deadline()).await.unwrap();
+    assert_eq!((after.on_hand, after.reserved), (10, 0));
+    assert_ledger_balances(&inventory, product.id).await;
 }

@@ -262,6 +262,8 @@ fn one_image_is_built_once_with_its_dependencies_cached_apart() {
 /// status 0, instead of waiting out the stop timeout to be killed.
 #[test]
 fn a_job_stops_at_once_on_sigterm() {
+    // Bounded in wall-clock time: alone among the heavy tests.
+    let _heavy = crate::HEAVY.blocking_lock();
     let mut job = std::process::Command::new(env!("CARGO_BIN_EXE_expire-orders"))
         .args(["--every", "3600"])
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")

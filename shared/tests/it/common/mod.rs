@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 pub mod behaviour;
 pub mod cluster;
@@ -14,6 +13,18 @@ use inventory::domain::{
 };
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// One heavy or timing-sensitive test at a time, in the whole binary: every test that opens many connections
+/// (the races: up to 64 clients plus their setup, of the server's 100), runs a Postgres server of its own
+/// (the crash tests), or holds answers to wall-clock bounds (the failure tests, lock waits ending at a
+/// deadline) holds this for its whole body, so that two of them never add up past the connection limit or
+/// slow each other past their bounds. A long transaction of one would also hold back the event feed another
+/// follows (the feed waits for every older transaction of the server). Light tests take nothing and run
+/// beside whichever one holds it.
+///
+/// A tokio mutex: it is held across `.await`, by tests of different runtimes, and a test that fails while
+/// holding it releases it (no poisoning).
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A deadline comfortably far away.
 pub fn deadline() -> Deadline {

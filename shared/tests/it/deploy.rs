@@ -15,7 +15,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
+use crate::common;
 
 /// One request a stand-in server received.
 #[derive(Debug, Clone)]

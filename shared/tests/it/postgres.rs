@@ -1,7 +1,7 @@
 //! The Postgres adapter on real databases: one fresh, migrated database per test (`#[sqlx::test]`, which
 //! needs DATABASE_URL and fails without it).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,9 +17,9 @@ use inventory::service::Inventory;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
-use common::{deadline, new_order, new_product};
+use crate::common::{deadline, new_order, new_product};
 
-every_behaviour!(sqlx::test(migrations = "../migrations"), |pool: PgPool| {
+crate::every_behaviour!(sqlx::test(migrations = "../migrations"), |pool: PgPool| {
     PgStore::new(common::served(&pool))
 });
 
@@ -129,6 +129,8 @@ async fn generated_ledger_ids_are_version_7_and_time_ordered(pool: PgPool) {
 /// reports `Unavailable`, having written nothing.
 #[sqlx::test(migrations = "../migrations")]
 async fn a_lock_wait_ends_at_the_deadline_and_rolls_back(pool: PgPool) {
+    // Bounded in wall-clock time: alone among the heavy tests.
+    let _heavy = common::HEAVY.lock().await;
     let inventory = Inventory::new(PgStore::new(common::served(&pool)));
     let a = inventory
         .create_product(new_product("A", 1, 5), deadline())
@@ -204,6 +206,8 @@ async fn a_passed_deadline_never_reaches_the_database(pool: PgPool) {
 
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable_within_the_deadline() {
+    // Bounded in wall-clock time: alone among the heavy tests.
+    let _heavy = common::HEAVY.lock().await;
     // Nothing listens on port 1.
     let options: PgConnectOptions = "postgres://postgres@127.0.0.1:1/inventory".parse().unwrap();
     let pool = connect_lazy(
@@ -492,6 +496,22 @@ async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(rows, 0, "a refused adjustment leaves no ledger row");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_hold_is_extended_never_shortened(pool: PgPool) {
+    common::behaviour::a_hold_is_extended_never_shortened(
+        Inventory::new(PgStore::new(common::served(&pool))),
+        async |_| {
+            sqlx::query(
+                "UPDATE orders SET expires_at = expires_at - interval '2 hours' WHERE status = 'pending'",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        },
+    )
+    .await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
