@@ -50,21 +50,8 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads the configuration:
-    ///
-    /// | variable | meaning | default |
-    /// |---|---|---|
-    /// | `DATABASE_URL` | Postgres connection URL (wins over the IAM variables) | |
-    /// | `DATABASE_HOST` | host to reach with TLS and IAM auth, when there is no URL | |
-    /// | `DATABASE_PORT` | its port | 5432 |
-    /// | `DATABASE_NAME` | database name | required with `DATABASE_HOST` |
-    /// | `DATABASE_USER` | database user the IAM token is signed for | required with `DATABASE_HOST` |
-    /// | `DATABASE_MAX_CONNECTIONS` | pool size per function instance | `AWS_LAMBDA_MAX_CONCURRENCY`, else 1 |
-    /// | `DATABASE_ACQUIRE_TIMEOUT_MS` | longest wait for a pooled connection | 3000 |
-    /// | `REQUEST_TIMEOUT_MS` | request deadline when no Lambda deadline is nearer | 10000 |
-    /// | `DEADLINE_MARGIN_MS` | time kept back from the Lambda deadline to answer | 500 |
-    /// | `MAX_BODY_BYTES` | largest request body | 65536 |
-    /// | `ORDER_HOLD_SECONDS` | how long an order holds its stock when its request does not say (60 to 86400) | 1800 |
+    /// Reads the configuration of an API function from its environment. Every variable, with its meaning and
+    /// default, is in the one table of them, in `docs/development.md` (a test holds it to the code).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| env::var(name).ok())
     }
@@ -122,14 +109,7 @@ impl Config {
 }
 
 /// How an API function authenticates requests (`AUTH_MODE`, required: a function without it refuses to
-/// start, so that no deployment is left open by omission).
-///
-/// | variable | meaning | default |
-/// |---|---|---|
-/// | `AUTH_MODE` | `gateway` (on AWS: trust the claims API Gateway's JWT authorizer verified), `local` (verify bearer tokens here, against a local key), or `off` (no authentication: experiments only) | required |
-/// | `AUTH_SCOPE_PREFIX` | what precedes scope names in tokens (Cognito: `<resource server>/`) | empty |
-/// | `AUTH_LOCAL_KEY_FILE` | with `local`: the file holding the HS256 key (made on first use) | `.auth/local-key` |
-/// | `AUTH_ISSUER`, `AUTH_AUDIENCE` | with `local`: the `iss` and `aud` tokens must carry | `inventory-local`, `inventory` |
+/// start, so that no deployment is left open by omission). Its variables are in `docs/development.md`'s table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthConfig {
     Gateway {

@@ -50,18 +50,10 @@ pub const PUBLISH_POLL: Duration = Duration::from_millis(500);
 const EARLIEST_PLAUSIBLE_DEADLINE_MS: u64 = 1_577_836_800_000;
 
 /// What the jobs run with, read once at cold start (with the database's variables: see
-/// [`crate::config::Config::from_env`]):
-///
-/// | variable | meaning | default |
-/// |---|---|---|
-/// | `REQUEST_TIMEOUT_MS` | the longest a run takes when no Lambda deadline is nearer (1 to 900000) | 10000 |
-/// | `DEADLINE_MARGIN_MS` | time kept back from the Lambda deadline to end the run and answer | 500 |
-/// | `EVENT_RETENTION_DAYS` | `purge-expired`: days delivered events are kept (1 to 365) | 7 |
-/// | `EVENT_BUS_NAME` | `publish-events`: the EventBridge bus (name or ARN) | required there |
-///
-/// `publish-events` also signs as the account in the environment and may have its endpoint overridden (see
-/// [`EventBus::from_environment`]). The batches are fixed: [`PURGE_BATCH`], [`EXPIRE_BATCH`],
-/// [`PUBLISH_BATCH`], and the publisher's [`PUBLISH_POLL`].
+/// [`crate::config::Config::from_env`]); every variable, with its meaning and default, is in the one table of
+/// them, in `docs/development.md`. `publish-events` also signs as the account in the environment and may have
+/// its endpoint overridden (see [`EventBus::from_environment`]). The batches are fixed: [`PURGE_BATCH`],
+/// [`EXPIRE_BATCH`], [`PUBLISH_BATCH`], and the publisher's [`PUBLISH_POLL`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobConfig {
     pub run_timeout: Duration,
