@@ -248,8 +248,10 @@ async fn one_callers_keyed_orders_racing_at_its_key_limit(
 ) {
     let _heavy = common::HEAVY.lock().await;
     let (racers, limit) = (32, 10);
+    // The test's own checks go straight to the server (not through the pooler of the pooled run).
+    let direct = direct_pool(&options).await;
     let pool = pool_for(racers, pool_options, options).await;
-    let inventory = Inventory::new(race_store(pool.clone()).with_key_limit(limit));
+    let inventory = Inventory::new(race_store(pool).with_key_limit(limit));
     let product = inventory
         .create_product(new_product("KEY-LIMIT", 999, 1000), long_deadline())
         .await
@@ -298,7 +300,7 @@ async fn one_callers_keyed_orders_racing_at_its_key_limit(
         "SELECT keys, (SELECT count(*) FROM idempotency_keys WHERE caller = 'one-caller') \
          FROM idempotency_key_counts WHERE caller = 'one-caller'",
     )
-    .fetch_one(&pool)
+    .fetch_one(&direct)
     .await
     .unwrap();
     assert_eq!((count, keys), (limit as i32, i64::from(limit)));
@@ -317,8 +319,9 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
 ) {
     let _heavy = common::HEAVY.lock().await;
     let (orders, expirers) = (40, 3);
+    let direct = direct_pool(&options).await;
     let pool = pool_for(orders + expirers, pool_options, options).await;
-    let inventory = Inventory::new(race_store(pool.clone()));
+    let inventory = Inventory::new(race_store(pool));
     let product = inventory
         .create_product(new_product("HOLD-RACE", 1, 1000), long_deadline())
         .await
@@ -335,7 +338,7 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
     }
     // Every hold ends 300 ms from now; the clients ask for more at random times around it.
     sqlx::query("UPDATE orders SET expires_at = now() + interval '300 milliseconds'")
-        .execute(&pool)
+        .execute(&direct)
         .await
         .unwrap();
     let started = Instant::now();
@@ -414,7 +417,7 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
                 count(*) FILTER (WHERE type = 'order.expired') \
          FROM events WHERE type IN ('order.hold_extended', 'order.expired') GROUP BY resource_id",
     )
-    .fetch_all(&pool)
+    .fetch_all(&direct)
     .await
     .unwrap();
     assert_eq!(per_order.len(), orders, "one event for every order");
@@ -432,4 +435,14 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
     assert_eq!(after.reserved, extended as i64);
     assert_ledger_balances(&inventory, product.id).await;
     assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
+}
+
+/// A pool of the test's own, straight to the server: its setup and checks are plain SQL, which the pooler of
+/// the pooled run cannot carry as prepared statements.
+async fn direct_pool(options: &PgConnectOptions) -> sqlx::PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await
+        .unwrap()
 }
