@@ -1,7 +1,7 @@
 //! The route table: the one place that says which endpoint answers which method and path, which function
 //! binary serves it, and which access scope a caller needs for it. The function binaries, their `[[bin]]`
 //! entries, the `cargo lambda watch` router and the template's API functions are generated from it
-//! (`scripts/generate`, checked by `shared/tests/generated.rs`); the OpenAPI document is checked against it.
+//! (`scripts/generate`, checked by `shared/tests/it/generated.rs`); the OpenAPI document is checked against it.
 
 /// Every endpoint of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
