@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::aws::eventbridge::EventBus;
 use crate::bootstrap::{close_on_shutdown, store_from_env};
@@ -45,9 +45,6 @@ pub const PUBLISH_BATCH: u32 = 100;
 
 /// How long the publisher waits before looking again when nothing is waiting.
 pub const PUBLISH_POLL: Duration = Duration::from_millis(500);
-
-/// A Lambda deadline before 2020 is not a moment: local emulators send their timeout instead.
-const EARLIEST_PLAUSIBLE_DEADLINE_MS: u64 = 1_577_836_800_000;
 
 /// What the jobs run with, read once at cold start (with the database's variables: see
 /// [`crate::config::Config::from_env`]); every variable, with its meaning and default, is in the one table of
@@ -112,20 +109,7 @@ impl JobConfig {
     /// A run's deadline: the configured timeout, or the Lambda invocation's deadline (milliseconds since the
     /// Unix epoch) less the margin when that is sooner.
     pub fn deadline(&self, lambda_deadline_ms: Option<u64>) -> Deadline {
-        let configured = Deadline::after(self.run_timeout);
-        let Some(lambda_deadline_ms) =
-            lambda_deadline_ms.filter(|ms| *ms > EARLIEST_PLAUSIBLE_DEADLINE_MS)
-        else {
-            return configured;
-        };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-        configured.min(Deadline::after(
-            remaining.saturating_sub(self.deadline_margin),
-        ))
+        Deadline::of_invocation(self.run_timeout, self.deadline_margin, lambda_deadline_ms)
     }
 }
 
@@ -355,6 +339,7 @@ async fn serve<J: Job>(job: J, config: JobConfig) -> Result<(), lambda_runtime::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn config(vars: &[(&str, &str)]) -> Result<JobConfig, ConfigError> {
         JobConfig::from_lookup(|name| {

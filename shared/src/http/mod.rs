@@ -11,7 +11,7 @@ pub mod request;
 pub mod response;
 pub mod routes;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -33,9 +33,6 @@ pub(crate) fn log_request(method: &str, route: &str, response: &Response<Body>, 
         "request"
     );
 }
-
-/// 2020-01-01T00:00:00Z in milliseconds: no real invocation deadline is earlier.
-const EARLIEST_PLAUSIBLE_DEADLINE_MS: u64 = 1_577_836_800_000;
 
 /// Limits of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -65,22 +62,11 @@ impl HttpConfig {
     /// An invocation's deadline: the configured timeout, or the Lambda invocation deadline (milliseconds
     /// since the Unix epoch) less the margin when that is sooner.
     pub fn deadline(&self, lambda_deadline_ms: Option<u64>) -> Deadline {
-        let configured = Deadline::after(self.request_timeout);
-        // Local emulators may send something that is not a moment (`cargo lambda watch` sends its timeout,
-        // 600000): ignored.
-        let Some(lambda_deadline_ms) =
-            lambda_deadline_ms.filter(|ms| *ms > EARLIEST_PLAUSIBLE_DEADLINE_MS)
-        else {
-            return configured;
-        };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-        configured.min(Deadline::after(
-            remaining.saturating_sub(self.deadline_margin),
-        ))
+        Deadline::of_invocation(
+            self.request_timeout,
+            self.deadline_margin,
+            lambda_deadline_ms,
+        )
     }
 }
 
