@@ -1075,6 +1075,10 @@ pub async fn every_idempotent_write<S: Store>(
         .create_order(new_order(&[(product.id, 1)]), deadline())
         .await
         .unwrap();
+    let to_extend = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
     vec![
         (
             "create product",
@@ -1103,8 +1107,15 @@ pub async fn every_idempotent_write<S: Store>(
             "fulfil order",
             Write::TransitionOrder(to_fulfil.id, OrderAction::Fulfill),
         ),
+        (
+            "extend hold",
+            Write::ExtendHold(to_extend.id, EXTENDED_HOLD),
+        ),
     ]
 }
+
+/// How long `every_idempotent_write`'s hold extension holds its order from when it is made.
+const EXTENDED_HOLD: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// The first page of a list, of `limit` items.
 fn page<K>(limit: u32) -> PageRequest<K> {
@@ -1269,8 +1280,8 @@ pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S
 }
 
 /// After each write of `every_idempotent_write(sku)` was made (once, whatever the retries): its product got
-/// +4 on hand, an order of 2, one of its orders of 1 cancelled and the other fulfilled; one product was
-/// created. And the ledger and the pending orders reconcile with the stock.
+/// +4 on hand, an order of 2, one of its orders of 1 cancelled, one fulfilled and one held for hours more;
+/// one product was created. And the ledger and the pending orders reconcile with the stock.
 pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, sku: &str) {
     let products = inventory
         .list_products(ProductFilter::default(), page(100), deadline())
@@ -1279,12 +1290,18 @@ pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, 
         .items;
     assert_eq!(products.len(), 2, "one product created");
     let product = products.iter().find(|p| p.sku == sku).unwrap();
-    assert_eq!((product.on_hand, product.reserved), (13, 2));
+    assert_eq!((product.on_hand, product.reserved), (13, 3));
     let orders = inventory
         .list_orders(None, page(100), deadline())
         .await
         .unwrap();
-    assert_eq!(orders.items.len(), 3, "one order placed");
+    assert_eq!(orders.items.len(), 4, "one order placed");
+    let held_longer = orders
+        .items
+        .iter()
+        .filter(|o| o.expires_at - o.created_at > EXTENDED_HOLD / 2)
+        .count();
+    assert_eq!(held_longer, 1, "one hold extended");
     for product in &products {
         assert_ledger_balances(inventory, product.id).await;
     }
