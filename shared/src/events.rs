@@ -4,7 +4,7 @@
 //! exactly when its change committed.
 
 use crate::domain::event::{EventType, NewEvent, fell_low};
-use crate::domain::order::{Order, OrderAction};
+use crate::domain::order::{Order, OrderAction, OrderStatus};
 use crate::domain::product::Product;
 use crate::domain::stock::StockMovement;
 use crate::views::{AdjustmentView, OrderView, ProductView};
@@ -60,12 +60,23 @@ pub fn order_placed<'p>(
     events
 }
 
-/// `order.cancelled`, `order.fulfilled` or `order.expired`: the order after `action`.
+/// `order.cancelled` or `order.expired`: the order after `action`; a fulfilment's are [`order_fulfilment`]'s.
 pub fn order_ended(action: OrderAction, order: &Order) -> Vec<NewEvent> {
     let event_type = match action {
         OrderAction::Cancel => EventType::OrderCancelled,
         OrderAction::Expire => EventType::OrderExpired,
-        OrderAction::Fulfill => EventType::OrderFulfilled,
+        OrderAction::Fulfill => return order_fulfilment(order),
+    };
+    vec![of_order(event_type, order)]
+}
+
+/// `order.fulfilled` when a fulfilment shipped everything the order had left, `order.partially_fulfilled` when
+/// units are left: the order after it, its fulfilments with it.
+pub fn order_fulfilment(order: &Order) -> Vec<NewEvent> {
+    let event_type = if order.status == OrderStatus::Fulfilled {
+        EventType::OrderFulfilled
+    } else {
+        EventType::OrderPartiallyFulfilled
     };
     vec![of_order(event_type, order)]
 }

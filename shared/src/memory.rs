@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use crate::domain::event::{Event, FeedPage, NewEvent, Position};
 use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, KEYS_PER_CALLER, Once, Replay};
 use crate::domain::order::{
-    NewOrder, Order, OrderAction, OrderStatus, ProductSnapshot, Transition, extend_hold, plan_order,
+    Fulfilment, FulfilmentLine, NewFulfilment, NewOrder, Order, OrderAction, OrderStatus,
+    ProductSnapshot, Shipment, Transition, extend_hold, plan_fulfilment, plan_order,
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
@@ -43,6 +44,8 @@ impl Default for MemoryStore {
 struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
+    /// Every fulfilment, oldest first, with its order.
+    fulfilments: Vec<(OrderId, Fulfilment)>,
     movements: Vec<StockMovement>,
     /// The outbox, in feed order.
     events: Vec<Event>,
@@ -252,13 +255,18 @@ impl State {
         let Transition::To(status) = order.status.apply(action)? else {
             return Ok(Written::OrderAlreadyDone(order));
         };
+        if action == OrderAction::Fulfill {
+            let (lines, status) = plan_fulfilment(&order, &Shipment::Rest)?;
+            let (_, order) = self.ship(order, lines, status)?;
+            return Ok(Written::OrderTransitioned(order));
+        }
         let reason = action.reason();
-        for line in &order.lines {
+        for line in order.lines.iter().filter(|l| l.remaining() > 0) {
             self.move_stock(
                 line.product_id,
                 Some(id),
                 reason,
-                action.stock_deltas(line.quantity),
+                action.stock_deltas(line.remaining()),
                 None,
             )?;
         }
@@ -269,6 +277,49 @@ impl State {
         let order = order.clone();
         self.emit(events::order_ended(action, &order));
         Ok(Written::OrderTransitioned(order))
+    }
+
+    fn fulfil_lines(
+        &mut self,
+        id: OrderId,
+        request: NewFulfilment,
+    ) -> Result<(Fulfilment, Order), Error> {
+        let order = self
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound("order"))?;
+        let (lines, status) = plan_fulfilment(&order, &Shipment::Lines(request))?;
+        self.ship(order, lines, status)
+    }
+
+    /// Ships `lines` of `order` (as planned by `plan_fulfilment`), which ends up in `status`.
+    fn ship(
+        &mut self,
+        mut order: Order,
+        lines: Vec<FulfilmentLine>,
+        status: OrderStatus,
+    ) -> Result<(Fulfilment, Order), Error> {
+        let action = OrderAction::Fulfill;
+        for line in &lines {
+            self.move_stock(
+                line.product_id,
+                Some(order.id),
+                action.reason(),
+                action.stock_deltas(line.quantity),
+                None,
+            )?;
+        }
+        let fulfilment = Fulfilment {
+            id: new_id(),
+            lines,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        order.record(&fulfilment, status);
+        self.fulfilments.push((order.id, fulfilment.clone()));
+        self.orders.insert(order.id, order.clone());
+        self.emit(events::order_fulfilment(&order));
+        Ok((fulfilment, order))
     }
 
     fn extend(&mut self, id: OrderId, hold: std::time::Duration) -> Result<Written, Error> {
@@ -369,6 +420,14 @@ impl Changes for State {
         hold: std::time::Duration,
     ) -> Result<Written, Error> {
         self.extend(id, hold)
+    }
+
+    async fn fulfil(
+        &mut self,
+        id: OrderId,
+        request: NewFulfilment,
+    ) -> Result<(Fulfilment, Order), Error> {
+        self.fulfil_lines(id, request)
     }
 }
 
@@ -498,7 +557,7 @@ impl OrderStore for MemoryStore {
         let mut due: Vec<(OffsetDateTime, OrderId)> = state
             .orders
             .values()
-            .filter(|o| o.status == OrderStatus::Pending && o.expires_at <= now)
+            .filter(|o| o.status.holds_stock() && o.expires_at <= now)
             .map(|o| (o.expires_at, o.id))
             .collect();
         due.sort();

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use crate::domain::event::{Event, FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once, Replay};
-use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
+use crate::domain::order::{Fulfilment, NewFulfilment, NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
@@ -141,6 +141,8 @@ pub enum Write {
     TransitionOrder(OrderId, OrderAction),
     /// Holds a pending order's stock until this long from now, unless it holds it longer already.
     ExtendHold(OrderId, std::time::Duration),
+    /// Ships some units of some lines of an order.
+    Fulfil(OrderId, NewFulfilment),
 }
 
 /// What a [`Write`] produced.
@@ -151,6 +153,8 @@ pub enum Written {
     OrderPlaced(Order),
     OrderTransitioned(Order),
     HoldExtended(Order),
+    /// A fulfilment, and its order after it.
+    Fulfilled(Fulfilment, Order),
     /// A change the order had already (cancelling a cancelled order, a hold at least as long): nothing was
     /// written, and nothing is kept under the request's idempotency key, so that repeating a no-op costs no
     /// storage.
@@ -204,6 +208,16 @@ pub trait Changes: Send {
         id: OrderId,
         hold: std::time::Duration,
     ) -> impl Future<Output = Result<Written, Error>> + Send;
+
+    /// Ships some units of some lines of an order that holds stock, as
+    /// [`crate::domain::order::plan_fulfilment`] decides: on hand and reserved drop by them, the ledger records
+    /// them, the order counts them and moves to `partially_fulfilled` or `fulfilled`. Answers the fulfilment and
+    /// the order after it.
+    fn fulfil(
+        &mut self,
+        id: OrderId,
+        request: NewFulfilment,
+    ) -> impl Future<Output = Result<(Fulfilment, Order), Error>> + Send;
 }
 
 impl Write {
@@ -218,6 +232,10 @@ impl Write {
             Self::CreateOrder(order) => Written::OrderPlaced(changes.place_order(order).await?),
             Self::TransitionOrder(id, action) => changes.transition_order(id, action).await?,
             Self::ExtendHold(id, hold) => changes.extend_hold(id, hold).await?,
+            Self::Fulfil(id, request) => {
+                let (fulfilment, order) = changes.fulfil(id, request).await?;
+                Written::Fulfilled(fulfilment, order)
+            }
         })
     }
 }

@@ -4,7 +4,7 @@ use tracing::instrument;
 
 use crate::domain::event::{FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once};
-use crate::domain::order::{NewOrder, Order, OrderAction, OrderStatus};
+use crate::domain::order::{Fulfilment, NewFulfilment, NewOrder, Order, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
@@ -164,6 +164,20 @@ impl<S: Store> Inventory<S> {
         }
     }
 
+    /// Ships some units of some lines of an order: the fulfilment, and the order after it.
+    #[instrument(skip(self, deadline))]
+    pub async fn fulfil(
+        &self,
+        id: OrderId,
+        request: NewFulfilment,
+        deadline: Deadline,
+    ) -> Result<(Fulfilment, Order), Error> {
+        match self.write(Write::Fulfil(id, request), deadline).await? {
+            Written::Fulfilled(fulfilment, order) => Ok((fulfilment, order)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Makes a write (of a request without an idempotency key).
     pub async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
         let written = self.store.write(write, deadline).await?;
@@ -310,6 +324,12 @@ fn log(written: &Written) {
         Written::OrderTransitioned(order) => {
             tracing::info!(order_id = %order.id, status = order.status.as_str(), "order transitioned");
         }
+        Written::Fulfilled(fulfilment, order) => tracing::info!(
+            order_id = %order.id,
+            fulfilment_id = %fulfilment.id,
+            status = order.status.as_str(),
+            "order fulfilled in part or in full"
+        ),
         Written::HoldExtended(order) => {
             tracing::info!(order_id = %order.id, expires_at = %order.expires_at, "hold extended");
         }

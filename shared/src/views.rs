@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::event::{Event, EventType};
-use crate::domain::order::{CancelReason, Order, OrderLine, OrderStatus};
+use crate::domain::order::{CancelReason, Fulfilment, Order, OrderLine, OrderStatus};
 use crate::domain::product::Product;
 use crate::domain::stock::{MovementReason, StockMovement};
 use crate::domain::{Listed, Page};
@@ -89,6 +89,49 @@ pub struct OrderView {
     pub cancel_reason: Option<CancelReason>,
 }
 
+/// Units of an order shipped together (`POST /orders/{id}/fulfilments`, or `POST /orders/{id}/fulfill` for
+/// everything left).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct FulfilmentView {
+    pub id: Uuid,
+    /// The order's lines it shipped units of, in the order's line order.
+    pub lines: Vec<FulfilmentLineView>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// Units of one order line a fulfilment shipped.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct FulfilmentLineView {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+impl From<Fulfilment> for FulfilmentView {
+    fn from(f: Fulfilment) -> Self {
+        Self {
+            id: f.id.into(),
+            lines: f
+                .lines
+                .into_iter()
+                .map(|l| FulfilmentLineView {
+                    product_id: l.product_id.into(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            created_at: f.created_at,
+        }
+    }
+}
+
+/// A fulfilment just made, and its order after it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct FulfilmentMadeView {
+    pub fulfilment: FulfilmentView,
+    pub order: OrderView,
+}
+
 /// A line of an order: a snapshot of the product at ordering time.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OrderLineView {
@@ -98,17 +141,28 @@ pub struct OrderLineView {
     pub quantity: i64,
     pub unit_price_minor: i64,
     pub line_total_minor: i64,
+    /// Units shipped so far.
+    pub fulfilled: i64,
+    /// Units still held for the order: those not shipped while it is pending or partially fulfilled, 0 once
+    /// it is cancelled or fulfilled.
+    pub reserved: i64,
 }
 
-impl From<OrderLine> for OrderLineView {
-    fn from(l: OrderLine) -> Self {
+impl OrderLineView {
+    fn of(l: OrderLine, status: OrderStatus) -> Self {
         Self {
+            reserved: if status.holds_stock() {
+                l.remaining()
+            } else {
+                0
+            },
             product_id: l.product_id.into(),
             sku: l.sku,
             name: l.name,
             quantity: l.quantity,
             unit_price_minor: l.unit_price_minor,
             line_total_minor: l.line_total_minor,
+            fulfilled: l.fulfilled,
         }
     }
 }
@@ -119,7 +173,11 @@ impl From<Order> for OrderView {
             id: o.id.into(),
             status: o.status,
             customer_ref: o.customer_ref,
-            lines: o.lines.into_iter().map(Into::into).collect(),
+            lines: o
+                .lines
+                .into_iter()
+                .map(|l| OrderLineView::of(l, o.status))
+                .collect(),
             total_minor: o.total_minor,
             currency: o.currency,
             created_at: o.created_at,

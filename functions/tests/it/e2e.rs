@@ -405,6 +405,24 @@ async fn the_api_holds_its_contract_over_http() {
         assert_eq!(status.as_u16(), expected, "{problem}");
     }
 
+    // Ship an order by a fulfilment: more than it has left is refused with what is left; then it ships.
+    let fulfilments = format!("/orders/{}/fulfilments", orders[3]);
+    let line = |quantity: i64| json!({ "lines": [{ "product_id": id, "quantity": quantity }] });
+    let (status, refused) = api.post(&fulfilments, line(2)).await;
+    assert_eq!(
+        (status.as_u16(), refused["code"].as_str()),
+        (409, Some("beyond_remaining")),
+        "{refused}"
+    );
+    assert_eq!(refused["remaining"][0]["remaining"], 1, "{refused}");
+    let (status, shipped) = api.post(&fulfilments, line(1)).await;
+    assert_eq!(status.as_u16(), 201, "{shipped}");
+    assert_eq!(shipped["order"]["status"], "fulfilled", "{shipped}");
+    assert_eq!(
+        shipped["fulfilment"]["lines"][0]["quantity"], 1,
+        "{shipped}"
+    );
+
     // Stock adjustments and the ledger.
     let adjust = format!("/products/{id}/stock-adjustments");
     let (status, adjusted) = api
@@ -480,7 +498,8 @@ async fn the_api_holds_its_contract_over_http() {
     );
     assert_eq!(
         (product["on_hand"].as_i64(), product["reserved"].as_i64()),
-        (Some(UNITS - 1 + 5 + 1), Some(UNITS - 2))
+        (Some(UNITS - 2 + 5 + 1), Some(UNITS - 3)),
+        "two orders shipped, one cancelled, a restock of 5 and one of 1"
     );
 
     // Errors, as the contract's table says.

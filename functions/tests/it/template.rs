@@ -856,7 +856,7 @@ fn every_function_that_uses_the_database_has_its_errors_watched() {
         })
         .map(|(id, _)| id.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(using_database.len(), 18, "{using_database:?}");
+    assert_eq!(using_database.len(), 19, "{using_database:?}");
     let missed: Vec<&String> = using_database.difference(&watched).collect();
     assert!(missed.is_empty(), "no alarm reads the errors of {missed:?}");
 }

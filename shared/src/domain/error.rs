@@ -19,6 +19,9 @@ pub enum Error {
     UnknownProducts(Vec<FieldError>),
     #[error("insufficient stock: {0:?}")]
     InsufficientStock(Vec<Shortage>),
+    /// A fulfilment asked for more of some lines than is left to ship of them; one entry per such line.
+    #[error("more than is left to fulfil: {0:?}")]
+    BeyondRemaining(Vec<Remaining>),
     #[error("sku is already taken")]
     SkuTaken,
     #[error("conflict: {0}")]
@@ -92,6 +95,17 @@ pub struct Shortage {
     pub requested: i64,
     /// Units that could be reserved.
     pub available: i64,
+}
+
+/// A line of a fulfilment that asks for more units than the order has left to ship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Remaining {
+    #[schema(value_type = String, format = Uuid)]
+    pub product_id: ProductId,
+    /// Units the fulfilment asked for (all its lines for this product together).
+    pub requested: i64,
+    /// Units of the line still reserved and not yet shipped.
+    pub remaining: i64,
 }
 
 /// Collects every field error of a request so a client learns of all of them at once.

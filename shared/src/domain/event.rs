@@ -19,6 +19,8 @@ pub enum EventType {
     OrderExpired,
     #[serde(rename = "order.fulfilled")]
     OrderFulfilled,
+    #[serde(rename = "order.partially_fulfilled")]
+    OrderPartiallyFulfilled,
     #[serde(rename = "order.hold_extended")]
     OrderHoldExtended,
     #[serde(rename = "stock.adjusted")]
@@ -34,11 +36,12 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::OrderPlaced,
         Self::OrderCancelled,
         Self::OrderExpired,
         Self::OrderFulfilled,
+        Self::OrderPartiallyFulfilled,
         Self::OrderHoldExtended,
         Self::StockAdjusted,
         Self::StockLow,
@@ -53,6 +56,7 @@ impl EventType {
             Self::OrderCancelled => "order.cancelled",
             Self::OrderExpired => "order.expired",
             Self::OrderFulfilled => "order.fulfilled",
+            Self::OrderPartiallyFulfilled => "order.partially_fulfilled",
             Self::OrderHoldExtended => "order.hold_extended",
             Self::StockAdjusted => "stock.adjusted",
             Self::StockLow => "stock.low",

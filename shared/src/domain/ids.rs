@@ -70,6 +70,8 @@ ids! {
     OrderId = 2;
     /// Identifier of a stock movement (a ledger row).
     MovementId = 3;
+    /// Identifier of a fulfilment (units of an order shipped together).
+    FulfilmentId = 4;
 }
 
 /// A new time-ordered identifier of any kind.

@@ -9,7 +9,9 @@ use super::page::{MAX_PAGE_LINES, Page, PageRequest};
 use super::product::Product;
 use super::stock::MovementReason;
 use super::values::MAX_QUANTITY;
-use super::{CustomerRef, Error, FieldError, OrderId, ProductId, Quantity, Shortage};
+use super::{
+    CustomerRef, Error, FieldError, FulfilmentId, OrderId, ProductId, Quantity, Remaining, Shortage,
+};
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -64,13 +66,15 @@ impl CancelReason {
     }
 }
 
-/// Where an order is in its life: `pending` holds stock, `fulfilled` shipped it, `cancelled` released it.
+/// Where an order is in its life: `pending` holds stock, `partially_fulfilled` shipped some of it and holds the
+/// rest, `fulfilled` shipped it all, `cancelled` released what had not shipped.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
+    PartiallyFulfilled,
     Fulfilled,
     Cancelled,
 }
@@ -79,6 +83,7 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::PartiallyFulfilled => "partially_fulfilled",
             Self::Fulfilled => "fulfilled",
             Self::Cancelled => "cancelled",
         }
@@ -87,16 +92,25 @@ impl OrderStatus {
     pub fn parse(value: &str) -> Result<Self, String> {
         match value {
             "pending" => Ok(Self::Pending),
+            "partially_fulfilled" => Ok(Self::PartiallyFulfilled),
             "fulfilled" => Ok(Self::Fulfilled),
             "cancelled" => Ok(Self::Cancelled),
-            _ => Err("status must be one of pending, fulfilled, cancelled".to_owned()),
+            _ => Err(
+                "status must be one of pending, partially_fulfilled, fulfilled, cancelled"
+                    .to_owned(),
+            ),
         }
+    }
+
+    /// Whether an order in this status holds stock: it can still be fulfilled, cancelled, expired or held longer.
+    pub fn holds_stock(self) -> bool {
+        matches!(self, Self::Pending | Self::PartiallyFulfilled)
     }
 
     /// What `action` does to an order in this status: a change, nothing (it was done already), or a conflict.
     pub fn apply(self, action: OrderAction) -> Result<Transition, Error> {
         match (self, action) {
-            (Self::Pending, _) => Ok(Transition::To(action.target())),
+            (status, _) if status.holds_stock() => Ok(Transition::To(action.target())),
             (status, action) if status == action.target() => Ok(Transition::AlreadyDone),
             (status, action) => Err(Error::Conflict(format!(
                 "a {} order cannot be {}",
@@ -107,12 +121,12 @@ impl OrderStatus {
     }
 }
 
-/// The ways a pending order ends.
+/// The ways an order that holds stock ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
-    /// Releases the reserved stock.
+    /// Releases the stock it holds.
     Cancel,
-    /// Ships it: on hand and reserved both drop by each line's quantity.
+    /// Ships everything left: on hand and reserved both drop by what each line has left.
     Fulfill,
     /// Its hold ended: cancelled with the reason `expired`, releasing the stock (done by the expire-orders
     /// job, never by a client).
@@ -145,7 +159,7 @@ impl OrderAction {
         }
     }
 
-    /// `(on_hand_delta, reserved_delta)` of a line of `quantity` units.
+    /// `(on_hand_delta, reserved_delta)` of a line with `quantity` units left.
     pub fn stock_deltas(self, quantity: i64) -> (i64, i64) {
         match self {
             Self::Cancel | Self::Expire => (0, -quantity),
@@ -156,16 +170,16 @@ impl OrderAction {
 
 /// What extending a hold to `now + hold` does to an order in `status` whose hold ends at `expires_at`: the new
 /// end (`Some`), nothing (`None`: it holds its stock that long already; a hold is never shortened), or a conflict
-/// (the order is no longer pending, or its hold has ended and expiry is due to release its stock).
+/// (the order holds no stock any more, or its hold has ended and expiry is due to release its stock).
 pub fn extend_hold(
     status: OrderStatus,
     expires_at: OffsetDateTime,
     now: OffsetDateTime,
     hold: Duration,
 ) -> Result<Option<OffsetDateTime>, Error> {
-    if status != OrderStatus::Pending {
+    if !status.holds_stock() {
         return Err(Error::Conflict(format!(
-            "a {} order holds no stock: only a pending order's hold can be extended",
+            "a {} order holds no stock: only a pending or partially fulfilled order's hold can be extended",
             status.as_str()
         )));
     }
@@ -199,6 +213,39 @@ pub struct Order {
     pub expires_at: OffsetDateTime,
     /// Why a cancelled order was cancelled; `None` unless it is.
     pub cancel_reason: Option<CancelReason>,
+}
+
+impl Order {
+    /// Records a fulfilment planned by [`plan_fulfilment`]: each line's shipped units and the new status.
+    pub fn record(&mut self, fulfilment: &Fulfilment, status: OrderStatus) {
+        for shipped in &fulfilment.lines {
+            if let Some(line) = self
+                .lines
+                .iter_mut()
+                .find(|l| l.product_id == shipped.product_id)
+            {
+                line.fulfilled += shipped.quantity;
+            }
+        }
+        self.status = status;
+        self.updated_at = fulfilment.created_at;
+    }
+}
+
+/// Units of an order shipped together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fulfilment {
+    pub id: FulfilmentId,
+    /// In the order's line order; only lines with units shipped.
+    pub lines: Vec<FulfilmentLine>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Units of one order line a fulfilment shipped (or asks to ship).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FulfilmentLine {
+    pub product_id: ProductId,
+    pub quantity: i64,
 }
 
 impl Page<Order> {
@@ -246,6 +293,15 @@ pub struct OrderLine {
     pub quantity: i64,
     pub unit_price_minor: i64,
     pub line_total_minor: i64,
+    /// Units shipped so far (never more than `quantity`).
+    pub fulfilled: i64,
+}
+
+impl OrderLine {
+    /// Units not shipped: held while the order holds stock.
+    pub fn remaining(&self) -> i64 {
+        self.quantity - self.fulfilled
+    }
 }
 
 /// One line of a valid order request.
@@ -279,43 +335,8 @@ impl NewOrder {
         lines: Vec<RequestedLine>,
         customer_ref: Option<CustomerRef>,
     ) -> Result<Self, Error> {
-        if lines.is_empty() || lines.len() > MAX_LINES {
-            return Err(Error::validation(
-                "/lines",
-                format!("an order must have from 1 to {MAX_LINES} lines"),
-            ));
-        }
-        let mut merged: Vec<MergedLine> = Vec::with_capacity(lines.len());
-        let mut position: HashMap<ProductId, usize> = HashMap::with_capacity(lines.len());
-        let mut errors = Vec::new();
-        for (index, line) in lines.iter().enumerate() {
-            match position.get(&line.product_id) {
-                Some(&at) => {
-                    merged[at].quantity += line.quantity.get();
-                    if merged[at].quantity > MAX_QUANTITY {
-                        errors.push(FieldError::new(
-                            format!("/lines/{index}/quantity"),
-                            format!(
-                                "the lines for this product add up to more than {MAX_QUANTITY}"
-                            ),
-                        ));
-                    }
-                }
-                None => {
-                    position.insert(line.product_id, merged.len());
-                    merged.push(MergedLine {
-                        product_id: line.product_id,
-                        quantity: line.quantity.get(),
-                        index,
-                    });
-                }
-            }
-        }
-        if !errors.is_empty() {
-            return Err(Error::Validation(errors));
-        }
         Ok(Self {
-            lines: merged,
+            lines: merge_lines(lines, "an order")?,
             customer_ref,
             hold: None,
         })
@@ -338,6 +359,155 @@ impl NewOrder {
         ids.sort_unstable();
         ids
     }
+}
+
+/// A valid fulfilment request: 1 to [`MAX_LINES`] lines, merged per product as an order's are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFulfilment {
+    lines: Vec<MergedLine>,
+}
+
+impl NewFulfilment {
+    pub fn new(lines: Vec<RequestedLine>) -> Result<Self, Error> {
+        Ok(Self {
+            lines: merge_lines(lines, "a fulfilment")?,
+        })
+    }
+
+    /// The lines, one per product.
+    pub fn lines(&self) -> &[MergedLine] {
+        &self.lines
+    }
+}
+
+/// What a fulfilment ships: the units asked for, or everything the order has left (`POST /orders/{id}/fulfill`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shipment {
+    Lines(NewFulfilment),
+    Rest,
+}
+
+/// Decides what a fulfilment of `shipment` ships of `order`: its lines (in the order's line order, only lines
+/// with units) and the order's status after it.
+///
+/// Errors, in this order of precedence: the order holds no stock (`Conflict`); products that are not lines of
+/// the order (`Validation`); lines asked for beyond what they have left (`BeyondRemaining`, every such line).
+pub fn plan_fulfilment(
+    order: &Order,
+    shipment: &Shipment,
+) -> Result<(Vec<FulfilmentLine>, OrderStatus), Error> {
+    if !order.status.holds_stock() {
+        return Err(Error::Conflict(format!(
+            "a {} order has nothing left to fulfil",
+            order.status.as_str()
+        )));
+    }
+    let asked: HashMap<ProductId, i64> = match shipment {
+        Shipment::Rest => order
+            .lines
+            .iter()
+            .map(|l| (l.product_id, l.remaining()))
+            .collect(),
+        Shipment::Lines(request) => {
+            let unknown: Vec<FieldError> = request
+                .lines
+                .iter()
+                .filter(|r| !order.lines.iter().any(|l| l.product_id == r.product_id))
+                .map(|r| {
+                    FieldError::new(
+                        format!("/lines/{}/product_id", r.index),
+                        format!("product {} is not a line of this order", r.product_id),
+                    )
+                })
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Error::Validation(unknown));
+            }
+            let beyond: Vec<Remaining> = order
+                .lines
+                .iter()
+                .filter_map(|line| {
+                    let asked = request
+                        .lines
+                        .iter()
+                        .find(|r| r.product_id == line.product_id)?;
+                    (asked.quantity > line.remaining()).then_some(Remaining {
+                        product_id: line.product_id,
+                        requested: asked.quantity,
+                        remaining: line.remaining(),
+                    })
+                })
+                .collect();
+            if !beyond.is_empty() {
+                return Err(Error::BeyondRemaining(beyond));
+            }
+            request
+                .lines
+                .iter()
+                .map(|r| (r.product_id, r.quantity))
+                .collect()
+        }
+    };
+    let lines: Vec<FulfilmentLine> = order
+        .lines
+        .iter()
+        .filter_map(|line| {
+            let quantity = *asked.get(&line.product_id)?;
+            (quantity > 0).then_some(FulfilmentLine {
+                product_id: line.product_id,
+                quantity,
+            })
+        })
+        .collect();
+    let all_shipped = order
+        .lines
+        .iter()
+        .all(|line| line.remaining() == asked.get(&line.product_id).copied().unwrap_or(0));
+    let status = if all_shipped {
+        OrderStatus::Fulfilled
+    } else {
+        OrderStatus::PartiallyFulfilled
+    };
+    Ok((lines, status))
+}
+
+/// Merges `lines` of `what` (an order, a fulfilment) per product, in the order each product first appears:
+/// 1 to [`MAX_LINES`] lines, every product's sum within [`MAX_QUANTITY`].
+fn merge_lines(lines: Vec<RequestedLine>, what: &str) -> Result<Vec<MergedLine>, Error> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(Error::validation(
+            "/lines",
+            format!("{what} must have from 1 to {MAX_LINES} lines"),
+        ));
+    }
+    let mut merged: Vec<MergedLine> = Vec::with_capacity(lines.len());
+    let mut position: HashMap<ProductId, usize> = HashMap::with_capacity(lines.len());
+    let mut errors = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        match position.get(&line.product_id) {
+            Some(&at) => {
+                merged[at].quantity += line.quantity.get();
+                if merged[at].quantity > MAX_QUANTITY {
+                    errors.push(FieldError::new(
+                        format!("/lines/{index}/quantity"),
+                        format!("the lines for this product add up to more than {MAX_QUANTITY}"),
+                    ));
+                }
+            }
+            None => {
+                position.insert(line.product_id, merged.len());
+                merged.push(MergedLine {
+                    product_id: line.product_id,
+                    quantity: line.quantity.get(),
+                    index,
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    Ok(merged)
 }
 
 /// What a store read (under lock) of a product an order names.
@@ -431,6 +601,7 @@ pub fn plan_order(order: &NewOrder, products: &[ProductSnapshot]) -> Result<Orde
             quantity: line.quantity,
             unit_price_minor: product.price_minor,
             line_total_minor: line_total.unwrap_or(i64::MAX),
+            fulfilled: 0,
         });
     }
     if total.is_none() {
@@ -638,6 +809,7 @@ mod tests {
     fn statuses_serialize_as_they_parse() {
         for status in [
             OrderStatus::Pending,
+            OrderStatus::PartiallyFulfilled,
             OrderStatus::Fulfilled,
             OrderStatus::Cancelled,
         ] {
@@ -659,6 +831,121 @@ mod tests {
         assert_eq!(Pending.apply(Expire).unwrap(), Transition::To(Cancelled));
         assert_eq!(Expire.cancel_reason(), Some(CancelReason::Expired));
         assert_eq!(Cancel.cancel_reason(), Some(CancelReason::Requested));
+    }
+
+    fn placed(lines: &[(ProductId, i64, i64)], status: OrderStatus) -> Order {
+        let now = OffsetDateTime::now_utc();
+        Order {
+            id: new_id(),
+            status,
+            customer_ref: None,
+            lines: lines
+                .iter()
+                .map(|&(product_id, quantity, fulfilled)| OrderLine {
+                    product_id,
+                    sku: "S".into(),
+                    name: "N".into(),
+                    quantity,
+                    unit_price_minor: 1,
+                    line_total_minor: quantity,
+                    fulfilled,
+                })
+                .collect(),
+            total_minor: 0,
+            currency: "EUR".into(),
+            created_at: now,
+            updated_at: now,
+            expires_at: now,
+            cancel_reason: None,
+        }
+    }
+
+    fn ship(lines: &[(ProductId, i64)]) -> Shipment {
+        Shipment::Lines(
+            NewFulfilment::new(lines.iter().map(|&(id, q)| line(id, q)).collect()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_fulfilment_ships_what_is_asked_in_line_order_and_says_what_follows() {
+        let (a, b) = (new_id(), new_id());
+        let order = placed(&[(a, 4, 1), (b, 2, 0)], OrderStatus::PartiallyFulfilled);
+        let (lines, status) = plan_fulfilment(&order, &ship(&[(b, 1), (a, 1), (a, 1)])).unwrap();
+        let lines: Vec<(ProductId, i64)> =
+            lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+        assert_eq!(lines, vec![(a, 2), (b, 1)]);
+        assert_eq!(status, OrderStatus::PartiallyFulfilled);
+        let (_, status) = plan_fulfilment(&order, &ship(&[(a, 3), (b, 2)])).unwrap();
+        assert_eq!(status, OrderStatus::Fulfilled, "the last units fulfil it");
+        let (rest, status) = plan_fulfilment(&order, &Shipment::Rest).unwrap();
+        let rest: Vec<(ProductId, i64)> = rest.iter().map(|l| (l.product_id, l.quantity)).collect();
+        assert_eq!(
+            (rest, status),
+            (vec![(a, 3), (b, 2)], OrderStatus::Fulfilled)
+        );
+    }
+
+    #[test]
+    fn a_fulfilment_beyond_what_is_left_names_every_such_line() {
+        let (a, b, c) = (new_id(), new_id(), new_id());
+        let order = placed(
+            &[(a, 4, 3), (b, 2, 0), (c, 1, 0)],
+            OrderStatus::PartiallyFulfilled,
+        );
+        let Err(Error::BeyondRemaining(lines)) =
+            plan_fulfilment(&order, &ship(&[(c, 2), (b, 2), (a, 2)]))
+        else {
+            panic!("expected beyond_remaining");
+        };
+        let lines: Vec<(ProductId, i64, i64)> = lines
+            .iter()
+            .map(|l| (l.product_id, l.requested, l.remaining))
+            .collect();
+        assert_eq!(lines, vec![(a, 2, 1), (c, 2, 1)]);
+    }
+
+    #[test]
+    fn a_fulfilment_names_products_that_are_not_lines_and_needs_an_order_holding_stock() {
+        let (a, x) = (new_id(), new_id());
+        let order = placed(&[(a, 4, 0)], OrderStatus::Pending);
+        let Err(Error::Validation(errors)) = plan_fulfilment(&order, &ship(&[(a, 9), (x, 1)]))
+        else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors[0].pointer, "/lines/1/product_id");
+        for status in [OrderStatus::Fulfilled, OrderStatus::Cancelled] {
+            let order = placed(&[(a, 4, 0)], status);
+            for shipment in [ship(&[(a, 1)]), Shipment::Rest] {
+                assert!(
+                    matches!(plan_fulfilment(&order, &shipment), Err(Error::Conflict(_))),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_partially_fulfilled_order_can_be_cancelled_fulfilled_expired_or_held_longer() {
+        use OrderAction::*;
+        use OrderStatus::*;
+        assert_eq!(
+            PartiallyFulfilled.apply(Cancel).unwrap(),
+            Transition::To(Cancelled)
+        );
+        assert_eq!(
+            PartiallyFulfilled.apply(Fulfill).unwrap(),
+            Transition::To(Fulfilled)
+        );
+        assert_eq!(
+            PartiallyFulfilled.apply(Expire).unwrap(),
+            Transition::To(Cancelled)
+        );
+        let now = OffsetDateTime::now_utc();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            extend_hold(PartiallyFulfilled, now + Duration::from_secs(60), now, hour).unwrap(),
+            Some(now + hour)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::order::{NewOrder, RequestedLine, parse_hold};
+use crate::domain::order::{NewFulfilment, NewOrder, RequestedLine, parse_hold};
 use crate::domain::product::{NewProduct, ProductPatch};
 use crate::domain::stock::{MovementReason, StockAdjustment};
 use crate::domain::{
@@ -246,31 +246,7 @@ impl TryFrom<CreateOrderBody> for NewOrder {
         let hold = body
             .hold_seconds
             .map(|h| v.check("/hold_seconds", parse_hold(h)));
-        let lines: Option<Vec<RequestedLine>> = lines.and_then(|lines| {
-            // Parse every line before giving up, so that all bad lines are reported together.
-            let parsed: Vec<Option<RequestedLine>> = lines
-                .into_iter()
-                .enumerate()
-                .map(|(i, line)| {
-                    let product_id =
-                        v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
-                            Uuid::try_parse(&id)
-                                .map(ProductId::from)
-                                .map_err(|_| "product_id must be a UUID".to_owned())
-                        });
-                    let quantity = v.required(
-                        &format!("/lines/{i}/quantity"),
-                        line.quantity,
-                        Quantity::parse,
-                    );
-                    Some(RequestedLine {
-                        product_id: product_id?,
-                        quantity: quantity?,
-                    })
-                })
-                .collect();
-            parsed.into_iter().collect()
-        });
+        let lines = lines.and_then(|lines| parse_lines(&mut v, lines));
         let customer_ref = match customer_ref {
             None => Some(None),
             Some(c) => c.map(Some),
@@ -283,6 +259,53 @@ impl TryFrom<CreateOrderBody> for NewOrder {
         let mut order = NewOrder::new(lines, customer_ref)?;
         order.hold = hold;
         Ok(order)
+    }
+}
+
+/// Parses every line before giving up, so that all bad lines are reported together.
+fn parse_lines(v: &mut Validator, lines: Vec<OrderLineBody>) -> Option<Vec<RequestedLine>> {
+    let parsed: Vec<Option<RequestedLine>> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let product_id = v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
+                Uuid::try_parse(&id)
+                    .map(ProductId::from)
+                    .map_err(|_| "product_id must be a UUID".to_owned())
+            });
+            let quantity = v.required(
+                &format!("/lines/{i}/quantity"),
+                line.quantity,
+                Quantity::parse,
+            );
+            Some(RequestedLine {
+                product_id: product_id?,
+                quantity: quantity?,
+            })
+        })
+        .collect();
+    parsed.into_iter().collect()
+}
+
+/// `POST /orders/{id}/fulfilments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"lines": [{"product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "quantity": 1}]}))]
+pub struct CreateFulfilmentBody {
+    /// 1 to 100 lines, each a product of the order and the units of it to ship now (at most what its line has
+    /// left); lines for the same product are summed.
+    #[schema(value_type = Vec<OrderLineBody>, required = true, min_items = 1, max_items = 100)]
+    pub lines: Option<Vec<OrderLineBody>>,
+}
+
+impl TryFrom<CreateFulfilmentBody> for NewFulfilment {
+    type Error = Error;
+
+    fn try_from(body: CreateFulfilmentBody) -> Result<Self, Error> {
+        let mut v = Validator::new();
+        let lines = v.required("/lines", body.lines, Ok::<_, String>);
+        let lines = lines.and_then(|lines| parse_lines(&mut v, lines));
+        NewFulfilment::new(v.finish(lines)?)
     }
 }
 

@@ -9,7 +9,8 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
 use super::dto::{
-    CreateOrderBody, CreateProductBody, ExtendHoldBody, StockAdjustmentBody, UpdateProductBody,
+    CreateFulfilmentBody, CreateOrderBody, CreateProductBody, ExtendHoldBody, StockAdjustmentBody,
+    UpdateProductBody,
 };
 use super::idempotency::{fingerprint, render, response};
 use super::problems::{
@@ -25,13 +26,14 @@ use super::routes::{Endpoint, Route};
 use super::{App, Caller};
 use crate::domain::event::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, Position};
 use crate::domain::idempotency::Claim;
-use crate::domain::order::{NewOrder, OrderAction, OrderStatus};
+use crate::domain::order::{NewFulfilment, NewOrder, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::StockAdjustment;
 use crate::domain::{Deadline, etag};
 use crate::ports::{Store, Write};
 use crate::views::{
-    AdjustmentView, EventView, FeedView, HealthView, MovementView, OrderView, PageView, ProductView,
+    AdjustmentView, EventView, FeedView, FulfilmentMadeView, HealthView, MovementView, OrderView,
+    PageView, ProductView,
 };
 
 pub type Result = std::result::Result<Response<Body>, ApiError>;
@@ -111,6 +113,7 @@ handlers! {
     GetOrder => get_order,
     CancelOrder => cancel_order,
     FulfillOrder => fulfill_order,
+    CreateFulfilment => create_fulfilment,
     ExtendHold => extend_hold,
     ListEvents => list_events,
     Health => health,
@@ -301,11 +304,14 @@ pub async fn adjust_stock<S: Store>(
     caller: &Caller,
     deadline: Deadline,
 ) -> Result {
-    let id = path_id(request, AdjustStock::route())?;
-    let (body, value) = json_body_value::<StockAdjustmentBody>(request, app.config.body_limit)?;
-    let write = Write::AdjustStock(id, StockAdjustment::try_from(body)?);
-    let claim = claim::<AdjustStock>(request, caller, Some(id.uuid()), Some(&value))?;
-    write_once(app, claim, write, deadline).await
+    write_on::<AdjustStock, StockAdjustmentBody, _, _>(
+        app,
+        request,
+        caller,
+        deadline,
+        |id, body| Ok(Write::AdjustStock(id, StockAdjustment::try_from(body)?)),
+    )
+    .await
 }
 
 /// Read a product's stock ledger, newest first.
@@ -461,10 +467,10 @@ pub async fn cancel_order<S: Store>(
     transition::<CancelOrder, _>(app, request, caller, OrderAction::Cancel, deadline).await
 }
 
-/// Fulfil a pending order: its stock leaves the warehouse.
+/// Fulfil everything an order has left: its stock leaves the warehouse.
 ///
-/// On-hand and reserved stock both drop by each line's quantity. Fulfilling a fulfilled order changes
-/// nothing; a cancelled order cannot be fulfilled.
+/// On-hand and reserved stock both drop by what each line has left, recorded as one fulfilment. Fulfilling
+/// a fulfilled order changes nothing; a cancelled order cannot be fulfilled.
 #[utoipa::path(
     post, path = "/orders/{id}/fulfill", tag = "orders",
     params(("id" = uuid::Uuid, Path, description = "Order id")),
@@ -486,11 +492,49 @@ pub async fn fulfill_order<S: Store>(
     transition::<FulfillOrder, _>(app, request, caller, OrderAction::Fulfill, deadline).await
 }
 
-/// Extend a pending order's hold on its stock.
+/// Ship some units of some lines of an order (a partial fulfilment).
 ///
-/// The order then holds its stock until `hold_seconds` from now, unless it holds it longer already (a hold is
-/// never shortened: the order is answered as it is). An order that is no longer pending, or whose hold has
-/// ended (its stock is being released), is a 409. Raced against the expiry of its hold, exactly one wins.
+/// The order must be pending or partially fulfilled. On-hand and reserved stock both drop by the units
+/// shipped (ledger reason `order_fulfilled`); each line counts what has shipped, and the order becomes
+/// `partially_fulfilled` while units are left, `fulfilled` when none are. A product that is not a line of the
+/// order is a 422; more units than a line has left is a 409 `beyond_remaining` listing what each such line
+/// has left, and ships nothing. Raises `order.partially_fulfilled` (or `order.fulfilled` for the last units).
+#[utoipa::path(
+    post, path = "/orders/{id}/fulfilments", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    request_body(content = CreateFulfilmentBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The fulfilment, and the order after it", body = FulfilmentMadeView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn create_fulfilment<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    write_on::<CreateFulfilment, CreateFulfilmentBody, _, _>(
+        app,
+        request,
+        caller,
+        deadline,
+        |id, body| Ok(Write::Fulfil(id, NewFulfilment::try_from(body)?)),
+    )
+    .await
+}
+
+/// Extend an order's hold on its stock.
+///
+/// The order (pending or partially fulfilled) then holds what it has not shipped until `hold_seconds` from
+/// now, unless it holds it longer already (a hold is never shortened: the order is answered as it is). An
+/// order that holds no stock (fulfilled or cancelled), or whose hold has ended (its stock is being released), is a 409. Raced against the expiry of its hold, exactly one wins.
 #[utoipa::path(
     post, path = "/orders/{id}/hold", tag = "orders",
     params(("id" = uuid::Uuid, Path, description = "Order id")),
@@ -512,17 +556,16 @@ pub async fn extend_hold<S: Store>(
     caller: &Caller,
     deadline: Deadline,
 ) -> Result {
-    let id = path_id(request, ExtendHold::route())?;
-    let (body, value) = json_body_value::<ExtendHoldBody>(request, app.config.body_limit)?;
-    let write = Write::ExtendHold(id, std::time::Duration::try_from(body)?);
-    let claim = claim::<ExtendHold>(request, caller, Some(id.uuid()), Some(&value))?;
-    write_once(app, claim, write, deadline).await
+    write_on::<ExtendHold, ExtendHoldBody, _, _>(app, request, caller, deadline, |id, body| {
+        Ok(Write::ExtendHold(id, std::time::Duration::try_from(body)?))
+    })
+    .await
 }
 
 /// Follow what happens: the event feed.
 ///
 /// Every change writes its events in its own transaction: `order.placed`, `order.cancelled`,
-/// `order.expired`, `order.fulfilled`, `order.hold_extended`, `stock.adjusted`, `stock.low` (a change took
+/// `order.expired`, `order.fulfilled`, `order.partially_fulfilled`, `order.hold_extended`, `stock.adjusted`, `stock.low` (a change took
 /// available stock from above the product's threshold to at or below it), `product.created`,
 /// `product.updated`, `product.deleted`; each with the resource as the change left it. Events come in feed order, which lists
 /// the changes of any one resource in the order they committed, and a change that began before another but
@@ -617,6 +660,22 @@ async fn transition<H: Handler, S: Store>(
     let id = path_id(request, H::route())?;
     let write = Write::TransitionOrder(id, action);
     let claim = claim::<H>(request, caller, Some(id.uuid()), None)?;
+    write_once(app, claim, write, deadline).await
+}
+
+/// A write on the resource in the path of endpoint `H`, with a JSON body `B` that `make` turns into the
+/// write: made at most once for its `Idempotency-Key`, if it carries one.
+async fn write_on<H: Handler, B: serde::de::DeserializeOwned, I: crate::domain::Id, S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+    make: impl FnOnce(I, B) -> std::result::Result<Write, crate::domain::Error>,
+) -> Result {
+    let id: I = path_id(request, H::route())?;
+    let (body, value) = json_body_value::<B>(request, app.config.body_limit)?;
+    let write = make(id, body)?;
+    let claim = claim::<H>(request, caller, Some(id.uuid()), Some(&value))?;
     write_once(app, claim, write, deadline).await
 }
 

@@ -9,7 +9,7 @@ use super::routes::Route;
 use crate::domain::etag;
 use crate::domain::idempotency::{Fingerprint, Replay};
 use crate::ports::Written;
-use crate::views::{AdjustmentView, OrderView, ProductView};
+use crate::views::{AdjustmentView, FulfilmentMadeView, OrderView, ProductView};
 
 /// Sent with a replayed response.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -85,6 +85,14 @@ pub fn render(written: &Written) -> Replay {
             StatusCode::CREATED,
             vec![("location", format!("/orders/{}", order.id))],
             serde_json::to_string(&OrderView::from(order.clone())),
+        ),
+        Written::Fulfilled(fulfilment, order) => (
+            StatusCode::CREATED,
+            vec![],
+            serde_json::to_string(&FulfilmentMadeView {
+                fulfilment: fulfilment.clone().into(),
+                order: order.clone().into(),
+            }),
         ),
         Written::OrderTransitioned(order)
         | Written::HoldExtended(order)

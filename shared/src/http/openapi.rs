@@ -8,8 +8,8 @@
 use utoipa::OpenApi;
 
 use super::dto::{
-    AdjustmentReason, CreateOrderBody, CreateProductBody, ExtendHoldBody, OrderLineBody,
-    StockAdjustmentBody, UpdateProductBody,
+    AdjustmentReason, CreateFulfilmentBody, CreateOrderBody, CreateProductBody, ExtendHoldBody,
+    OrderLineBody, StockAdjustmentBody, UpdateProductBody,
 };
 use super::problems::{
     BadRequest, Conflict, Forbidden, IdempotencyKeyReused, Internal, NotFound, PayloadTooLarge,
@@ -21,10 +21,10 @@ use super::{docs, handlers};
 use crate::domain::event::EventType;
 use crate::domain::order::{CancelReason, OrderStatus};
 use crate::domain::stock::MovementReason;
-use crate::domain::{Currency, FieldError, Shortage};
+use crate::domain::{Currency, FieldError, Remaining, Shortage};
 use crate::views::{
-    AdjustmentView, EventView, FeedView, HealthView, MovementView, OrderLineView, OrderView,
-    ProductView,
+    AdjustmentView, EventView, FeedView, FulfilmentLineView, FulfilmentMadeView, FulfilmentView,
+    HealthView, MovementView, OrderLineView, OrderView, ProductView,
 };
 
 impl docs::Docs {
@@ -62,8 +62,13 @@ pub fn document() -> serde_json::Value {
         "list_stock_movements",
         "delete_product",
     ]);
-    document["paths"]["/orders"]["post"]["responses"]["201"]["links"] =
-        links(&["get_order", "cancel_order", "fulfill_order", "extend_hold"]);
+    document["paths"]["/orders"]["post"]["responses"]["201"]["links"] = links(&[
+        "get_order",
+        "cancel_order",
+        "fulfill_order",
+        "create_fulfilment",
+        "extend_hold",
+    ]);
     for route in ROUTES.iter().filter(|r| r.endpoint.is_idempotent()) {
         document_idempotency(&mut document["paths"][route.path][route.method.to_lowercase()]);
     }
@@ -77,13 +82,14 @@ fn document_events(document: &mut serde_json::Value) {
     let kinds = [
         (
             "OrderEvent",
-            "An order was placed, cancelled, expired or fulfilled, or its hold was extended: `data` is the order \
-             after it.",
+            "An order was placed, cancelled, expired, fulfilled in part or in full, or its hold was extended: \
+             `data` is the order after it.",
             vec![
                 EventType::OrderPlaced,
                 EventType::OrderCancelled,
                 EventType::OrderExpired,
                 EventType::OrderFulfilled,
+                EventType::OrderPartiallyFulfilled,
                 EventType::OrderHoldExtended,
             ],
             "OrderView",
@@ -233,7 +239,8 @@ no-store`.",
     ),
     components(
         schemas(
-            ProductView, OrderView, OrderLineView, MovementView, AdjustmentView, HealthView, CreateProductBody,
+            ProductView, OrderView, OrderLineView, FulfilmentView, FulfilmentLineView, FulfilmentMadeView,
+            CreateFulfilmentBody, Remaining, MovementView, AdjustmentView, HealthView, CreateProductBody,
             UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, ExtendHoldBody, OrderStatus,
             MovementReason, Problem, ProblemCode, FieldError, Shortage, CancelReason, EventType, EventView,
             FeedView,

@@ -4,7 +4,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::domain::{Error, FieldError, Shortage};
+use crate::domain::{Error, FieldError, Remaining, Shortage};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -55,6 +55,9 @@ pub struct Problem {
     /// With `insufficient_stock`: one entry per short line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shortages: Vec<Shortage>,
+    /// With `beyond_remaining`: one entry per line asked for beyond what it has left to ship.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<Remaining>,
 }
 
 /// What kind of problem it is; stable, for programs to act on.
@@ -65,6 +68,7 @@ pub enum ProblemCode {
     ValidationFailed,
     NotFound,
     InsufficientStock,
+    BeyondRemaining,
     SkuTaken,
     Conflict,
     PreconditionFailed,
@@ -82,6 +86,10 @@ pub enum ProblemCode {
 impl ApiError {
     /// The problem document of this error, its status included.
     fn problem(self) -> Problem {
+        let remaining = match &self {
+            Self::Domain(Error::BeyondRemaining(remaining)) => remaining.clone(),
+            _ => vec![],
+        };
         let (status, code, detail, errors, shortages) = match self {
             Self::BadRequest(detail) => (
                 StatusCode::BAD_REQUEST,
@@ -139,6 +147,13 @@ impl ApiError {
                     "not enough stock is available for some lines; see shortages".to_owned(),
                     vec![],
                     shortages,
+                ),
+                Error::BeyondRemaining(_) => (
+                    StatusCode::CONFLICT,
+                    ProblemCode::BeyondRemaining,
+                    "some lines ask for more than the order has left to fulfil; see remaining".to_owned(),
+                    vec![],
+                    vec![],
                 ),
                 Error::SkuTaken => (
                     StatusCode::CONFLICT,
@@ -223,6 +238,7 @@ impl ApiError {
             code,
             errors,
             shortages,
+            remaining,
         }
     }
 

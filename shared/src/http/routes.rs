@@ -18,6 +18,7 @@ pub enum Endpoint {
     GetOrder,
     CancelOrder,
     FulfillOrder,
+    CreateFulfilment,
     ExtendHold,
     ListEvents,
     Health,
@@ -95,9 +96,12 @@ impl Scope {
 pub fn event_scope(event_type: crate::domain::event::EventType) -> Scope {
     use crate::domain::event::EventType::*;
     match event_type {
-        OrderPlaced | OrderCancelled | OrderExpired | OrderFulfilled | OrderHoldExtended => {
-            Scope::OrdersRead
-        }
+        OrderPlaced
+        | OrderCancelled
+        | OrderExpired
+        | OrderFulfilled
+        | OrderPartiallyFulfilled
+        | OrderHoldExtended => Scope::OrdersRead,
         ProductCreated | ProductUpdated | ProductDeleted | StockLow => Scope::ProductsRead,
         StockAdjusted => Scope::StockRead,
     }
@@ -113,7 +117,7 @@ impl Endpoint {
             Self::AdjustStock => Scope::StockWrite,
             Self::ListOrders | Self::GetOrder => Scope::OrdersRead,
             Self::CreateOrder | Self::CancelOrder | Self::ExtendHold => Scope::OrdersWrite,
-            Self::FulfillOrder => Scope::OrdersFulfil,
+            Self::FulfillOrder | Self::CreateFulfilment => Scope::OrdersFulfil,
             Self::ListEvents => Scope::EventsRead,
             Self::Health | Self::Docs => return None,
         })
@@ -183,6 +187,12 @@ pub const ROUTES: &[Route] = &[
         "/orders/{id}/fulfill",
     ),
     route(
+        Endpoint::CreateFulfilment,
+        "create-fulfilment",
+        "POST",
+        "/orders/{id}/fulfilments",
+    ),
+    route(
         Endpoint::ExtendHold,
         "extend-hold",
         "POST",
@@ -205,6 +215,7 @@ impl Endpoint {
                 | Self::CreateOrder
                 | Self::CancelOrder
                 | Self::FulfillOrder
+                | Self::CreateFulfilment
                 | Self::ExtendHold
         )
     }

@@ -1,12 +1,13 @@
 use time::OffsetDateTime;
 
 use crate::domain::order::{
-    CancelReason, NewOrder, Order, OrderAction, OrderLine, OrderStatus, ProductSnapshot,
-    Transition, extend_hold, plan_order,
+    CancelReason, Fulfilment, NewFulfilment, NewOrder, Order, OrderAction, OrderLine, OrderStatus,
+    ProductSnapshot, Shipment, Transition, extend_hold, plan_fulfilment, plan_order,
 };
 use crate::domain::product::Product;
 use crate::domain::{
-    Deadline, Error, Id, MAX_PAGE_LINES, OrderId, Page, PageRequest, ProductId, new_id,
+    Deadline, Error, FulfilmentId, Id, MAX_PAGE_LINES, OrderId, Page, PageRequest, ProductId,
+    new_id,
 };
 use crate::events;
 use crate::ports::{OrderStore, Written};
@@ -32,6 +33,7 @@ struct OrderLineRow {
     quantity: i64,
     unit_price_minor: i64,
     line_total_minor: i64,
+    fulfilled: i64,
 }
 
 /// Folds rows (ordered by order, then line) into orders, keeping the row order.
@@ -45,6 +47,7 @@ fn group_orders(rows: Vec<OrderLineRow>) -> Result<Vec<Order>, Error> {
             quantity: row.quantity,
             unit_price_minor: row.unit_price_minor,
             line_total_minor: row.line_total_minor,
+            fulfilled: row.fulfilled,
         };
         match orders.last_mut() {
             Some(order) if order.id == row.id => order.lines.push(line),
@@ -76,7 +79,7 @@ async fn fetch_order(tx: &mut Tx<'_>, id: OrderId) -> Result<Order, Error> {
         OrderLineRow,
         r#"
         SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
-               o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
+               o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor, l.fulfilled
         FROM orders o JOIN order_lines l ON l.order_id = o.id
         WHERE o.id = $1
         ORDER BY l.line_no
@@ -122,7 +125,7 @@ impl OrderStore for PgStore {
                         WHERE lines_before <= $4
                     )
                     SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
-                           o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor
+                           o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor, l.fulfilled
                     FROM page o JOIN order_lines l ON l.order_id = o.id
                     ORDER BY o.id DESC, l.line_no
                     "#,
@@ -281,13 +284,9 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
     Ok(placed)
 }
 
-/// Cancels or fulfils an order in `tx` (see [`Changes::transition_order`]): [`Written::OrderTransitioned`],
-/// or [`Written::OrderAlreadyDone`] when it had gone there already (nothing written).
-pub(super) async fn transition(
-    tx: &mut Tx<'_>,
-    id: OrderId,
-    action: OrderAction,
-) -> Result<Written, Error> {
+/// Locks an order's row (so that no other write or the expiry job changes it until `tx` ends) and answers
+/// its status.
+async fn lock_order(tx: &mut Tx<'_>, id: OrderId) -> Result<OrderStatus, Error> {
     let status = sqlx::query_scalar!(
         "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
         id.uuid()
@@ -296,12 +295,11 @@ pub(super) async fn transition(
     .await
     .map_err(db_error("lock the order"))?
     .ok_or(Error::NotFound("order"))?;
-    let current = OrderStatus::parse(&status).map_err(Error::internal)?;
-    let Transition::To(_) = current.apply(action)? else {
-        return Ok(Written::OrderAlreadyDone(fetch_order(tx, id).await?));
-    };
+    OrderStatus::parse(&status).map_err(Error::internal)
+}
 
-    // Lock the order's products in the global (id) order before changing any of them.
+/// Locks the products of an order whose row `tx` has locked, in the global (id) order, before any changes.
+async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<(), Error> {
     sqlx::query_scalar!(
         r#"
         SELECT id FROM products
@@ -314,9 +312,109 @@ pub(super) async fn transition(
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("lock the order's products"))?;
+    Ok(())
+}
+
+/// Cancels or fulfils an order in `tx` (see [`Changes::transition_order`]): [`Written::OrderTransitioned`],
+/// or [`Written::OrderAlreadyDone`] when it had gone there already (nothing written).
+pub(super) async fn transition(
+    tx: &mut Tx<'_>,
+    id: OrderId,
+    action: OrderAction,
+) -> Result<Written, Error> {
+    let current = lock_order(tx, id).await?;
+    let Transition::To(_) = current.apply(action)? else {
+        return Ok(Written::OrderAlreadyDone(fetch_order(tx, id).await?));
+    };
+    lock_products(tx, id).await?;
+    if action == OrderAction::Fulfill {
+        let (_, order) = ship(tx, id, &Shipment::Rest).await?;
+        return Ok(Written::OrderTransitioned(order));
+    }
     end_order(tx, id, action)
         .await
         .map(Written::OrderTransitioned)
+}
+
+/// Ships some units of some lines of an order in `tx` (see [`Changes::fulfil`]).
+pub(super) async fn fulfil(
+    tx: &mut Tx<'_>,
+    id: OrderId,
+    request: NewFulfilment,
+) -> Result<(Fulfilment, Order), Error> {
+    lock_order(tx, id).await?;
+    lock_products(tx, id).await?;
+    ship(tx, id, &Shipment::Lines(request)).await
+}
+
+/// Ships `shipment` of an order whose row and products `tx` has locked: reads the order (after the locks, so
+/// as it now is), plans the fulfilment, and in one statement records it, counts the units on the order's lines,
+/// takes them from on hand and reserved with their ledger rows, and sets the order's status. Answers the
+/// fulfilment and the order after it, and records the event.
+async fn ship(
+    tx: &mut Tx<'_>,
+    id: OrderId,
+    shipment: &Shipment,
+) -> Result<(Fulfilment, Order), Error> {
+    let mut order = fetch_order(tx, id).await?;
+    let (lines, status) = plan_fulfilment(&order, shipment)?;
+    let fulfilment_id: FulfilmentId = new_id();
+    let written = sqlx::query!(
+        r#"
+        WITH line AS (
+            SELECT l.line_no, l.product_id, s.quantity
+            FROM unnest($2::uuid[], $3::bigint[]) AS s(product_id, quantity)
+            JOIN order_lines l ON l.order_id = $1 AND l.product_id = s.product_id
+        ), fulfilment AS (
+            INSERT INTO fulfilments (id, order_id) VALUES ($4, $1) RETURNING created_at
+        ), fulfilment_line AS (
+            INSERT INTO fulfilment_lines (fulfilment_id, order_id, line_no, quantity)
+            SELECT $4, $1, line_no, quantity FROM line
+        ), counted AS (
+            UPDATE order_lines l SET fulfilled = l.fulfilled + line.quantity
+            FROM line WHERE l.order_id = $1 AND l.line_no = line.line_no
+            RETURNING l.line_no
+        ), changed AS (
+            UPDATE products p
+            SET on_hand = p.on_hand - line.quantity, reserved = p.reserved - line.quantity,
+                version = p.version + 1, updated_at = now()
+            FROM line
+            WHERE p.id = line.product_id
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+        ), movements AS (
+            INSERT INTO stock_movements
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
+            SELECT id, $1, 'order_fulfilled', -quantity, -quantity, on_hand, reserved FROM changed
+        ), status AS (
+            UPDATE orders SET status = $5, updated_at = now() WHERE id = $1
+        )
+        SELECT (SELECT count(*) FROM counted) AS "counted!", (SELECT count(*) FROM changed) AS "changed!",
+               (SELECT created_at FROM fulfilment) AS "created_at!"
+        "#,
+        id.uuid(),
+        &lines.iter().map(|l| l.product_id.uuid()).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+        fulfilment_id.uuid(),
+        status.as_str(),
+    )
+    .fetch_one(tx.conn().await?)
+    .await
+    .map_err(db_error("ship the fulfilment"))?;
+    // Every line was counted on the order; a product deleted since the order was placed has no stock to
+    // take (it could not have been deleted while reserved), so every product must have been changed too.
+    if written.counted != lines.len() as i64 || written.changed != lines.len() as i64 {
+        return Err(Error::internal(
+            "a fulfilment did not apply under lock as planned",
+        ));
+    }
+    let fulfilment = Fulfilment {
+        id: fulfilment_id,
+        lines,
+        created_at: written.created_at,
+    };
+    order.record(&fulfilment, status);
+    tx.emit(events::order_fulfilment(&order));
+    Ok((fulfilment, order))
 }
 
 /// Extends an order's hold in `tx` (see [`Changes::extend_hold`]): the order's row is locked, so the expiry job
@@ -351,18 +449,17 @@ pub(super) async fn extend(
     Ok(Written::HoldExtended(order))
 }
 
-/// Ends a pending order whose row and products `tx` has locked: moves its stock as `action` says, writes the
-/// ledger and the new status, and records the event.
+/// Cancels (or expires) an order whose row and products `tx` has locked: releases what its lines have left,
+/// writes the ledger and the new status, and records the event. What has shipped stays shipped.
 async fn end_order(tx: &mut Tx<'_>, id: OrderId, action: OrderAction) -> Result<Order, Error> {
-    let fulfil = matches!(action, OrderAction::Fulfill);
     sqlx::query!(
         r#"
         WITH line AS (
-            SELECT product_id, quantity FROM order_lines WHERE order_id = $1
+            SELECT product_id, quantity - fulfilled AS quantity FROM order_lines
+            WHERE order_id = $1 AND quantity > fulfilled
         ), changed AS (
             UPDATE products p
-            SET on_hand = p.on_hand - CASE WHEN $3 THEN line.quantity ELSE 0 END,
-                reserved = p.reserved - line.quantity,
+            SET reserved = p.reserved - line.quantity,
                 version = p.version + 1,
                 updated_at = now()
             FROM line
@@ -371,14 +468,13 @@ async fn end_order(tx: &mut Tx<'_>, id: OrderId, action: OrderAction) -> Result<
         ), movements AS (
             INSERT INTO stock_movements
                 (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-            SELECT id, $1, $4, CASE WHEN $3 THEN -quantity ELSE 0 END, -quantity, on_hand, reserved
+            SELECT id, $1, $3, 0, -quantity, on_hand, reserved
             FROM changed
         )
-        UPDATE orders SET status = $2, cancel_reason = $5, updated_at = now() WHERE id = $1
+        UPDATE orders SET status = $2, cancel_reason = $4, updated_at = now() WHERE id = $1
         "#,
         id.uuid(),
         action.target().as_str(),
-        fulfil,
         action.reason().as_str(),
         action.cancel_reason().map(CancelReason::as_str),
     )
@@ -406,7 +502,7 @@ async fn expire_next(tx: &mut Tx<'_>, skipped: &[uuid::Uuid]) -> Result<Expiry, 
         r#"
         SELECT o.id, (SELECT count(*) FROM order_lines l WHERE l.order_id = o.id) AS "products!"
         FROM orders o
-        WHERE o.status = 'pending' AND o.expires_at <= now() AND NOT (o.id = ANY($1))
+        WHERE o.status IN ('pending', 'partially_fulfilled') AND o.expires_at <= now() AND NOT (o.id = ANY($1))
         ORDER BY o.expires_at
         LIMIT 1
         FOR UPDATE OF o SKIP LOCKED

@@ -11,7 +11,10 @@ use super::MIGRATOR;
 pub const APP_GRANTS: &[(&str, &str)] = &[
     ("products", "SELECT, INSERT, UPDATE, DELETE"),
     ("orders", "SELECT, INSERT, UPDATE"),
-    ("order_lines", "SELECT, INSERT"),
+    // UPDATE for the units a fulfilment ships.
+    ("order_lines", "SELECT, INSERT, UPDATE"),
+    ("fulfilments", "SELECT, INSERT"),
+    ("fulfilment_lines", "SELECT, INSERT"),
     ("stock_movements", "SELECT, INSERT"),
     // DELETE for the scheduled purge of expired keys.
     ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),

@@ -1,13 +1,13 @@
 //! The writes on Postgres: each in one transaction, which makes its change (the adapter's side of
 //! [`Changes`]; [`Write::apply`] picks the change) with its events.
 
-use crate::domain::order::{NewOrder, Order, OrderAction};
+use crate::domain::order::{Fulfilment, NewFulfilment, NewOrder, Order, OrderAction};
 use crate::domain::product::{NewProduct, Product};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, OrderId, ProductId};
 use crate::ports::{Changes, Write, WriteStore, Written};
 
-use super::orders::{extend, place_order, transition};
+use super::orders::{extend, fulfil, place_order, transition};
 use super::products::{adjust, insert_product};
 use super::{PgStore, Tx};
 
@@ -43,6 +43,14 @@ impl Changes for Tx<'_> {
         hold: std::time::Duration,
     ) -> Result<Written, Error> {
         extend(self, id, hold).await
+    }
+
+    async fn fulfil(
+        &mut self,
+        id: OrderId,
+        request: NewFulfilment,
+    ) -> Result<(Fulfilment, Order), Error> {
+        fulfil(self, id, request).await
     }
 }
 

@@ -237,6 +237,8 @@ enum Kind {
     PlaceOrder(String),
     /// An attempt at extending the hold of a placed order with this key.
     ExtendHold(String),
+    /// An attempt at shipping a unit of a placed order with this key.
+    Ship(String),
     /// Setting up, before the load.
     CreateProduct,
     GetProduct,
@@ -298,10 +300,21 @@ struct LogicalHold {
     extended: bool,
 }
 
+/// A logical shipment of one unit of a placed order's first line: one request, sent until it is answered 201.
+#[derive(Debug)]
+struct LogicalShipment {
+    key: String,
+    order: Uuid,
+    product: Uuid,
+    attempts: Vec<Answer>,
+    shipped: bool,
+}
+
 #[derive(Debug, Default)]
 struct ClientLog {
     orders: Vec<LogicalOrder>,
     holds: Vec<LogicalHold>,
+    shipments: Vec<LogicalShipment>,
     reads: Vec<Answer>,
 }
 
@@ -311,6 +324,7 @@ impl ClientLog {
             .iter()
             .flat_map(|order| &order.attempts)
             .chain(self.holds.iter().flat_map(|hold| &hold.attempts))
+            .chain(self.shipments.iter().flat_map(|ship| &ship.attempts))
             .chain(&self.reads)
     }
 }
@@ -458,6 +472,38 @@ async fn client(
                 extended: extended.is_some(),
             });
         }
+        // Every third order (others than those) ships a unit of its first line, with a key of its own.
+        if let Some(order) = placed
+            && n % 3 == 1
+            && Instant::now() < shared.give_up
+        {
+            let key = format!("crash-client{c}-ship{n}");
+            let path = format!("/orders/{order}/fulfilments");
+            let product = *log.orders.last().unwrap().lines.keys().next().unwrap();
+            let body = json!({ "lines": [{ "product_id": product, "quantity": 1 }] });
+            let (attempts, _) = until_answered(
+                &app,
+                c,
+                Endpoint::CreateFulfilment,
+                Kind::Ship(key.clone()),
+                201,
+                &shared,
+                || {
+                    event(Endpoint::CreateFulfilment, &path)
+                        .json(&body)
+                        .header("Idempotency-Key", &key)
+                },
+            )
+            .await;
+            let shipped = attempts.last().is_some_and(|a| a.status == 201);
+            log.shipments.push(LogicalShipment {
+                key,
+                order,
+                product,
+                attempts,
+                shipped,
+            });
+        }
 
         if pauses_before_read {
             shared.pause_if_quiet(c).await;
@@ -589,7 +635,8 @@ impl Report {
             phases.at(load_ended),
         );
         println!(
-            "  requests: {} ({} order attempts, {} hold extension attempts, {} reads); orders placed: {orders}",
+            "  requests: {} ({} order attempts, {} hold extension attempts, {} shipment attempts, {} reads); \
+             orders placed: {orders}",
             self.answers.len(),
             self.answers
                 .iter()
@@ -598,6 +645,10 @@ impl Report {
             self.answers
                 .iter()
                 .filter(|a| matches!(a.kind, Kind::ExtendHold(_)))
+                .count(),
+            self.answers
+                .iter()
+                .filter(|a| matches!(a.kind, Kind::Ship(_)))
                 .count(),
             self.answers
                 .iter()
@@ -680,7 +731,7 @@ impl Report {
             // No 500, nor any answer but the ones a crash may explain.
             let expected = matches!(
                 (&answer.kind, answer.status, answer.code.as_deref()),
-                (Kind::PlaceOrder(_), 201, _)
+                (Kind::PlaceOrder(_) | Kind::Ship(_), 201, _)
                     | (
                         Kind::GetOrder | Kind::GetProduct | Kind::ExtendHold(_),
                         200,
@@ -688,12 +739,12 @@ impl Report {
                     )
                     | (_, 503, Some("unavailable"))
                     | (
-                        Kind::PlaceOrder(_) | Kind::ExtendHold(_),
+                        Kind::PlaceOrder(_) | Kind::ExtendHold(_) | Kind::Ship(_),
                         503,
                         Some("outcome_unknown")
                     )
                     | (
-                        Kind::PlaceOrder(_) | Kind::ExtendHold(_),
+                        Kind::PlaceOrder(_) | Kind::ExtendHold(_) | Kind::Ship(_),
                         409,
                         Some("request_in_progress")
                     )
@@ -839,6 +890,7 @@ async fn check_database(
         .collect();
     let placed_ids: BTreeSet<Uuid> = placed.values().filter_map(|o| o.placed).collect();
     assert_eq!(placed_ids.len(), placed.len(), "two orders got the same id");
+    let shipments: Vec<&LogicalShipment> = logs.iter().flat_map(|log| &log.shipments).collect();
 
     // 1. No order placed twice, none lost: the orders are exactly the ones the clients were answered 201 for.
     let rows: Vec<(Uuid, Option<String>, String)> =
@@ -877,7 +929,11 @@ async fn check_database(
             .get(key)
             .unwrap_or_else(|| panic!("order {id} has no client's key as customer_ref: {key}"));
         assert_eq!(order.placed, Some(*id), "the order of key {key}");
-        assert_eq!(status, "pending", "order {id}");
+        // Every order is pending but those a unit of was shipped: their lines are of several units or several
+        // products, or of one, which the shipment fulfilled.
+        if !matches!(status.as_str(), "partially_fulfilled" | "fulfilled") {
+            assert_eq!(status, "pending", "order {id}");
+        }
     }
 
     // Each order raised its event once, and nothing else raised one: the outbox commits with the change.
@@ -887,6 +943,7 @@ async fn check_database(
         .unwrap();
     let mut raised: BTreeMap<Uuid, usize> = BTreeMap::new();
     let mut extensions: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut fulfilments: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (resource, kind) in &events {
         if products.contains(resource) {
             assert_eq!(kind, "product.created", "{resource}");
@@ -894,6 +951,10 @@ async fn check_database(
         }
         if kind == "order.hold_extended" {
             *extensions.entry(*resource).or_default() += 1;
+            continue;
+        }
+        if kind == "order.partially_fulfilled" || kind == "order.fulfilled" {
+            *fulfilments.entry(*resource).or_default() += 1;
             continue;
         }
         assert_eq!(kind, "order.placed", "{resource}");
@@ -922,6 +983,26 @@ async fn check_database(
     assert!(
         extensions.is_empty(),
         "holds extended without a client asking: {extensions:?}"
+    );
+    // Each shipment made once, whatever the retries: the ones answered 201, at most the ones left unanswered.
+    for ship in &shipments {
+        let n = fulfilments.remove(&ship.order).unwrap_or(0);
+        let most = usize::from(ship.shipped || ship.attempts.iter().any(|a| a.status >= 500));
+        assert!(
+            n <= 1 && (n == 1 || !ship.shipped),
+            "order {} ({}) shipped {n} times",
+            ship.order,
+            ship.key
+        );
+        assert!(
+            n <= most,
+            "order {} shipped without an attempt that may have",
+            ship.order
+        );
+    }
+    assert!(
+        fulfilments.is_empty(),
+        "orders shipped without a client asking: {fulfilments:?}"
     );
     let expiries: Vec<(Uuid, f64)> = sqlx::query_as(
         "SELECT id, extract(epoch FROM expires_at - created_at)::float8 FROM orders",
@@ -978,6 +1059,23 @@ async fn check_database(
         .copied()
         .filter(|hold| keys.iter().any(|(key, _, _)| *key == hold.key))
         .collect();
+    for ship in &shipments {
+        let stored = keys.iter().find(|(key, _, _)| *key == ship.key);
+        assert!(
+            stored.is_some() || !ship.shipped,
+            "a shipment answered 201 whose key was not kept"
+        );
+        if let Some((_, status, body)) = stored {
+            assert_eq!(*status, Some(201), "the stored status of key {}", ship.key);
+            let body: Value = serde_json::from_str(body.as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(
+                body["order"]["id"].as_str(),
+                Some(ship.order.to_string().as_str()),
+                "key {}",
+                ship.key
+            );
+        }
+    }
     assert!(
         holds
             .iter()
@@ -1010,6 +1108,7 @@ async fn check_database(
     let keys: Vec<_> = keys
         .into_iter()
         .filter(|(key, _, _)| !holds.iter().any(|hold| hold.key == *key))
+        .filter(|(key, _, _)| !shipments.iter().any(|ship| ship.key == *key))
         .collect();
     assert_eq!(keys.len(), placed.len(), "idempotency keys stored");
     let mut key_ids = BTreeSet::new();
@@ -1024,18 +1123,47 @@ async fn check_database(
         assert!(key_ids.insert(id), "two keys name the order {id}");
     }
 
-    // 3. Stock and ledger: reserved is what the pending orders hold (and what the clients were told they
-    // placed), and the ledger adds up to each product's levels.
+    // 3. Stock and ledger: on hand is the stock less what shipped (one unit per shipment that happened, as its
+    // line counts), reserved is what the orders still hold (and what the clients were told they placed, less
+    // what shipped), and the ledger adds up to each product's levels.
+    let fulfilled: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "SELECT order_id, product_id, fulfilled FROM order_lines WHERE fulfilled > 0",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut shipped: HashMap<Uuid, i64> = HashMap::new();
+    for (order, product, units) in &fulfilled {
+        let ship = shipments
+            .iter()
+            .find(|s| s.order == *order && s.product == *product)
+            .unwrap_or_else(|| panic!("order {order} shipped {units} of {product} unasked"));
+        assert_eq!(*units, 1, "order {order} ({}) shipped one unit", ship.key);
+        *shipped.entry(*product).or_default() += units;
+    }
+    for ship in shipments.iter().filter(|s| s.shipped) {
+        assert!(
+            fulfilled
+                .iter()
+                .any(|(o, p, _)| *o == ship.order && *p == ship.product),
+            "a shipment answered 201 that did not ship: {}",
+            ship.key
+        );
+    }
     let mut requested: HashMap<Uuid, i64> = HashMap::new();
     for order in placed.values() {
         for (product, quantity) in &order.lines {
             *requested.entry(*product).or_default() += quantity;
         }
     }
+    for (product, units) in &shipped {
+        *requested.entry(*product).or_default() -= units;
+    }
     let stock: Vec<(Uuid, i64, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT p.id, p.on_hand, p.reserved, \
-            (SELECT coalesce(sum(l.quantity), 0)::bigint FROM order_lines l JOIN orders o ON o.id = l.order_id \
-             WHERE l.product_id = p.id AND o.status = 'pending'), \
+            (SELECT coalesce(sum(l.quantity - l.fulfilled), 0)::bigint FROM order_lines l \
+             JOIN orders o ON o.id = l.order_id \
+             WHERE l.product_id = p.id AND o.status IN ('pending', 'partially_fulfilled')), \
             (SELECT coalesce(sum(m.on_hand_delta), 0)::bigint FROM stock_movements m WHERE m.product_id = p.id), \
             (SELECT coalesce(sum(m.reserved_delta), 0)::bigint FROM stock_movements m WHERE m.product_id = p.id) \
          FROM products p",
@@ -1045,7 +1173,11 @@ async fn check_database(
     .unwrap();
     assert_eq!(stock.len(), products.len());
     for (id, on_hand, reserved, pending, ledger_on_hand, ledger_reserved) in stock {
-        assert_eq!(on_hand, STOCK, "on_hand of {id}");
+        assert_eq!(
+            on_hand,
+            STOCK - shipped.get(&id).copied().unwrap_or_default(),
+            "on_hand of {id}"
+        );
         assert_eq!(reserved, pending, "reserved of {id} and its pending lines");
         assert_eq!(
             reserved,

@@ -900,6 +900,7 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
                 quantity: 1_000_000,
                 unit_price_minor: i64::MAX,
                 line_total_minor: i64::MAX,
+                fulfilled: 1_000_000,
             })
             .collect(),
         total_minor: i64::MAX,
@@ -1063,6 +1064,105 @@ async fn a_hold_is_extended_over_http_and_bad_requests_say_why() {
     let conflict = extend(&id, json!({ "hold_seconds": 3600 })).await;
     assert_eq!(conflict.status(), 409);
     assert_eq!(body(&conflict)["code"], "conflict");
+}
+
+/// `POST /orders/{id}/fulfilments`: every bad body a 422 (or 400) that says why, a product not in the order a
+/// 422 naming its line, more than is left a 409 `beyond_remaining` with what each line has left, an unknown
+/// order 404, and a good one 201 with the fulfilment and the order after it.
+#[tokio::test]
+async fn an_order_ships_in_parts_over_http_and_bad_requests_say_why() {
+    let app = app();
+    let product = create_product(&app, "PART-HTTP", 9).await;
+    let other = create_product(&app, "PART-OTHER", 9).await;
+    let order = call(
+        &app,
+        Endpoint::CreateOrder,
+        v2(Endpoint::CreateOrder, "/orders")
+            .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 3 }] })),
+    )
+    .await;
+    let order: OrderView = serde_json::from_value(body(&order)).unwrap();
+    let fulfil = |id: &str, body: Value| {
+        let path = format!("/orders/{id}/fulfilments");
+        call(
+            &app,
+            Endpoint::CreateFulfilment,
+            v2(Endpoint::CreateFulfilment, &path).json(&body),
+        )
+    };
+    let id = order.id.to_string();
+    let line =
+        |quantity: Value| json!({ "lines": [{ "product_id": product.id, "quantity": quantity }] });
+    let too_many: Vec<Value> = (0..101)
+        .map(|_| json!({ "product_id": product.id, "quantity": 1 }))
+        .collect();
+    for (bad, pointer) in [
+        (json!({}), "/lines"),
+        (json!({ "lines": [] }), "/lines"),
+        (json!({ "lines": too_many }), "/lines"),
+        (line(json!(0)), "/lines/0/quantity"),
+        (line(json!(-2)), "/lines/0/quantity"),
+        (line(json!(1_000_001)), "/lines/0/quantity"),
+        (line(json!(null)), "/lines/0/quantity"),
+        (
+            json!({ "lines": [{ "product_id": "nope", "quantity": 1 }] }),
+            "/lines/0/product_id",
+        ),
+        (
+            json!({ "lines": [{ "quantity": 1 }] }),
+            "/lines/0/product_id",
+        ),
+        (
+            json!({ "lines": [{ "product_id": other.id, "quantity": 1 }] }),
+            "/lines/0/product_id",
+        ),
+    ] {
+        let response = fulfil(&id, bad.clone()).await;
+        let refused = problem(&response, 422, "validation_failed");
+        assert_eq!(refused["errors"][0]["pointer"], pointer, "{bad}: {refused}");
+    }
+    for bad in [
+        json!({ "lines": [{ "product_id": product.id, "quantity": "1" }] }),
+        json!({ "lines": [{ "product_id": product.id, "quantity": 1, "sku": "x" }] }),
+        json!({ "lines": [], "carrier": "ups" }),
+        json!([{ "product_id": product.id, "quantity": 1 }]),
+    ] {
+        let response = fulfil(&id, bad.clone()).await;
+        let status = response.status().as_u16();
+        let refused = body(&response);
+        assert!(matches!(status, 400 | 422), "{bad}: {status} {refused}");
+        assert!(refused["detail"].is_string(), "{bad}: {refused}");
+    }
+    let unknown = fulfil("01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", line(json!(1))).await;
+    problem(&unknown, 404, "not_found");
+    problem(
+        &fulfil("not-a-uuid", line(json!(1))).await,
+        400,
+        "bad_request",
+    );
+
+    let made = fulfil(&id, line(json!(2))).await;
+    assert_eq!(made.status(), 201, "{}", body(&made));
+    let made = body(&made);
+    assert_eq!(
+        made["fulfilment"]["lines"],
+        json!([{ "product_id": product.id, "quantity": 2 }])
+    );
+    assert_eq!(made["order"]["status"], "partially_fulfilled");
+    assert_eq!(made["order"]["lines"][0]["fulfilled"], 2);
+    assert_eq!(made["order"]["lines"][0]["reserved"], 1);
+    let beyond = fulfil(&id, line(json!(2))).await;
+    let refused = problem(&beyond, 409, "beyond_remaining");
+    assert_eq!(
+        refused["remaining"],
+        json!([{ "product_id": product.id, "requested": 2, "remaining": 1 }])
+    );
+    let rest = v2(Endpoint::FulfillOrder, &format!("/orders/{id}/fulfill"));
+    let rest = call(&app, Endpoint::FulfillOrder, rest).await;
+    assert_eq!(body(&rest)["status"], "fulfilled");
+    assert_eq!(body(&rest)["lines"][0]["fulfilled"], 3);
+    let done = fulfil(&id, line(json!(1))).await;
+    problem(&done, 409, "conflict");
 }
 
 #[tokio::test]

@@ -430,6 +430,36 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
         cancel, 7,
         "BEGIN, lock order, lock products, write, read back, the event, COMMIT"
     );
+    // Shipping part of a 10-line order, then the rest: as many, however many lines (the second order is
+    // measured, on a warm statement cache).
+    let mut shipping = Vec::new();
+    for _ in 0..2 {
+        let lines: Vec<_> = products[10..20].iter().map(|id| (*id, 2)).collect();
+        let order = inventory
+            .create_order(new_order(&lines), deadline())
+            .await
+            .unwrap();
+        let part: Vec<_> = products[10..20].iter().map(|id| (*id, 1)).collect();
+        let part = common::fulfilment(&part);
+        let before = trips.statements.load(Ordering::SeqCst);
+        inventory.fulfil(order.id, part, deadline()).await.unwrap();
+        let part = trips.statements.load(Ordering::SeqCst) - before;
+        let before = trips.statements.load(Ordering::SeqCst);
+        inventory
+            .transition_order(order.id, OrderAction::Fulfill, deadline())
+            .await
+            .unwrap();
+        shipping.push((part, trips.statements.load(Ordering::SeqCst) - before));
+    }
+    println!(
+        "round trips to ship part of a 10-line order, then the rest: {:?}",
+        shipping[1]
+    );
+    assert_eq!(
+        shipping[1],
+        (7, 7),
+        "BEGIN, lock order, lock products, read the order, write, the event, COMMIT"
+    );
     // With an Idempotency-Key: two more, to claim the key and to store the response; a repeat reads the
     // stored response instead of writing.
     let keyed = |key: &str| {
@@ -466,9 +496,9 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
     assert_eq!(replay, 4, "BEGIN, claim the key, read the response, COMMIT");
     // A warm connection is not pinged before use (only after an idle spell); sqlx pings it once after
     // each use, off the request's path, when it goes back to the pool.
-    // 100 products, 4 orders, 1 list, 2 cancels, 4 keyed orders: at most one ping each (the last may
-    // still be under way).
-    let operations = 111;
+    // 100 products, 4 orders, 1 list, 2 cancels, 2 orders shipped in two parts, 4 keyed orders: at most one
+    // ping each (the last may still be under way).
+    let operations = 117;
     let pings = trips.pings.load(Ordering::SeqCst);
     println!("pings over the {operations} operations above: {pings}");
     assert!(
@@ -496,6 +526,23 @@ async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(rows, 0, "a refused adjustment leaves no ledger row");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_partly_shipped_order_releases_only_what_is_left(pool: PgPool) {
+    common::behaviour::a_partly_shipped_order_releases_only_what_is_left(
+        Inventory::new(PgStore::new(common::served(&pool))),
+        async |_| {
+            sqlx::query(
+                "UPDATE orders SET expires_at = expires_at - interval '2 hours' \
+                 WHERE status IN ('pending', 'partially_fulfilled')",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        },
+    )
+    .await;
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -437,6 +437,215 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
     assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
 }
 
+/// Partial fulfilments of single units, cancels, hold extensions and the expiry job racing on the same orders.
+/// Every order ends with each line's shipped units equal to the fulfilments that succeeded (never more than
+/// ordered: the rest were refused as beyond what was left, or because the order had ended), a cancel or an
+/// expiry only of an order with units left, and one event per committed change; the stock, the ledger and the
+/// reservations of the orders still holding stock reconcile.
+#[sqlx::test(migrations = "../migrations")]
+async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_count(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use inventory::domain::OrderId;
+    use inventory::domain::order::{CancelReason, OrderStatus};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Move {
+        Ship(usize),
+        Cancel,
+        Extend,
+    }
+    let _heavy = common::HEAVY.lock().await;
+    let (orders, expirers) = (12, 2);
+    // Per order: 5 tries at one unit of its 4 of `a`, 3 at one of its 2 of `b`, and a cancel, an extension or
+    // (a third of them) nothing but a hold that ends while they run.
+    let direct = direct_pool(&options).await;
+    let pool = pool_for(32, pool_options, options).await;
+    let inventory = Inventory::new(race_store(pool));
+    let mut products = Vec::new();
+    for sku in ["SHIP-A", "SHIP-B"] {
+        let product = inventory
+            .create_product(new_product(sku, 1, 1000), long_deadline())
+            .await
+            .unwrap();
+        products.push(product.id);
+    }
+    let mut placed = Vec::new();
+    for _ in 0..orders {
+        let order = inventory
+            .create_order(
+                new_order(&[(products[0], 4), (products[1], 2)]),
+                long_deadline(),
+            )
+            .await
+            .unwrap();
+        placed.push(order.id);
+    }
+    let ending: Vec<uuid::Uuid> = placed
+        .iter()
+        .skip(2)
+        .step_by(3)
+        .map(|id| id.uuid())
+        .collect();
+    sqlx::query(
+        "UPDATE orders SET expires_at = now() + interval '150 milliseconds' WHERE id = ANY($1)",
+    )
+    .bind(&ending)
+    .execute(&direct)
+    .await
+    .unwrap();
+    let mut moves: Vec<(OrderId, Move)> = Vec::new();
+    for (i, id) in placed.iter().enumerate() {
+        moves.extend((0..5).map(|_| (*id, Move::Ship(0))));
+        moves.extend((0..3).map(|_| (*id, Move::Ship(1))));
+        match i % 3 {
+            0 => moves.push((*id, Move::Cancel)),
+            1 => moves.push((*id, Move::Extend)),
+            _ => {}
+        }
+    }
+    let started = Instant::now();
+    let mut rng = XorShift(0xf11_f11);
+    let clients: Vec<_> = moves
+        .iter()
+        .map(|&(id, what)| {
+            let inventory = inventory.clone();
+            let wait = std::time::Duration::from_millis(rng.next() % 600);
+            let products = products.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let result = match what {
+                    Move::Ship(line) => {
+                        let one = common::fulfilment(&[(products[line], 1)]);
+                        inventory.fulfil(id, one, long_deadline()).await.map(|_| ())
+                    }
+                    Move::Cancel => inventory
+                        .transition_order(id, OrderAction::Cancel, long_deadline())
+                        .await
+                        .map(|_| ()),
+                    Move::Extend => {
+                        let hour = std::time::Duration::from_secs(3600);
+                        inventory
+                            .extend_hold(id, hour, long_deadline())
+                            .await
+                            .map(|_| ())
+                    }
+                };
+                (id, what, result)
+            })
+        })
+        .collect();
+    let jobs: Vec<_> = (0..expirers)
+        .map(|_| {
+            let inventory = inventory.clone();
+            tokio::spawn(async move {
+                while started.elapsed() < std::time::Duration::from_millis(900) {
+                    inventory.expire_orders(100, long_deadline()).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                }
+            })
+        })
+        .collect();
+    // Per order: units shipped of each line, cancels and extensions that succeeded.
+    let mut won: HashMap<OrderId, ([i64; 2], i64, i64)> = HashMap::new();
+    let (mut refused, mut beyond) = (0, 0);
+    for client in clients {
+        let (id, what, result) = client.await.unwrap();
+        let counts = won.entry(id).or_default();
+        match (what, result) {
+            (Move::Ship(line), Ok(())) => counts.0[line] += 1,
+            (Move::Cancel, Ok(())) => counts.1 += 1,
+            (Move::Extend, Ok(())) => counts.2 += 1,
+            (_, Err(Error::Conflict(_))) => refused += 1,
+            (Move::Ship(_), Err(Error::BeyondRemaining(_))) => beyond += 1,
+            (what, Err(other)) => panic!("{what:?} of {id} failed otherwise: {other:?}"),
+        }
+    }
+    for job in jobs {
+        job.await.unwrap();
+    }
+    inventory.expire_orders(100, long_deadline()).await.unwrap();
+
+    let events: Vec<(uuid::Uuid, String, i64)> = sqlx::query_as(
+        "SELECT resource_id, type, count(*) FROM events WHERE type LIKE 'order.%' GROUP BY 1, 2",
+    )
+    .fetch_all(&direct)
+    .await
+    .unwrap();
+    let count = |id: OrderId, kind: &str| {
+        events
+            .iter()
+            .find(|(r, t, _)| *r == id.uuid() && t == kind)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    let mut statuses: HashMap<&str, usize> = HashMap::new();
+    let mut shipped = [0; 2];
+    for id in &placed {
+        let order = inventory.get_order(*id, long_deadline()).await.unwrap();
+        let (units, cancels, extensions) = won[id];
+        let fulfilled: Vec<i64> = order.lines.iter().map(|l| l.fulfilled).collect();
+        assert_eq!(
+            fulfilled,
+            units.to_vec(),
+            "{id}: shipped as the winners say"
+        );
+        shipped[0] += units[0];
+        shipped[1] += units[1];
+        let left = order.lines.iter().any(|l| l.remaining() > 0);
+        let expired = order.cancel_reason == Some(CancelReason::Expired);
+        match order.status {
+            OrderStatus::Fulfilled => assert!(!left && cancels == 0, "{id}"),
+            OrderStatus::Cancelled => assert!(left && (cancels == 1) != expired, "{id}"),
+            OrderStatus::Pending | OrderStatus::PartiallyFulfilled => {
+                assert!(left && cancels == 0, "{id}");
+                assert_eq!(order.status == OrderStatus::Pending, units == [0, 0]);
+            }
+        }
+        let outcome = if expired {
+            "expired"
+        } else {
+            order.status.as_str()
+        };
+        *statuses.entry(outcome).or_default() += 1;
+        let fulfilments = count(*id, "order.partially_fulfilled") + count(*id, "order.fulfilled");
+        assert_eq!(
+            fulfilments,
+            units[0] + units[1],
+            "{id}: one event per fulfilment"
+        );
+        assert_eq!(count(*id, "order.cancelled"), cancels, "{id}");
+        assert_eq!(count(*id, "order.expired"), i64::from(expired), "{id}");
+        assert_eq!(count(*id, "order.hold_extended"), extensions, "{id}");
+        assert_eq!(count(*id, "order.placed"), 1, "{id}");
+    }
+    println!(
+        "{} moves on {orders} orders with {expirers} expiry jobs: {} units shipped, {refused} refused as the \
+         order had ended, {beyond} beyond what was left; orders {statuses:?}",
+        moves.len(),
+        shipped[0] + shipped[1],
+    );
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT count(*) FROM stock_movements WHERE reason = 'order_fulfilled' GROUP BY product_id ORDER BY product_id",
+    )
+    .fetch_all(&direct)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.0).sum::<i64>(),
+        shipped[0] + shipped[1]
+    );
+    for (i, product) in products.iter().enumerate() {
+        let after = inventory
+            .get_product(*product, long_deadline())
+            .await
+            .unwrap();
+        assert_eq!(after.on_hand, 1000 - shipped[i], "on hand of {product}");
+        assert_ledger_balances(&inventory, *product).await;
+    }
+    assert_reserved_matches_pending_orders(&inventory, &products).await;
+}
+
 /// A pool of the test's own, straight to the server: its setup and checks are plain SQL, which the pooler of
 /// the pooled run cannot carry as prepared statements.
 async fn direct_pool(options: &PgConnectOptions) -> sqlx::PgPool {

@@ -78,6 +78,15 @@ async fn a_hold_is_extended_never_shortened() {
 }
 
 #[tokio::test]
+async fn a_partly_shipped_order_releases_only_what_is_left() {
+    common::behaviour::a_partly_shipped_order_releases_only_what_is_left(
+        Inventory::new(MemoryStore::new()),
+        async |inventory| inventory.store().age_orders(Duration::from_secs(2 * 3600)),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn expired_orders_release_their_stock_once() {
     common::behaviour::expired_orders_release_their_stock_once(
         Inventory::new(MemoryStore::new()),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use inventory::domain::event::{Event, EventType, Position};
 use inventory::domain::idempotency::{Claim, Fingerprint, IdempotencyKey, Once};
-use inventory::domain::order::{CancelReason, OrderAction, OrderStatus};
+use inventory::domain::order::{CancelReason, Order, OrderAction, OrderStatus};
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use inventory::domain::{
@@ -15,7 +15,7 @@ use inventory::http::idempotency::render;
 use inventory::ports::{Store, Write};
 use inventory::service::Inventory;
 
-use super::{deadline, new_order, new_product, new_product_in};
+use super::{deadline, fulfilment, new_order, new_product, new_product_in};
 
 /// Every ledger row of a product, oldest first.
 pub async fn ledger<S: Store>(inventory: &Inventory<S>, id: ProductId) -> Vec<StockMovement> {
@@ -69,23 +69,25 @@ pub async fn assert_reserved_matches_pending_orders<S: Store>(
     products: &[ProductId],
 ) {
     let mut pending: HashMap<ProductId, i64> = HashMap::new();
-    let mut page = PageRequest {
-        limit: 100,
-        after: None,
-    };
-    loop {
-        let got = inventory
-            .list_orders(Some(OrderStatus::Pending), page, deadline())
-            .await
-            .unwrap();
-        for order in &got.items {
-            for line in &order.lines {
-                *pending.entry(line.product_id).or_default() += line.quantity;
+    for status in [OrderStatus::Pending, OrderStatus::PartiallyFulfilled] {
+        let mut page = PageRequest {
+            limit: 100,
+            after: None,
+        };
+        loop {
+            let got = inventory
+                .list_orders(Some(status), page, deadline())
+                .await
+                .unwrap();
+            for order in &got.items {
+                for line in &order.lines {
+                    *pending.entry(line.product_id).or_default() += line.remaining();
+                }
             }
-        }
-        match got.next_cursor {
-            Some(cursor) => page.after = Some(cursor),
-            None => break,
+            match got.next_cursor {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
         }
     }
     for id in products {
@@ -241,6 +243,193 @@ pub async fn fulfilling_ships_the_stock<S: Store>(inventory: Inventory<S>) {
     assert!(matches!(cancel, Err(Error::Conflict(_))), "{cancel:?}");
     let p = inventory.get_product(a.id, deadline()).await.unwrap();
     assert_eq!((p.on_hand, p.reserved), (3, 0));
+    assert_ledger_balances(&inventory, a.id).await;
+}
+
+/// `(fulfilled, reserved-by-the-order)` of each line of an order, as its view shows them.
+fn shipped(order: &Order) -> Vec<(i64, i64)> {
+    inventory::views::OrderView::from(order.clone())
+        .lines
+        .iter()
+        .map(|l| (l.fulfilled, l.reserved))
+        .collect()
+}
+
+/// An order ships in parts: each fulfilment takes its units from on hand and reserved, the lines count them,
+/// and the order is partially fulfilled until the last unit ships; asking for more than a line has left is
+/// refused with what each such line has left (nothing shipped), a product not in the order is a validation
+/// error, and `fulfill` ships everything left as one more fulfilment. Each fulfilment raises one event.
+pub async fn an_order_ships_in_parts<S: Store>(inventory: Inventory<S>) {
+    let a = inventory
+        .create_product(new_product("PART-A", 100, 10), deadline())
+        .await
+        .unwrap();
+    let b = inventory
+        .create_product(new_product("PART-B", 100, 10), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(a.id, 4), (b.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let (first, after) = inventory
+        .fulfil(order.id, fulfilment(&[(a.id, 1), (a.id, 2)]), deadline())
+        .await
+        .unwrap();
+    assert_eq!(after.status, OrderStatus::PartiallyFulfilled);
+    assert_eq!(first.lines.len(), 1, "{first:?}");
+    assert_eq!(
+        (first.lines[0].product_id, first.lines[0].quantity),
+        (a.id, 3)
+    );
+    assert_eq!(shipped(&after), vec![(3, 1), (0, 2)]);
+    let p = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved), (7, 1));
+
+    let beyond = inventory
+        .fulfil(order.id, fulfilment(&[(a.id, 2), (b.id, 3)]), deadline())
+        .await;
+    let Err(Error::BeyondRemaining(lines)) = beyond else {
+        panic!("{beyond:?}");
+    };
+    let left: Vec<(ProductId, i64, i64)> = lines
+        .iter()
+        .map(|l| (l.product_id, l.requested, l.remaining))
+        .collect();
+    assert_eq!(left, vec![(a.id, 2, 1), (b.id, 3, 2)]);
+    let stranger = inventory
+        .create_product(new_product("PART-X", 100, 10), deadline())
+        .await
+        .unwrap();
+    let not_a_line = inventory
+        .fulfil(
+            order.id,
+            fulfilment(&[(a.id, 1), (stranger.id, 1)]),
+            deadline(),
+        )
+        .await;
+    assert!(
+        matches!(not_a_line, Err(Error::Validation(ref e)) if e[0].pointer == "/lines/1/product_id"),
+        "{not_a_line:?}"
+    );
+    let unknown = inventory
+        .fulfil(new_id(), fulfilment(&[(a.id, 1)]), deadline())
+        .await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    let got = inventory.get_order(order.id, deadline()).await.unwrap();
+    assert_eq!(got, after, "the refusals shipped nothing");
+
+    let all = inventory
+        .transition_order(order.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
+    assert_eq!(all.status, OrderStatus::Fulfilled);
+    assert_eq!(shipped(&all), vec![(4, 0), (2, 0)]);
+    let more = inventory
+        .fulfil(order.id, fulfilment(&[(a.id, 1)]), deadline())
+        .await;
+    assert!(matches!(more, Err(Error::Conflict(_))), "{more:?}");
+    for (id, left) in [(a.id, 6), (b.id, 8)] {
+        let p = inventory.get_product(id, deadline()).await.unwrap();
+        assert_eq!((p.on_hand, p.reserved), (left, 0));
+        assert_ledger_balances(&inventory, id).await;
+    }
+
+    // Shipping the last units by parts fulfils the order too.
+    let second = inventory
+        .create_order(new_order(&[(a.id, 2)]), deadline())
+        .await
+        .unwrap();
+    for expected in [OrderStatus::PartiallyFulfilled, OrderStatus::Fulfilled] {
+        let (_, order) = inventory
+            .fulfil(second.id, fulfilment(&[(a.id, 1)]), deadline())
+            .await
+            .unwrap();
+        assert_eq!(order.status, expected);
+    }
+    let events: Vec<EventType> = feed_until(&inventory, 100, |e| {
+        e.resource_id == second.id.uuid() && e.event_type == EventType::OrderFulfilled
+    })
+    .await
+    .into_iter()
+    .filter(|e| e.resource_id == order.id.uuid() || e.resource_id == second.id.uuid())
+    .map(|e| e.event_type)
+    .collect();
+    assert_eq!(
+        events,
+        vec![
+            EventType::OrderPlaced,
+            EventType::OrderPartiallyFulfilled,
+            EventType::OrderFulfilled,
+            EventType::OrderPlaced,
+            EventType::OrderPartiallyFulfilled,
+            EventType::OrderFulfilled,
+        ]
+    );
+    let moved: Vec<(MovementReason, i64, i64)> = ledger(&inventory, a.id)
+        .await
+        .into_iter()
+        .filter(|m| m.reason == MovementReason::OrderFulfilled)
+        .map(|m| (m.reason, m.on_hand_delta, m.reserved_delta))
+        .collect();
+    assert_eq!(moved.len(), 4, "one ledger row per line of each fulfilment");
+    assert_reserved_matches_pending_orders(&inventory, &[a.id, b.id]).await;
+}
+
+/// Cancelling (or expiring) a partially fulfilled order releases only what it has left; what shipped stays
+/// shipped. `age` makes every order's hold end two hours sooner.
+pub async fn a_partly_shipped_order_releases_only_what_is_left<S: Store>(
+    inventory: Inventory<S>,
+    age: impl AsyncFnOnce(&Inventory<S>),
+) {
+    let a = inventory
+        .create_product(new_product("LEFT-A", 100, 10), deadline())
+        .await
+        .unwrap();
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let order = inventory
+            .create_order(new_order(&[(a.id, 3)]), deadline())
+            .await
+            .unwrap();
+        inventory
+            .fulfil(order.id, fulfilment(&[(a.id, 1)]), deadline())
+            .await
+            .unwrap();
+        orders.push(order.id);
+    }
+    let p = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved), (8, 4));
+    let cancelled = inventory
+        .transition_order(orders[0], OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(shipped(&cancelled), vec![(1, 0)]);
+    let p = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved), (8, 2));
+
+    // A partially fulfilled order's hold can be extended, and it expires like a pending one.
+    let hour = std::time::Duration::from_secs(3600);
+    let held = inventory
+        .extend_hold(orders[1], hour, deadline())
+        .await
+        .unwrap();
+    assert_eq!(held.status, OrderStatus::PartiallyFulfilled);
+    age(&inventory).await;
+    assert_eq!(inventory.expire_orders(100, deadline()).await.unwrap(), 1);
+    let expired = inventory.get_order(orders[1], deadline()).await.unwrap();
+    assert_eq!(
+        (expired.status, expired.cancel_reason),
+        (OrderStatus::Cancelled, Some(CancelReason::Expired))
+    );
+    assert_eq!(shipped(&expired), vec![(1, 0)]);
+    let p = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved), (8, 0));
+    let late = inventory
+        .fulfil(orders[1], fulfilment(&[(a.id, 1)]), deadline())
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
     assert_ledger_balances(&inventory, a.id).await;
 }
 
@@ -1079,6 +1268,10 @@ pub async fn every_idempotent_write<S: Store>(
         .create_order(new_order(&[(product.id, 1)]), deadline())
         .await
         .unwrap();
+    let to_ship = inventory
+        .create_order(new_order(&[(product.id, 2)]), deadline())
+        .await
+        .unwrap();
     vec![
         (
             "create product",
@@ -1110,6 +1303,10 @@ pub async fn every_idempotent_write<S: Store>(
         (
             "extend hold",
             Write::ExtendHold(to_extend.id, EXTENDED_HOLD),
+        ),
+        (
+            "ship part of an order",
+            Write::Fulfil(to_ship.id, fulfilment(&[(product.id, 1)])),
         ),
     ]
 }
@@ -1280,8 +1477,8 @@ pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S
 }
 
 /// After each write of `every_idempotent_write(sku)` was made (once, whatever the retries): its product got
-/// +4 on hand, an order of 2, one of its orders of 1 cancelled, one fulfilled and one held for hours more;
-/// one product was created. And the ledger and the pending orders reconcile with the stock.
+/// +4 on hand, an order of 2, one of its orders of 1 cancelled, one fulfilled and one held for hours more,
+/// one unit of its order of 2 shipped; one product was created. And the ledger and the pending orders reconcile with the stock.
 pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, sku: &str) {
     let products = inventory
         .list_products(ProductFilter::default(), page(100), deadline())
@@ -1290,12 +1487,19 @@ pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, 
         .items;
     assert_eq!(products.len(), 2, "one product created");
     let product = products.iter().find(|p| p.sku == sku).unwrap();
-    assert_eq!((product.on_hand, product.reserved), (13, 3));
+    assert_eq!((product.on_hand, product.reserved), (12, 4));
     let orders = inventory
         .list_orders(None, page(100), deadline())
         .await
         .unwrap();
-    assert_eq!(orders.items.len(), 4, "one order placed");
+    assert_eq!(orders.items.len(), 5, "one order placed");
+    let shipped_in_part = orders
+        .items
+        .iter()
+        .filter(|o| o.status == OrderStatus::PartiallyFulfilled)
+        .map(|o| o.lines[0].fulfilled)
+        .collect::<Vec<_>>();
+    assert_eq!(shipped_in_part, vec![1], "one unit shipped once");
     let held_longer = orders
         .items
         .iter()
@@ -1384,6 +1588,7 @@ macro_rules! every_behaviour {
             a_duplicate_sku_is_refused,
             an_order_reserves_and_cancelling_releases,
             fulfilling_ships_the_stock,
+            an_order_ships_in_parts,
             a_shortage_names_every_short_line_and_writes_nothing,
             unknown_products_are_all_named,
             one_order_has_one_currency,

@@ -6,7 +6,7 @@ pub mod logs;
 pub mod proxy;
 pub mod race;
 
-use inventory::domain::order::{NewOrder, RequestedLine};
+use inventory::domain::order::{NewFulfilment, NewOrder, RequestedLine};
 use inventory::domain::product::NewProduct;
 use inventory::domain::{
     Currency, Deadline, PriceMinor, ProductId, ProductName, Quantity, Sku, StockLevel,
@@ -48,16 +48,25 @@ pub fn new_product_in(sku: &str, price_minor: i64, on_hand: i64, currency: &str)
     }
 }
 
-/// A valid order of `(product, quantity)` lines.
-pub fn new_order(lines: &[(ProductId, i64)]) -> NewOrder {
-    let lines = lines
+/// Valid `(product, quantity)` lines of a request.
+fn requested(lines: &[(ProductId, i64)]) -> Vec<RequestedLine> {
+    lines
         .iter()
         .map(|(product_id, quantity)| RequestedLine {
             product_id: *product_id,
             quantity: Quantity::parse(*quantity).unwrap(),
         })
-        .collect();
-    NewOrder::new(lines, None).unwrap()
+        .collect()
+}
+
+/// A valid order of `(product, quantity)` lines.
+pub fn new_order(lines: &[(ProductId, i64)]) -> NewOrder {
+    NewOrder::new(requested(lines), None).unwrap()
+}
+
+/// A valid fulfilment of `(product, quantity)` lines.
+pub fn fulfilment(lines: &[(ProductId, i64)]) -> NewFulfilment {
+    NewFulfilment::new(requested(lines)).unwrap()
 }
 
 /// Builds an API Gateway event from the real event fixtures, as API Gateway would send it for `method` and
