@@ -81,6 +81,11 @@ pub fn order_fulfilment(order: &Order) -> Vec<NewEvent> {
     vec![of_order(event_type, order)]
 }
 
+/// `order.returned`: the order after a return (each line's `returned`).
+pub fn order_returned(order: &Order) -> Vec<NewEvent> {
+    vec![of_order(EventType::OrderReturned, order)]
+}
+
 /// `order.hold_extended`: the order with its new `expires_at`.
 pub fn hold_extended(order: &Order) -> Vec<NewEvent> {
     vec![of_order(EventType::OrderHoldExtended, order)]

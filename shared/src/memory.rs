@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 use crate::domain::event::{Event, FeedPage, NewEvent, Position};
 use crate::domain::idempotency::{Claim, Fingerprint, KEY_LIFETIME, KEYS_PER_CALLER, Once, Replay};
 use crate::domain::order::{
-    Fulfilment, FulfilmentLine, NewFulfilment, NewOrder, Order, OrderAction, OrderStatus,
-    ProductSnapshot, Shipment, Transition, extend_hold, plan_fulfilment, plan_order,
+    Fulfilment, FulfilmentLine, NewFulfilment, NewOrder, NewReturn, Order, OrderAction,
+    OrderStatus, ProductSnapshot, Return, Shipment, Transition, extend_hold, plan_fulfilment,
+    plan_order, plan_return, restock_refused,
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
@@ -46,6 +47,8 @@ struct State {
     orders: BTreeMap<OrderId, Order>,
     /// Every fulfilment, oldest first, with its order.
     fulfilments: Vec<(OrderId, Fulfilment)>,
+    /// Every return, oldest first, with its order.
+    returns: Vec<(OrderId, Return)>,
     movements: Vec<StockMovement>,
     /// The outbox, in feed order.
     events: Vec<Event>,
@@ -322,6 +325,42 @@ impl State {
         Ok((fulfilment, order))
     }
 
+    fn take_back(&mut self, id: OrderId, request: NewReturn) -> Result<(Return, Order), Error> {
+        let mut order = self
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound("order"))?;
+        let lines = plan_return(&order, &request)?;
+        if let Some(gone) = lines
+            .iter()
+            .find(|l| l.restock && !self.products.contains_key(&l.product_id))
+        {
+            return Err(restock_refused(gone.product_id));
+        }
+        for line in &lines {
+            let (reason, deltas) = if line.restock {
+                (MovementReason::ReturnRestock, (line.quantity, 0))
+            } else {
+                (MovementReason::ReturnDiscarded, (0, 0))
+            };
+            if self.products.contains_key(&line.product_id) {
+                self.move_stock(line.product_id, Some(id), reason, deltas, None)?;
+            }
+        }
+        let taken = Return {
+            id: new_id(),
+            reason: request.reason,
+            lines,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        order.take_back(&taken);
+        self.orders.insert(id, order.clone());
+        self.returns.push((id, taken.clone()));
+        self.emit(events::order_returned(&order));
+        Ok((taken, order))
+    }
+
     fn extend(&mut self, id: OrderId, hold: std::time::Duration) -> Result<Written, Error> {
         let order = self.orders.get_mut(&id).ok_or(Error::NotFound("order"))?;
         let now = OffsetDateTime::now_utc();
@@ -428,6 +467,14 @@ impl Changes for State {
         request: NewFulfilment,
     ) -> Result<(Fulfilment, Order), Error> {
         self.fulfil_lines(id, request)
+    }
+
+    async fn take_back(
+        &mut self,
+        id: OrderId,
+        request: NewReturn,
+    ) -> Result<(Return, Order), Error> {
+        State::take_back(self, id, request)
     }
 }
 

@@ -6,7 +6,9 @@ use std::future::Future;
 
 use crate::domain::event::{Event, FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once, Replay};
-use crate::domain::order::{Fulfilment, NewFulfilment, NewOrder, Order, OrderAction, OrderStatus};
+use crate::domain::order::{
+    Fulfilment, NewFulfilment, NewOrder, NewReturn, Order, OrderAction, OrderStatus, Return,
+};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
@@ -143,6 +145,8 @@ pub enum Write {
     ExtendHold(OrderId, std::time::Duration),
     /// Ships some units of some lines of an order.
     Fulfil(OrderId, NewFulfilment),
+    /// Takes shipped units of an order back.
+    Return(OrderId, NewReturn),
 }
 
 /// What a [`Write`] produced.
@@ -155,6 +159,8 @@ pub enum Written {
     HoldExtended(Order),
     /// A fulfilment, and its order after it.
     Fulfilled(Fulfilment, Order),
+    /// A return, and its order after it.
+    Returned(Return, Order),
     /// A change the order had already (cancelling a cancelled order, a hold at least as long): nothing was
     /// written, and nothing is kept under the request's idempotency key, so that repeating a no-op costs no
     /// storage.
@@ -218,6 +224,16 @@ pub trait Changes: Send {
         id: OrderId,
         request: NewFulfilment,
     ) -> impl Future<Output = Result<(Fulfilment, Order), Error>> + Send;
+
+    /// Takes shipped units of an order back, as [`crate::domain::order::plan_return`] decides: each line counts
+    /// them; a restocked line's units go back on hand (ledger `return_restock`), another's are recorded in the
+    /// ledger as `return_discarded`, moving no stock; `Conflict` when a product to restock no longer exists.
+    /// Answers the return and the order after it.
+    fn take_back(
+        &mut self,
+        id: OrderId,
+        request: NewReturn,
+    ) -> impl Future<Output = Result<(Return, Order), Error>> + Send;
 }
 
 impl Write {
@@ -235,6 +251,10 @@ impl Write {
             Self::Fulfil(id, request) => {
                 let (fulfilment, order) = changes.fulfil(id, request).await?;
                 Written::Fulfilled(fulfilment, order)
+            }
+            Self::Return(id, request) => {
+                let (taken, order) = changes.take_back(id, request).await?;
+                Written::Returned(taken, order)
             }
         })
     }

@@ -4,7 +4,9 @@ use tracing::instrument;
 
 use crate::domain::event::{FeedPage, Position};
 use crate::domain::idempotency::{Claim, Once};
-use crate::domain::order::{Fulfilment, NewFulfilment, NewOrder, Order, OrderAction, OrderStatus};
+use crate::domain::order::{
+    Fulfilment, NewFulfilment, NewOrder, NewReturn, Order, OrderAction, OrderStatus, Return,
+};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
@@ -178,6 +180,20 @@ impl<S: Store> Inventory<S> {
         }
     }
 
+    /// Takes shipped units of an order back: the return, and the order after it.
+    #[instrument(skip(self, deadline))]
+    pub async fn take_back(
+        &self,
+        id: OrderId,
+        request: NewReturn,
+        deadline: Deadline,
+    ) -> Result<(Return, Order), Error> {
+        match self.write(Write::Return(id, request), deadline).await? {
+            Written::Returned(taken, order) => Ok((taken, order)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Makes a write (of a request without an idempotency key).
     pub async fn write(&self, write: Write, deadline: Deadline) -> Result<Written, Error> {
         let written = self.store.write(write, deadline).await?;
@@ -329,6 +345,12 @@ fn log(written: &Written) {
             fulfilment_id = %fulfilment.id,
             status = order.status.as_str(),
             "order fulfilled in part or in full"
+        ),
+        Written::Returned(taken, order) => tracing::info!(
+            order_id = %order.id,
+            return_id = %taken.id,
+            reason = taken.reason.as_str(),
+            "shipped units returned"
         ),
         Written::HoldExtended(order) => {
             tracing::info!(order_id = %order.id, expires_at = %order.expires_at, "hold extended");

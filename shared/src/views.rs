@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::event::{Event, EventType};
-use crate::domain::order::{CancelReason, Fulfilment, Order, OrderLine, OrderStatus};
+use crate::domain::order::{
+    CancelReason, Fulfilment, Order, OrderLine, OrderStatus, Return, ReturnReason,
+};
 use crate::domain::product::Product;
 use crate::domain::stock::{MovementReason, StockMovement};
 use crate::domain::{Listed, Page};
@@ -125,6 +127,55 @@ impl From<Fulfilment> for FulfilmentView {
     }
 }
 
+/// Shipped units of an order that came back together (`POST /orders/{id}/returns`).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ReturnView {
+    pub id: Uuid,
+    pub reason: ReturnReason,
+    /// The order's lines it took units of, in the order's line order.
+    pub lines: Vec<ReturnLineView>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// Units of one order line that came back.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ReturnLineView {
+    pub product_id: Uuid,
+    pub quantity: i64,
+    /// Whether they went back on hand (ledger `return_restock`); if not, the ledger records
+    /// `return_discarded` and stock is unchanged.
+    pub restock: bool,
+}
+
+impl From<Return> for ReturnView {
+    fn from(r: Return) -> Self {
+        Self {
+            id: r.id.into(),
+            reason: r.reason,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|l| ReturnLineView {
+                    product_id: l.product_id.into(),
+                    quantity: l.quantity,
+                    restock: l.restock,
+                })
+                .collect(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// A return just taken, and its order after it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ReturnMadeView {
+    #[serde(rename = "return")]
+    pub taken: ReturnView,
+    pub order: OrderView,
+}
+
 /// A fulfilment just made, and its order after it.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct FulfilmentMadeView {
@@ -143,6 +194,8 @@ pub struct OrderLineView {
     pub line_total_minor: i64,
     /// Units shipped so far.
     pub fulfilled: i64,
+    /// Units shipped that came back.
+    pub returned: i64,
     /// Units still held for the order: those not shipped while it is pending or partially fulfilled, 0 once
     /// it is cancelled or fulfilled.
     pub reserved: i64,
@@ -163,6 +216,7 @@ impl OrderLineView {
             unit_price_minor: l.unit_price_minor,
             line_total_minor: l.line_total_minor,
             fulfilled: l.fulfilled,
+            returned: l.returned,
         }
     }
 }

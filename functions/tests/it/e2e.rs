@@ -422,6 +422,18 @@ async fn the_api_holds_its_contract_over_http() {
         shipped["fulfilment"]["lines"][0]["quantity"], 1,
         "{shipped}"
     );
+    // It comes back, onto the shelf; a second return of it is refused.
+    let returns = format!("/orders/{}/returns", orders[3]);
+    let back = json!({ "lines": [{ "product_id": id, "quantity": 1, "restock": true }], "reason": "unwanted" });
+    let (status, taken) = api.post(&returns, back.clone()).await;
+    assert_eq!(status.as_u16(), 201, "{taken}");
+    assert_eq!(taken["order"]["lines"][0]["returned"], 1, "{taken}");
+    let (status, refused) = api.post(&returns, back).await;
+    assert_eq!(
+        (status.as_u16(), refused["code"].as_str()),
+        (409, Some("beyond_returnable")),
+        "{refused}"
+    );
 
     // Stock adjustments and the ledger.
     let adjust = format!("/products/{id}/stock-adjustments");
@@ -498,8 +510,8 @@ async fn the_api_holds_its_contract_over_http() {
     );
     assert_eq!(
         (product["on_hand"].as_i64(), product["reserved"].as_i64()),
-        (Some(UNITS - 2 + 5 + 1), Some(UNITS - 3)),
-        "two orders shipped, one cancelled, a restock of 5 and one of 1"
+        (Some(UNITS - 2 + 1 + 5 + 1), Some(UNITS - 3)),
+        "two orders shipped, one of them returned, one cancelled, a restock of 5 and one of 1"
     );
 
     // Errors, as the contract's table says.

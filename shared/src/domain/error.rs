@@ -22,6 +22,9 @@ pub enum Error {
     /// A fulfilment asked for more of some lines than is left to ship of them; one entry per such line.
     #[error("more than is left to fulfil: {0:?}")]
     BeyondRemaining(Vec<Remaining>),
+    /// A return asked for more of some lines than shipped and has not come back; one entry per such line.
+    #[error("more than can be returned: {0:?}")]
+    BeyondReturnable(Vec<Remaining>),
     #[error("sku is already taken")]
     SkuTaken,
     #[error("conflict: {0}")]
@@ -97,14 +100,15 @@ pub struct Shortage {
     pub available: i64,
 }
 
-/// A line of a fulfilment that asks for more units than the order has left to ship.
+/// A line of a fulfilment (or a return) that asks for more units than the order has left to ship (or to take
+/// back).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Remaining {
     #[schema(value_type = String, format = Uuid)]
     pub product_id: ProductId,
     /// Units the fulfilment asked for (all its lines for this product together).
     pub requested: i64,
-    /// Units of the line still reserved and not yet shipped.
+    /// Units of the line not yet shipped (for a fulfilment), or shipped and not yet returned (for a return).
     pub remaining: i64,
 }
 

@@ -21,6 +21,8 @@ pub enum EventType {
     OrderFulfilled,
     #[serde(rename = "order.partially_fulfilled")]
     OrderPartiallyFulfilled,
+    #[serde(rename = "order.returned")]
+    OrderReturned,
     #[serde(rename = "order.hold_extended")]
     OrderHoldExtended,
     #[serde(rename = "stock.adjusted")]
@@ -36,12 +38,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::OrderPlaced,
         Self::OrderCancelled,
         Self::OrderExpired,
         Self::OrderFulfilled,
         Self::OrderPartiallyFulfilled,
+        Self::OrderReturned,
         Self::OrderHoldExtended,
         Self::StockAdjusted,
         Self::StockLow,
@@ -57,6 +60,7 @@ impl EventType {
             Self::OrderExpired => "order.expired",
             Self::OrderFulfilled => "order.fulfilled",
             Self::OrderPartiallyFulfilled => "order.partially_fulfilled",
+            Self::OrderReturned => "order.returned",
             Self::OrderHoldExtended => "order.hold_extended",
             Self::StockAdjusted => "stock.adjusted",
             Self::StockLow => "stock.low",

@@ -72,6 +72,8 @@ ids! {
     MovementId = 3;
     /// Identifier of a fulfilment (units of an order shipped together).
     FulfilmentId = 4;
+    /// Identifier of a return (shipped units of an order that came back together).
+    ReturnId = 5;
 }
 
 /// A new time-ordered identifier of any kind.

@@ -15,7 +15,7 @@ mod values;
 pub use currency::Currency;
 pub use deadline::Deadline;
 pub use error::{Error, FieldError, Remaining, Shortage, Validator};
-pub use ids::{FulfilmentId, Id, MovementId, OrderId, ProductId, new_id};
+pub use ids::{FulfilmentId, Id, MovementId, OrderId, ProductId, ReturnId, new_id};
 pub use page::{Cursor, Listed, MAX_PAGE_LINES, Page, PageRequest, parse_limit};
 pub use values::{
     CustomerRef, Description, IfMatch, Note, PriceMinor, ProductName, Quantity, Sku, StockLevel,

@@ -10,7 +10,8 @@ use super::product::Product;
 use super::stock::MovementReason;
 use super::values::MAX_QUANTITY;
 use super::{
-    CustomerRef, Error, FieldError, FulfilmentId, OrderId, ProductId, Quantity, Remaining, Shortage,
+    CustomerRef, Error, FieldError, FulfilmentId, OrderId, ProductId, Quantity, Remaining,
+    ReturnId, Shortage,
 };
 
 /// Most lines one order may have.
@@ -230,6 +231,169 @@ impl Order {
         self.status = status;
         self.updated_at = fulfilment.created_at;
     }
+
+    /// Records a return planned by [`plan_return`]: each line's units back.
+    pub fn take_back(&mut self, taken: &Return) {
+        for back in &taken.lines {
+            if let Some(line) = self
+                .lines
+                .iter_mut()
+                .find(|l| l.product_id == back.product_id)
+            {
+                line.returned += back.quantity;
+            }
+        }
+        self.updated_at = taken.created_at;
+    }
+}
+
+/// Why shipped units came back.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnReason {
+    Unwanted,
+    Defective,
+    WrongItem,
+    NotAsDescribed,
+    Other,
+}
+
+impl ReturnReason {
+    pub const ALL: [Self; 5] = [
+        Self::Unwanted,
+        Self::Defective,
+        Self::WrongItem,
+        Self::NotAsDescribed,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unwanted => "unwanted",
+            Self::Defective => "defective",
+            Self::WrongItem => "wrong_item",
+            Self::NotAsDescribed => "not_as_described",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == value)
+            .ok_or_else(|| {
+                "reason must be one of unwanted, defective, wrong_item, not_as_described, other"
+                    .to_owned()
+            })
+    }
+}
+
+/// Shipped units of an order that came back together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Return {
+    pub id: ReturnId,
+    pub reason: ReturnReason,
+    /// In the order's line order.
+    pub lines: Vec<ReturnLine>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Units of one order line that came back, and whether they go back on hand (`restock`) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReturnLine {
+    pub product_id: ProductId,
+    pub quantity: i64,
+    pub restock: bool,
+}
+
+/// A valid return request: 1 to [`MAX_LINES`] lines, one per product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReturn {
+    pub lines: Vec<ReturnLine>,
+    pub reason: ReturnReason,
+}
+
+impl NewReturn {
+    pub fn new(lines: Vec<ReturnLine>, reason: ReturnReason) -> Result<Self, Error> {
+        if lines.is_empty() || lines.len() > MAX_LINES {
+            return Err(Error::validation(
+                "/lines",
+                format!("a return must have from 1 to {MAX_LINES} lines"),
+            ));
+        }
+        let twice: Vec<FieldError> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, line)| lines[..*i].iter().any(|l| l.product_id == line.product_id))
+            .map(|(i, _)| {
+                FieldError::new(
+                    format!("/lines/{i}/product_id"),
+                    "a return has one line per product",
+                )
+            })
+            .collect();
+        if !twice.is_empty() {
+            return Err(Error::Validation(twice));
+        }
+        Ok(Self { lines, reason })
+    }
+}
+
+/// Decides what a return takes back of `order`: its lines in the order's line order.
+///
+/// Errors, in this order of precedence: products that are not lines of the order (`Validation`); lines asked
+/// for beyond what they shipped and have not had back (`BeyondReturnable`, every such line).
+pub fn plan_return(order: &Order, request: &NewReturn) -> Result<Vec<ReturnLine>, Error> {
+    let unknown: Vec<FieldError> = request
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !order.lines.iter().any(|l| l.product_id == r.product_id))
+        .map(|(i, r)| {
+            FieldError::new(
+                format!("/lines/{i}/product_id"),
+                format!("product {} is not a line of this order", r.product_id),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Validation(unknown));
+    }
+    let asked = |line: &OrderLine| {
+        request
+            .lines
+            .iter()
+            .find(|r| r.product_id == line.product_id)
+    };
+    let beyond: Vec<Remaining> = order
+        .lines
+        .iter()
+        .filter_map(|line| {
+            let asked = asked(line)?;
+            (asked.quantity > line.returnable()).then_some(Remaining {
+                product_id: line.product_id,
+                requested: asked.quantity,
+                remaining: line.returnable(),
+            })
+        })
+        .collect();
+    if !beyond.is_empty() {
+        return Err(Error::BeyondReturnable(beyond));
+    }
+    Ok(order
+        .lines
+        .iter()
+        .filter_map(|l| asked(l).copied())
+        .collect())
+}
+
+/// A return that would restock a product deleted from the catalogue since it shipped.
+pub fn restock_refused(product: ProductId) -> Error {
+    Error::Conflict(format!(
+        "product {product} is no longer in the catalogue: return it without restocking"
+    ))
 }
 
 /// Units of an order shipped together.
@@ -295,12 +459,19 @@ pub struct OrderLine {
     pub line_total_minor: i64,
     /// Units shipped so far (never more than `quantity`).
     pub fulfilled: i64,
+    /// Units that came back (never more than `fulfilled`).
+    pub returned: i64,
 }
 
 impl OrderLine {
     /// Units not shipped: held while the order holds stock.
     pub fn remaining(&self) -> i64 {
         self.quantity - self.fulfilled
+    }
+
+    /// Units shipped and not come back: what a return may take.
+    pub fn returnable(&self) -> i64 {
+        self.fulfilled - self.returned
     }
 }
 
@@ -602,6 +773,7 @@ pub fn plan_order(order: &NewOrder, products: &[ProductSnapshot]) -> Result<Orde
             unit_price_minor: product.price_minor,
             line_total_minor: line_total.unwrap_or(i64::MAX),
             fulfilled: 0,
+            returned: 0,
         });
     }
     if total.is_none() {
@@ -849,6 +1021,7 @@ mod tests {
                     unit_price_minor: 1,
                     line_total_minor: quantity,
                     fulfilled,
+                    returned: 0,
                 })
                 .collect(),
             total_minor: 0,
@@ -921,6 +1094,53 @@ mod tests {
                     "{status:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_return_takes_back_at_most_what_shipped_and_has_not_come_back() {
+        let (a, b, x) = (new_id(), new_id(), new_id());
+        let mut order = placed(&[(a, 4, 3), (b, 2, 2)], OrderStatus::Cancelled);
+        order.lines[0].returned = 1;
+        let back = |lines: &[(ProductId, i64)]| {
+            NewReturn::new(
+                lines
+                    .iter()
+                    .map(|&(product_id, quantity)| ReturnLine {
+                        product_id,
+                        quantity,
+                        restock: true,
+                    })
+                    .collect(),
+                ReturnReason::Other,
+            )
+        };
+        let lines = plan_return(&order, &back(&[(b, 2), (a, 2)]).unwrap()).unwrap();
+        let lines: Vec<(ProductId, i64)> =
+            lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+        assert_eq!(
+            lines,
+            vec![(a, 2), (b, 2)],
+            "in line order, a cancelled order's too"
+        );
+        let Err(Error::BeyondReturnable(beyond)) = plan_return(&order, &back(&[(a, 3)]).unwrap())
+        else {
+            panic!("expected beyond_returnable");
+        };
+        assert_eq!((beyond[0].requested, beyond[0].remaining), (3, 2));
+        let Err(Error::Validation(errors)) = plan_return(&order, &back(&[(a, 1), (x, 1)]).unwrap())
+        else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors[0].pointer, "/lines/1/product_id");
+        let Err(Error::Validation(errors)) = back(&[(a, 1), (b, 1), (a, 1)]) else {
+            panic!("a product named twice");
+        };
+        assert_eq!(errors[0].pointer, "/lines/2/product_id");
+        assert!(matches!(back(&[]), Err(Error::Validation(_))));
+        for reason in ReturnReason::ALL {
+            assert_eq!(ReturnReason::parse(reason.as_str()), Ok(reason));
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
         }
     }
 

@@ -5,7 +5,8 @@ use time::OffsetDateTime;
 use super::values::MAX_STOCK;
 use super::{Error, MovementId, Note, OrderId, ProductId};
 
-/// Why stock changed. The first four are written by orders; the rest are adjustment reasons.
+/// Why stock changed. The first five are written by orders (`return_discarded`: a return that was not restocked,
+/// moving nothing); the rest are adjustment reasons (`return_restock` also by an order's return).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
@@ -15,6 +16,7 @@ pub enum MovementReason {
     OrderReleased,
     OrderExpired,
     OrderFulfilled,
+    ReturnDiscarded,
     Received,
     Correction,
     Damaged,
@@ -39,6 +41,7 @@ impl MovementReason {
             Self::OrderReleased => "order_released",
             Self::OrderExpired => "order_expired",
             Self::OrderFulfilled => "order_fulfilled",
+            Self::ReturnDiscarded => "return_discarded",
             Self::Received => "received",
             Self::Correction => "correction",
             Self::Damaged => "damaged",
@@ -55,6 +58,7 @@ impl MovementReason {
             Self::OrderReleased,
             Self::OrderExpired,
             Self::OrderFulfilled,
+            Self::ReturnDiscarded,
         ]
         .into_iter()
         .chain(Self::ADJUSTMENTS)

@@ -5,7 +5,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::order::{NewFulfilment, NewOrder, RequestedLine, parse_hold};
+use crate::domain::order::{
+    NewFulfilment, NewOrder, NewReturn, RequestedLine, ReturnLine, ReturnReason, parse_hold,
+};
 use crate::domain::product::{NewProduct, ProductPatch};
 use crate::domain::stock::{MovementReason, StockAdjustment};
 use crate::domain::{
@@ -306,6 +308,73 @@ impl TryFrom<CreateFulfilmentBody> for NewFulfilment {
         let lines = v.required("/lines", body.lines, Ok::<_, String>);
         let lines = lines.and_then(|lines| parse_lines(&mut v, lines));
         NewFulfilment::new(v.finish(lines)?)
+    }
+}
+
+/// `POST /orders/{id}/returns`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"lines": [{"product_id": "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", "quantity": 1, "restock": true}], "reason": "unwanted"}))]
+pub struct CreateReturnBody {
+    /// 1 to 100 lines, one per product of the order, each at most what its line shipped and has not had back.
+    #[schema(value_type = Vec<ReturnLineBody>, required = true, min_items = 1, max_items = 100)]
+    pub lines: Option<Vec<ReturnLineBody>>,
+    #[schema(value_type = ReturnReason, required = true)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnLineBody {
+    #[schema(value_type = uuid::Uuid, required = true)]
+    pub product_id: Option<String>,
+    /// 1 to 1,000,000.
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1_000_000)]
+    pub quantity: Option<i64>,
+    /// `true`: the units go back on hand, to be sold again; `false`: they do not (the ledger records them).
+    #[schema(value_type = bool, required = true)]
+    pub restock: Option<bool>,
+}
+
+impl TryFrom<CreateReturnBody> for NewReturn {
+    type Error = Error;
+
+    fn try_from(body: CreateReturnBody) -> Result<Self, Error> {
+        let mut v = Validator::new();
+        let lines = v.required("/lines", body.lines, Ok::<_, String>);
+        let reason = v.required("/reason", body.reason, |r| ReturnReason::parse(&r));
+        let lines: Option<Vec<ReturnLine>> = lines.and_then(|lines| {
+            let parsed: Vec<Option<ReturnLine>> = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| {
+                    let product_id =
+                        v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
+                            Uuid::try_parse(&id)
+                                .map(ProductId::from)
+                                .map_err(|_| "product_id must be a UUID".to_owned())
+                        });
+                    let quantity = v.required(
+                        &format!("/lines/{i}/quantity"),
+                        line.quantity,
+                        Quantity::parse,
+                    );
+                    let restock = v.required(
+                        &format!("/lines/{i}/restock"),
+                        line.restock,
+                        Ok::<_, String>,
+                    );
+                    Some(ReturnLine {
+                        product_id: product_id?,
+                        quantity: quantity?.get(),
+                        restock: restock?,
+                    })
+                })
+                .collect();
+            parsed.into_iter().collect()
+        });
+        let (lines, reason) = v.finish(lines.zip(reason))?;
+        NewReturn::new(lines, reason)
     }
 }
 

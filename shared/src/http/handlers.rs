@@ -9,8 +9,8 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
 use super::dto::{
-    CreateFulfilmentBody, CreateOrderBody, CreateProductBody, ExtendHoldBody, StockAdjustmentBody,
-    UpdateProductBody,
+    CreateFulfilmentBody, CreateOrderBody, CreateProductBody, CreateReturnBody, ExtendHoldBody,
+    StockAdjustmentBody, UpdateProductBody,
 };
 use super::idempotency::{fingerprint, render, response};
 use super::problems::{
@@ -26,14 +26,14 @@ use super::routes::{Endpoint, Route};
 use super::{App, Caller};
 use crate::domain::event::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, Position};
 use crate::domain::idempotency::Claim;
-use crate::domain::order::{NewFulfilment, NewOrder, OrderAction, OrderStatus};
+use crate::domain::order::{NewFulfilment, NewOrder, NewReturn, OrderAction, OrderStatus};
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::StockAdjustment;
 use crate::domain::{Deadline, etag};
 use crate::ports::{Store, Write};
 use crate::views::{
     AdjustmentView, EventView, FeedView, FulfilmentMadeView, HealthView, MovementView, OrderView,
-    PageView, ProductView,
+    PageView, ProductView, ReturnMadeView,
 };
 
 pub type Result = std::result::Result<Response<Body>, ApiError>;
@@ -114,6 +114,7 @@ handlers! {
     CancelOrder => cancel_order,
     FulfillOrder => fulfill_order,
     CreateFulfilment => create_fulfilment,
+    CreateReturn => create_return,
     ExtendHold => extend_hold,
     ListEvents => list_events,
     Health => health,
@@ -530,6 +531,42 @@ pub async fn create_fulfilment<S: Store>(
     .await
 }
 
+/// Take shipped units of an order back (a return).
+///
+/// Each line names a product of the order, the units that came back (at most what its line shipped and has
+/// not had back) and whether they go back on hand: `restock: true` adds them to `on_hand` (ledger
+/// `return_restock`), `false` leaves stock as it is and the ledger records `return_discarded`. Each line
+/// counts what came back (`returned`); the order's status does not change. A product that is not a line of the
+/// order, or named twice, is a 422; more than can be returned is a 409 `beyond_returnable` listing what each
+/// such line can still take back, and takes nothing; restocking a product deleted from the catalogue since is
+/// a 409 `conflict`. Raises `order.returned`.
+#[utoipa::path(
+    post, path = "/orders/{id}/returns", tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    request_body(content = CreateReturnBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The return, and the order after it", body = ReturnMadeView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn create_return<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    write_on::<CreateReturn, CreateReturnBody, _, _>(app, request, caller, deadline, |id, body| {
+        Ok(Write::Return(id, NewReturn::try_from(body)?))
+    })
+    .await
+}
+
 /// Extend an order's hold on its stock.
 ///
 /// The order (pending or partially fulfilled) then holds what it has not shipped until `hold_seconds` from
@@ -565,7 +602,7 @@ pub async fn extend_hold<S: Store>(
 /// Follow what happens: the event feed.
 ///
 /// Every change writes its events in its own transaction: `order.placed`, `order.cancelled`,
-/// `order.expired`, `order.fulfilled`, `order.partially_fulfilled`, `order.hold_extended`, `stock.adjusted`, `stock.low` (a change took
+/// `order.expired`, `order.fulfilled`, `order.partially_fulfilled`, `order.returned`, `order.hold_extended`, `stock.adjusted`, `stock.low` (a change took
 /// available stock from above the product's threshold to at or below it), `product.created`,
 /// `product.updated`, `product.deleted`; each with the resource as the change left it. Events come in feed order, which lists
 /// the changes of any one resource in the order they committed, and a change that began before another but

@@ -9,7 +9,7 @@ use super::routes::Route;
 use crate::domain::etag;
 use crate::domain::idempotency::{Fingerprint, Replay};
 use crate::ports::Written;
-use crate::views::{AdjustmentView, FulfilmentMadeView, OrderView, ProductView};
+use crate::views::{AdjustmentView, FulfilmentMadeView, OrderView, ProductView, ReturnMadeView};
 
 /// Sent with a replayed response.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -91,6 +91,14 @@ pub fn render(written: &Written) -> Replay {
             vec![],
             serde_json::to_string(&FulfilmentMadeView {
                 fulfilment: fulfilment.clone().into(),
+                order: order.clone().into(),
+            }),
+        ),
+        Written::Returned(taken, order) => (
+            StatusCode::CREATED,
+            vec![],
+            serde_json::to_string(&ReturnMadeView {
+                taken: taken.clone().into(),
                 order: order.clone().into(),
             }),
         ),

@@ -8,8 +8,8 @@
 use utoipa::OpenApi;
 
 use super::dto::{
-    AdjustmentReason, CreateFulfilmentBody, CreateOrderBody, CreateProductBody, ExtendHoldBody,
-    OrderLineBody, StockAdjustmentBody, UpdateProductBody,
+    AdjustmentReason, CreateFulfilmentBody, CreateOrderBody, CreateProductBody, CreateReturnBody,
+    ExtendHoldBody, OrderLineBody, ReturnLineBody, StockAdjustmentBody, UpdateProductBody,
 };
 use super::problems::{
     BadRequest, Conflict, Forbidden, IdempotencyKeyReused, Internal, NotFound, PayloadTooLarge,
@@ -19,12 +19,13 @@ use super::response::{Problem, ProblemCode};
 use super::routes::{ROUTES, Scope};
 use super::{docs, handlers};
 use crate::domain::event::EventType;
-use crate::domain::order::{CancelReason, OrderStatus};
+use crate::domain::order::{CancelReason, OrderStatus, ReturnReason};
 use crate::domain::stock::MovementReason;
 use crate::domain::{Currency, FieldError, Remaining, Shortage};
 use crate::views::{
     AdjustmentView, EventView, FeedView, FulfilmentLineView, FulfilmentMadeView, FulfilmentView,
-    HealthView, MovementView, OrderLineView, OrderView, ProductView,
+    HealthView, MovementView, OrderLineView, OrderView, ProductView, ReturnLineView,
+    ReturnMadeView, ReturnView,
 };
 
 impl docs::Docs {
@@ -67,6 +68,7 @@ pub fn document() -> serde_json::Value {
         "cancel_order",
         "fulfill_order",
         "create_fulfilment",
+        "create_return",
         "extend_hold",
     ]);
     for route in ROUTES.iter().filter(|r| r.endpoint.is_idempotent()) {
@@ -82,7 +84,8 @@ fn document_events(document: &mut serde_json::Value) {
     let kinds = [
         (
             "OrderEvent",
-            "An order was placed, cancelled, expired, fulfilled in part or in full, or its hold was extended: \
+            "An order was placed, cancelled, expired, fulfilled in part or in full, had units returned, or its \
+             hold was extended: \
              `data` is the order after it.",
             vec![
                 EventType::OrderPlaced,
@@ -90,6 +93,7 @@ fn document_events(document: &mut serde_json::Value) {
                 EventType::OrderExpired,
                 EventType::OrderFulfilled,
                 EventType::OrderPartiallyFulfilled,
+                EventType::OrderReturned,
                 EventType::OrderHoldExtended,
             ],
             "OrderView",
@@ -240,7 +244,8 @@ no-store`.",
     components(
         schemas(
             ProductView, OrderView, OrderLineView, FulfilmentView, FulfilmentLineView, FulfilmentMadeView,
-            CreateFulfilmentBody, Remaining, MovementView, AdjustmentView, HealthView, CreateProductBody,
+            CreateFulfilmentBody, Remaining, ReturnView, ReturnLineView, ReturnMadeView, CreateReturnBody,
+            ReturnLineBody, ReturnReason, MovementView, AdjustmentView, HealthView, CreateProductBody,
             UpdateProductBody, StockAdjustmentBody, AdjustmentReason, CreateOrderBody, OrderLineBody, ExtendHoldBody, OrderStatus,
             MovementReason, Problem, ProblemCode, FieldError, Shortage, CancelReason, EventType, EventView,
             FeedView,

@@ -44,7 +44,8 @@ pub struct Forbidden(pub Problem);
 pub struct NotFound(pub Problem);
 
 /// `insufficient_stock` (with `shortages` for every short line), `beyond_remaining` (a fulfilment asking for
-/// more than some lines have left, with `remaining` for each), `sku_taken`, `conflict` (an illegal
+/// more than some lines have left, with `remaining` for each), `beyond_returnable` (a return asking for more
+/// than shipped and has not come back, with `remaining` for each), `sku_taken`, `conflict` (an illegal
 /// status change, stock below what is reserved, deleting a product that still has stock), or
 /// `request_in_progress` (another request with the same `Idempotency-Key` is still running: retry after
 /// `Retry-After` seconds to get its response).

@@ -55,7 +55,8 @@ pub struct Problem {
     /// With `insufficient_stock`: one entry per short line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shortages: Vec<Shortage>,
-    /// With `beyond_remaining`: one entry per line asked for beyond what it has left to ship.
+    /// With `beyond_remaining` (or `beyond_returnable`): one entry per line asked for beyond what it has left
+    /// to ship (or shipped and has not had back).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remaining: Vec<Remaining>,
 }
@@ -69,6 +70,7 @@ pub enum ProblemCode {
     NotFound,
     InsufficientStock,
     BeyondRemaining,
+    BeyondReturnable,
     SkuTaken,
     Conflict,
     PreconditionFailed,
@@ -87,7 +89,9 @@ impl ApiError {
     /// The problem document of this error, its status included.
     fn problem(self) -> Problem {
         let remaining = match &self {
-            Self::Domain(Error::BeyondRemaining(remaining)) => remaining.clone(),
+            Self::Domain(
+                Error::BeyondRemaining(remaining) | Error::BeyondReturnable(remaining),
+            ) => remaining.clone(),
             _ => vec![],
         };
         let (status, code, detail, errors, shortages) = match self {
@@ -152,6 +156,14 @@ impl ApiError {
                     StatusCode::CONFLICT,
                     ProblemCode::BeyondRemaining,
                     "some lines ask for more than the order has left to fulfil; see remaining".to_owned(),
+                    vec![],
+                    vec![],
+                ),
+                Error::BeyondReturnable(_) => (
+                    StatusCode::CONFLICT,
+                    ProblemCode::BeyondReturnable,
+                    "some lines ask to return more than shipped and has not come back; see remaining"
+                        .to_owned(),
                     vec![],
                     vec![],
                 ),

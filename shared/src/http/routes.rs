@@ -19,6 +19,7 @@ pub enum Endpoint {
     CancelOrder,
     FulfillOrder,
     CreateFulfilment,
+    CreateReturn,
     ExtendHold,
     ListEvents,
     Health,
@@ -84,7 +85,9 @@ impl Scope {
             Self::StockRead => "Read the stock ledger",
             Self::StockWrite => "Adjust stock",
             Self::OrdersRead => "Read orders",
-            Self::OrdersWrite => "Place and cancel orders, and extend their holds",
+            Self::OrdersWrite => {
+                "Place and cancel orders, take back what shipped, and extend their holds"
+            }
             Self::OrdersFulfil => "Fulfil orders",
             Self::EventsRead => "Follow the event feed",
         }
@@ -101,6 +104,7 @@ pub fn event_scope(event_type: crate::domain::event::EventType) -> Scope {
         | OrderExpired
         | OrderFulfilled
         | OrderPartiallyFulfilled
+        | OrderReturned
         | OrderHoldExtended => Scope::OrdersRead,
         ProductCreated | ProductUpdated | ProductDeleted | StockLow => Scope::ProductsRead,
         StockAdjusted => Scope::StockRead,
@@ -116,7 +120,9 @@ impl Endpoint {
             Self::ListStockMovements => Scope::StockRead,
             Self::AdjustStock => Scope::StockWrite,
             Self::ListOrders | Self::GetOrder => Scope::OrdersRead,
-            Self::CreateOrder | Self::CancelOrder | Self::ExtendHold => Scope::OrdersWrite,
+            Self::CreateOrder | Self::CancelOrder | Self::CreateReturn | Self::ExtendHold => {
+                Scope::OrdersWrite
+            }
             Self::FulfillOrder | Self::CreateFulfilment => Scope::OrdersFulfil,
             Self::ListEvents => Scope::EventsRead,
             Self::Health | Self::Docs => return None,
@@ -193,6 +199,12 @@ pub const ROUTES: &[Route] = &[
         "/orders/{id}/fulfilments",
     ),
     route(
+        Endpoint::CreateReturn,
+        "create-return",
+        "POST",
+        "/orders/{id}/returns",
+    ),
+    route(
         Endpoint::ExtendHold,
         "extend-hold",
         "POST",
@@ -216,6 +228,7 @@ impl Endpoint {
                 | Self::CancelOrder
                 | Self::FulfillOrder
                 | Self::CreateFulfilment
+                | Self::CreateReturn
                 | Self::ExtendHold
         )
     }

@@ -1,13 +1,14 @@
 use time::OffsetDateTime;
 
 use crate::domain::order::{
-    CancelReason, Fulfilment, NewFulfilment, NewOrder, Order, OrderAction, OrderLine, OrderStatus,
-    ProductSnapshot, Shipment, Transition, extend_hold, plan_fulfilment, plan_order,
+    CancelReason, Fulfilment, NewFulfilment, NewOrder, NewReturn, Order, OrderAction, OrderLine,
+    OrderStatus, ProductSnapshot, Return, Shipment, Transition, extend_hold, plan_fulfilment,
+    plan_order, plan_return, restock_refused,
 };
 use crate::domain::product::Product;
 use crate::domain::{
     Deadline, Error, FulfilmentId, Id, MAX_PAGE_LINES, OrderId, Page, PageRequest, ProductId,
-    new_id,
+    ReturnId, new_id,
 };
 use crate::events;
 use crate::ports::{OrderStore, Written};
@@ -34,6 +35,7 @@ struct OrderLineRow {
     unit_price_minor: i64,
     line_total_minor: i64,
     fulfilled: i64,
+    returned: i64,
 }
 
 /// Folds rows (ordered by order, then line) into orders, keeping the row order.
@@ -48,6 +50,7 @@ fn group_orders(rows: Vec<OrderLineRow>) -> Result<Vec<Order>, Error> {
             unit_price_minor: row.unit_price_minor,
             line_total_minor: row.line_total_minor,
             fulfilled: row.fulfilled,
+            returned: row.returned,
         };
         match orders.last_mut() {
             Some(order) if order.id == row.id => order.lines.push(line),
@@ -79,7 +82,7 @@ async fn fetch_order(tx: &mut Tx<'_>, id: OrderId) -> Result<Order, Error> {
         OrderLineRow,
         r#"
         SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
-               o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor, l.fulfilled
+               o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor, l.fulfilled, l.returned
         FROM orders o JOIN order_lines l ON l.order_id = o.id
         WHERE o.id = $1
         ORDER BY l.line_no
@@ -125,7 +128,7 @@ impl OrderStore for PgStore {
                         WHERE lines_before <= $4
                     )
                     SELECT o.id, o.status, o.customer_ref, o.currency, o.total_minor, o.created_at, o.updated_at,
-                           o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor, l.fulfilled
+                           o.expires_at, o.cancel_reason, l.product_id, l.sku, l.name, l.quantity, l.unit_price_minor, l.line_total_minor, l.fulfilled, l.returned
                     FROM page o JOIN order_lines l ON l.order_id = o.id
                     ORDER BY o.id DESC, l.line_no
                     "#,
@@ -298,9 +301,10 @@ async fn lock_order(tx: &mut Tx<'_>, id: OrderId) -> Result<OrderStatus, Error> 
     OrderStatus::parse(&status).map_err(Error::internal)
 }
 
-/// Locks the products of an order whose row `tx` has locked, in the global (id) order, before any changes.
-async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<(), Error> {
-    sqlx::query_scalar!(
+/// Locks the products of an order whose row `tx` has locked, in the global (id) order, before any changes;
+/// answers those still in the catalogue.
+async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<Vec<ProductId>, Error> {
+    let locked = sqlx::query_scalar!(
         r#"
         SELECT id FROM products
         WHERE id IN (SELECT product_id FROM order_lines WHERE order_id = $1)
@@ -312,7 +316,7 @@ async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<(), Error> {
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("lock the order's products"))?;
-    Ok(())
+    Ok(locked.into_iter().map(ProductId::from).collect())
 }
 
 /// Cancels or fulfils an order in `tx` (see [`Changes::transition_order`]): [`Written::OrderTransitioned`],
@@ -345,6 +349,87 @@ pub(super) async fn fulfil(
     lock_order(tx, id).await?;
     lock_products(tx, id).await?;
     ship(tx, id, &Shipment::Lines(request)).await
+}
+
+/// Takes shipped units of an order back in `tx` (see [`Changes::take_back`]): locks the order and its products
+/// (as a fulfilment does), reads the order, plans the return, and in one statement records it and its lines,
+/// counts the units on the order's lines, puts the restocked ones back on hand and writes a ledger row per line.
+pub(super) async fn take_back(
+    tx: &mut Tx<'_>,
+    id: OrderId,
+    request: NewReturn,
+) -> Result<(Return, Order), Error> {
+    lock_order(tx, id).await?;
+    let in_catalogue = lock_products(tx, id).await?;
+    let mut order = fetch_order(tx, id).await?;
+    let lines = plan_return(&order, &request)?;
+    if let Some(gone) = lines
+        .iter()
+        .find(|l| l.restock && !in_catalogue.contains(&l.product_id))
+    {
+        return Err(restock_refused(gone.product_id));
+    }
+    let return_id: ReturnId = new_id();
+    let written = sqlx::query!(
+        r#"
+        WITH line AS (
+            SELECT l.line_no, l.product_id, s.quantity, s.restock
+            FROM unnest($2::uuid[], $3::bigint[], $4::bool[]) AS s(product_id, quantity, restock)
+            JOIN order_lines l ON l.order_id = $1 AND l.product_id = s.product_id
+        ), taken AS (
+            INSERT INTO returns (id, order_id, reason) VALUES ($5, $1, $6) RETURNING created_at
+        ), taken_line AS (
+            INSERT INTO return_lines (return_id, order_id, line_no, quantity, restock)
+            SELECT $5, $1, line_no, quantity, restock FROM line
+        ), counted AS (
+            UPDATE order_lines l SET returned = l.returned + line.quantity
+            FROM line WHERE l.order_id = $1 AND l.line_no = line.line_no
+            RETURNING l.line_no
+        ), restocked AS (
+            UPDATE products p
+            SET on_hand = p.on_hand + line.quantity, version = p.version + 1, updated_at = now()
+            FROM line
+            WHERE p.id = line.product_id AND line.restock
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+        ), movements AS (
+            INSERT INTO stock_movements
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
+            SELECT id, $1, 'return_restock', quantity, 0, on_hand, reserved FROM restocked
+            UNION ALL
+            SELECT p.id, $1, 'return_discarded', 0, 0, p.on_hand, p.reserved
+            FROM line JOIN products p ON p.id = line.product_id
+            WHERE NOT line.restock
+        ), touched AS (
+            UPDATE orders SET updated_at = now() WHERE id = $1
+        )
+        SELECT (SELECT count(*) FROM counted) AS "counted!", (SELECT count(*) FROM restocked) AS "restocked!",
+               (SELECT created_at FROM taken) AS "created_at!"
+        "#,
+        id.uuid(),
+        &lines.iter().map(|l| l.product_id.uuid()).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+        &lines.iter().map(|l| l.restock).collect::<Vec<_>>(),
+        return_id.uuid(),
+        request.reason.as_str(),
+    )
+    .fetch_one(tx.conn().await?)
+    .await
+    .map_err(db_error("take the return back"))?;
+    let restocks = lines.iter().filter(|l| l.restock).count() as i64;
+    if written.counted != lines.len() as i64 || written.restocked != restocks {
+        return Err(Error::internal(
+            "a return did not apply under lock as planned",
+        ));
+    }
+    let taken = Return {
+        id: return_id,
+        reason: request.reason,
+        lines,
+        created_at: written.created_at,
+    };
+    order.take_back(&taken);
+    tx.emit(events::order_returned(&order));
+    Ok((taken, order))
 }
 
 /// Ships `shipment` of an order whose row and products `tx` has locked: reads the order (after the locks, so

@@ -15,6 +15,8 @@ pub const APP_GRANTS: &[(&str, &str)] = &[
     ("order_lines", "SELECT, INSERT, UPDATE"),
     ("fulfilments", "SELECT, INSERT"),
     ("fulfilment_lines", "SELECT, INSERT"),
+    ("returns", "SELECT, INSERT"),
+    ("return_lines", "SELECT, INSERT"),
     ("stock_movements", "SELECT, INSERT"),
     // DELETE for the scheduled purge of expired keys.
     ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),

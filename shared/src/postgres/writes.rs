@@ -1,13 +1,15 @@
 //! The writes on Postgres: each in one transaction, which makes its change (the adapter's side of
 //! [`Changes`]; [`Write::apply`] picks the change) with its events.
 
-use crate::domain::order::{Fulfilment, NewFulfilment, NewOrder, Order, OrderAction};
+use crate::domain::order::{
+    Fulfilment, NewFulfilment, NewOrder, NewReturn, Order, OrderAction, Return,
+};
 use crate::domain::product::{NewProduct, Product};
 use crate::domain::stock::{StockAdjustment, StockMovement};
 use crate::domain::{Deadline, Error, OrderId, ProductId};
 use crate::ports::{Changes, Write, WriteStore, Written};
 
-use super::orders::{extend, fulfil, place_order, transition};
+use super::orders::{extend, fulfil, place_order, take_back, transition};
 use super::products::{adjust, insert_product};
 use super::{PgStore, Tx};
 
@@ -51,6 +53,14 @@ impl Changes for Tx<'_> {
         request: NewFulfilment,
     ) -> Result<(Fulfilment, Order), Error> {
         fulfil(self, id, request).await
+    }
+
+    async fn take_back(
+        &mut self,
+        id: OrderId,
+        request: NewReturn,
+    ) -> Result<(Return, Order), Error> {
+        take_back(self, id, request).await
     }
 }
 

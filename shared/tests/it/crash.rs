@@ -239,6 +239,8 @@ enum Kind {
     ExtendHold(String),
     /// An attempt at shipping a unit of a placed order with this key.
     Ship(String),
+    /// An attempt at taking a shipped unit back with this key.
+    Return(String),
     /// Setting up, before the load.
     CreateProduct,
     GetProduct,
@@ -310,11 +312,23 @@ struct LogicalShipment {
     shipped: bool,
 }
 
+/// A logical return of a shipped unit (restocked or not): one request, sent until it is answered 201.
+#[derive(Debug)]
+struct LogicalReturn {
+    key: String,
+    order: Uuid,
+    product: Uuid,
+    restock: bool,
+    attempts: Vec<Answer>,
+    returned: bool,
+}
+
 #[derive(Debug, Default)]
 struct ClientLog {
     orders: Vec<LogicalOrder>,
     holds: Vec<LogicalHold>,
     shipments: Vec<LogicalShipment>,
+    returns: Vec<LogicalReturn>,
     reads: Vec<Answer>,
 }
 
@@ -325,6 +339,7 @@ impl ClientLog {
             .flat_map(|order| &order.attempts)
             .chain(self.holds.iter().flat_map(|hold| &hold.attempts))
             .chain(self.shipments.iter().flat_map(|ship| &ship.attempts))
+            .chain(self.returns.iter().flat_map(|back| &back.attempts))
             .chain(&self.reads)
     }
 }
@@ -503,6 +518,39 @@ async fn client(
                 attempts,
                 shipped,
             });
+            // What shipped comes back, every other time onto the shelf.
+            if shipped && Instant::now() < shared.give_up {
+                let key = format!("crash-client{c}-back{n}");
+                let path = format!("/orders/{order}/returns");
+                let restock = n % 2 == 0;
+                let body = json!({
+                    "lines": [{ "product_id": product, "quantity": 1, "restock": restock }],
+                    "reason": "unwanted",
+                });
+                let (attempts, _) = until_answered(
+                    &app,
+                    c,
+                    Endpoint::CreateReturn,
+                    Kind::Return(key.clone()),
+                    201,
+                    &shared,
+                    || {
+                        event(Endpoint::CreateReturn, &path)
+                            .json(&body)
+                            .header("Idempotency-Key", &key)
+                    },
+                )
+                .await;
+                let returned = attempts.last().is_some_and(|a| a.status == 201);
+                log.returns.push(LogicalReturn {
+                    key,
+                    order,
+                    product,
+                    restock,
+                    attempts,
+                    returned,
+                });
+            }
         }
 
         if pauses_before_read {
@@ -635,8 +683,8 @@ impl Report {
             phases.at(load_ended),
         );
         println!(
-            "  requests: {} ({} order attempts, {} hold extension attempts, {} shipment attempts, {} reads); \
-             orders placed: {orders}",
+            "  requests: {} ({} order attempts, {} hold extension attempts, {} shipment attempts, {} return \
+             attempts, {} reads); orders placed: {orders}",
             self.answers.len(),
             self.answers
                 .iter()
@@ -649,6 +697,10 @@ impl Report {
             self.answers
                 .iter()
                 .filter(|a| matches!(a.kind, Kind::Ship(_)))
+                .count(),
+            self.answers
+                .iter()
+                .filter(|a| matches!(a.kind, Kind::Return(_)))
                 .count(),
             self.answers
                 .iter()
@@ -731,20 +783,22 @@ impl Report {
             // No 500, nor any answer but the ones a crash may explain.
             let expected = matches!(
                 (&answer.kind, answer.status, answer.code.as_deref()),
-                (Kind::PlaceOrder(_) | Kind::Ship(_), 201, _)
+                (
+                    Kind::PlaceOrder(_) | Kind::Ship(_) | Kind::Return(_),
+                    201,
+                    _
+                ) | (
+                    Kind::GetOrder | Kind::GetProduct | Kind::ExtendHold(_),
+                    200,
+                    _
+                ) | (_, 503, Some("unavailable"))
                     | (
-                        Kind::GetOrder | Kind::GetProduct | Kind::ExtendHold(_),
-                        200,
-                        _
-                    )
-                    | (_, 503, Some("unavailable"))
-                    | (
-                        Kind::PlaceOrder(_) | Kind::ExtendHold(_) | Kind::Ship(_),
+                        Kind::PlaceOrder(_) | Kind::ExtendHold(_) | Kind::Ship(_) | Kind::Return(_),
                         503,
                         Some("outcome_unknown")
                     )
                     | (
-                        Kind::PlaceOrder(_) | Kind::ExtendHold(_) | Kind::Ship(_),
+                        Kind::PlaceOrder(_) | Kind::ExtendHold(_) | Kind::Ship(_) | Kind::Return(_),
                         409,
                         Some("request_in_progress")
                     )
@@ -891,6 +945,7 @@ async fn check_database(
     let placed_ids: BTreeSet<Uuid> = placed.values().filter_map(|o| o.placed).collect();
     assert_eq!(placed_ids.len(), placed.len(), "two orders got the same id");
     let shipments: Vec<&LogicalShipment> = logs.iter().flat_map(|log| &log.shipments).collect();
+    let returns: Vec<&LogicalReturn> = logs.iter().flat_map(|log| &log.returns).collect();
 
     // 1. No order placed twice, none lost: the orders are exactly the ones the clients were answered 201 for.
     let rows: Vec<(Uuid, Option<String>, String)> =
@@ -944,6 +999,7 @@ async fn check_database(
     let mut raised: BTreeMap<Uuid, usize> = BTreeMap::new();
     let mut extensions: BTreeMap<Uuid, usize> = BTreeMap::new();
     let mut fulfilments: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut taken_back: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (resource, kind) in &events {
         if products.contains(resource) {
             assert_eq!(kind, "product.created", "{resource}");
@@ -951,6 +1007,10 @@ async fn check_database(
         }
         if kind == "order.hold_extended" {
             *extensions.entry(*resource).or_default() += 1;
+            continue;
+        }
+        if kind == "order.returned" {
+            *taken_back.entry(*resource).or_default() += 1;
             continue;
         }
         if kind == "order.partially_fulfilled" || kind == "order.fulfilled" {
@@ -1003,6 +1063,19 @@ async fn check_database(
     assert!(
         fulfilments.is_empty(),
         "orders shipped without a client asking: {fulfilments:?}"
+    );
+    for back in &returns {
+        let n = taken_back.remove(&back.order).unwrap_or(0);
+        assert!(
+            n <= 1 && (n == 1 || !back.returned),
+            "order {} ({}) returned {n} times",
+            back.order,
+            back.key
+        );
+    }
+    assert!(
+        taken_back.is_empty(),
+        "orders returned without a client asking: {taken_back:?}"
     );
     let expiries: Vec<(Uuid, f64)> = sqlx::query_as(
         "SELECT id, extract(epoch FROM expires_at - created_at)::float8 FROM orders",
@@ -1059,6 +1132,22 @@ async fn check_database(
         .copied()
         .filter(|hold| keys.iter().any(|(key, _, _)| *key == hold.key))
         .collect();
+    for back in &returns {
+        let stored = keys.iter().find(|(key, _, _)| *key == back.key);
+        assert!(
+            stored.is_some() || !back.returned,
+            "a return answered 201 whose key was not kept"
+        );
+        if let Some((_, status, body)) = stored {
+            assert_eq!(*status, Some(201), "the stored status of key {}", back.key);
+            let body: Value = serde_json::from_str(body.as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(
+                body["order"]["id"].as_str(),
+                Some(back.order.to_string().as_str())
+            );
+            assert_eq!(body["return"]["lines"][0]["restock"], back.restock);
+        }
+    }
     for ship in &shipments {
         let stored = keys.iter().find(|(key, _, _)| *key == ship.key);
         assert!(
@@ -1109,6 +1198,7 @@ async fn check_database(
         .into_iter()
         .filter(|(key, _, _)| !holds.iter().any(|hold| hold.key == *key))
         .filter(|(key, _, _)| !shipments.iter().any(|ship| ship.key == *key))
+        .filter(|(key, _, _)| !returns.iter().any(|back| back.key == *key))
         .collect();
     assert_eq!(keys.len(), placed.len(), "idempotency keys stored");
     let mut key_ids = BTreeSet::new();
@@ -1132,6 +1222,31 @@ async fn check_database(
     .fetch_all(&mut conn)
     .await
     .unwrap();
+    let returned: Vec<(Uuid, Uuid, i64)> =
+        sqlx::query_as("SELECT order_id, product_id, returned FROM order_lines WHERE returned > 0")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut restocked: HashMap<Uuid, i64> = HashMap::new();
+    for (order, product, units) in &returned {
+        let back = returns
+            .iter()
+            .find(|r| r.order == *order && r.product == *product)
+            .unwrap_or_else(|| panic!("order {order} took {units} of {product} back unasked"));
+        assert_eq!(*units, 1, "order {order} ({}) took one unit back", back.key);
+        if back.restock {
+            *restocked.entry(*product).or_default() += units;
+        }
+    }
+    for back in returns.iter().filter(|r| r.returned) {
+        assert!(
+            returned
+                .iter()
+                .any(|(o, p, _)| *o == back.order && *p == back.product),
+            "a return answered 201 that took nothing back: {}",
+            back.key
+        );
+    }
     let mut shipped: HashMap<Uuid, i64> = HashMap::new();
     for (order, product, units) in &fulfilled {
         let ship = shipments
@@ -1175,7 +1290,8 @@ async fn check_database(
     for (id, on_hand, reserved, pending, ledger_on_hand, ledger_reserved) in stock {
         assert_eq!(
             on_hand,
-            STOCK - shipped.get(&id).copied().unwrap_or_default(),
+            STOCK - shipped.get(&id).copied().unwrap_or_default()
+                + restocked.get(&id).copied().unwrap_or_default(),
             "on_hand of {id}"
         );
         assert_eq!(reserved, pending, "reserved of {id} and its pending lines");

@@ -901,6 +901,7 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
                 unit_price_minor: i64::MAX,
                 line_total_minor: i64::MAX,
                 fulfilled: 1_000_000,
+                returned: 1_000_000,
             })
             .collect(),
         total_minor: i64::MAX,
@@ -1163,6 +1164,111 @@ async fn an_order_ships_in_parts_over_http_and_bad_requests_say_why() {
     assert_eq!(body(&rest)["lines"][0]["fulfilled"], 3);
     let done = fulfil(&id, line(json!(1))).await;
     problem(&done, 409, "conflict");
+}
+
+/// `POST /orders/{id}/returns`: every bad body a 4xx that says why (a product named twice or not in the order,
+/// a missing `restock` or `reason`: 422 naming the field), more than shipped a 409 `beyond_returnable` with
+/// what each line can take back, and a good one 201 with the return and the order after it.
+#[tokio::test]
+async fn shipped_units_come_back_over_http_and_bad_requests_say_why() {
+    let app = app();
+    let product = create_product(&app, "BACK-HTTP", 9).await;
+    let other = create_product(&app, "BACK-OTHER", 9).await;
+    let order = call(
+        &app,
+        Endpoint::CreateOrder,
+        v2(Endpoint::CreateOrder, "/orders")
+            .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 3 }] })),
+    )
+    .await;
+    let order: OrderView = serde_json::from_value(body(&order)).unwrap();
+    let id = order.id.to_string();
+    let ship = v2(
+        Endpoint::CreateFulfilment,
+        &format!("/orders/{id}/fulfilments"),
+    )
+    .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 2 }] }));
+    assert_eq!(
+        call(&app, Endpoint::CreateFulfilment, ship).await.status(),
+        201
+    );
+    let take_back = |id: &str, body: Value| {
+        let path = format!("/orders/{id}/returns");
+        call(
+            &app,
+            Endpoint::CreateReturn,
+            v2(Endpoint::CreateReturn, &path).json(&body),
+        )
+    };
+    let line = |quantity: Value, restock: Value| {
+        json!({ "lines": [{ "product_id": product.id, "quantity": quantity, "restock": restock }],
+                "reason": "unwanted" })
+    };
+    let twice = json!({ "reason": "unwanted", "lines": [
+        { "product_id": product.id, "quantity": 1, "restock": true },
+        { "product_id": product.id, "quantity": 1, "restock": false } ] });
+    for (bad, pointer) in [
+        (json!({ "reason": "unwanted" }), "/lines"),
+        (json!({ "lines": [], "reason": "unwanted" }), "/lines"),
+        (
+            json!({ "lines": [{ "product_id": product.id, "quantity": 1, "restock": true }] }),
+            "/reason",
+        ),
+        (
+            json!({ "lines": [{ "product_id": product.id, "quantity": 1, "restock": true }], "reason": "meh" }),
+            "/reason",
+        ),
+        (line(json!(0), json!(true)), "/lines/0/quantity"),
+        (line(json!(-1), json!(true)), "/lines/0/quantity"),
+        (line(json!(1), json!(null)), "/lines/0/restock"),
+        (
+            json!({ "lines": [{ "product_id": "x", "quantity": 1, "restock": true }], "reason": "other" }),
+            "/lines/0/product_id",
+        ),
+        (
+            json!({ "lines": [{ "product_id": other.id, "quantity": 1, "restock": true }], "reason": "other" }),
+            "/lines/0/product_id",
+        ),
+        (twice, "/lines/1/product_id"),
+    ] {
+        let response = take_back(&id, bad.clone()).await;
+        let refused = problem(&response, 422, "validation_failed");
+        assert_eq!(refused["errors"][0]["pointer"], pointer, "{bad}: {refused}");
+    }
+    for bad in [
+        line(json!(1), json!("yes")),
+        json!({ "lines": [{ "product_id": product.id, "quantity": 1, "restock": true, "sku": "x" }], "reason": "other" }),
+        json!([{ "product_id": product.id, "quantity": 1, "restock": true }]),
+    ] {
+        let response = take_back(&id, bad.clone()).await;
+        let status = response.status().as_u16();
+        let refused = body(&response);
+        assert!(matches!(status, 400 | 422), "{bad}: {status} {refused}");
+        assert!(refused["detail"].is_string(), "{bad}: {refused}");
+    }
+    let unknown = take_back(
+        "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f",
+        line(json!(1), json!(true)),
+    )
+    .await;
+    problem(&unknown, 404, "not_found");
+
+    let beyond = take_back(&id, line(json!(3), json!(true))).await;
+    let refused = problem(&beyond, 409, "beyond_returnable");
+    assert_eq!(
+        refused["remaining"],
+        json!([{ "product_id": product.id, "requested": 3, "remaining": 2 }])
+    );
+    let taken = take_back(&id, line(json!(1), json!(true))).await;
+    assert_eq!(taken.status(), 201, "{}", body(&taken));
+    let taken = body(&taken);
+    assert_eq!(taken["return"]["reason"], "unwanted");
+    assert_eq!(
+        taken["return"]["lines"],
+        json!([{ "product_id": product.id, "quantity": 1, "restock": true }])
+    );
+    assert_eq!(taken["order"]["lines"][0]["returned"], 1);
+    assert_eq!(taken["order"]["status"], "partially_fulfilled");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use inventory::domain::order::OrderAction;
+use inventory::domain::order::{NewReturn, OrderAction, ReturnLine, ReturnReason};
 use inventory::domain::stock::{MovementReason, StockAdjustment};
 use inventory::domain::{Deadline, Error, PageRequest, ProductId, new_id};
 use inventory::http::response::chain;
@@ -449,15 +449,32 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
             .transition_order(order.id, OrderAction::Fulfill, deadline())
             .await
             .unwrap();
-        shipping.push((part, trips.statements.load(Ordering::SeqCst) - before));
+        let rest = trips.statements.load(Ordering::SeqCst) - before;
+        let back = products[10..20]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ReturnLine {
+                product_id: *id,
+                quantity: 1,
+                restock: i % 2 == 0,
+            })
+            .collect();
+        let back = NewReturn::new(back, ReturnReason::Unwanted).unwrap();
+        let before = trips.statements.load(Ordering::SeqCst);
+        inventory
+            .take_back(order.id, back, deadline())
+            .await
+            .unwrap();
+        let back = trips.statements.load(Ordering::SeqCst) - before;
+        shipping.push((part, rest, back));
     }
     println!(
-        "round trips to ship part of a 10-line order, then the rest: {:?}",
+        "round trips to ship part of a 10-line order, then the rest, then to take a unit of each line back: {:?}",
         shipping[1]
     );
     assert_eq!(
         shipping[1],
-        (7, 7),
+        (7, 7, 7),
         "BEGIN, lock order, lock products, read the order, write, the event, COMMIT"
     );
     // With an Idempotency-Key: two more, to claim the key and to store the response; a repeat reads the
@@ -496,9 +513,9 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
     assert_eq!(replay, 4, "BEGIN, claim the key, read the response, COMMIT");
     // A warm connection is not pinged before use (only after an idle spell); sqlx pings it once after
     // each use, off the request's path, when it goes back to the pool.
-    // 100 products, 4 orders, 1 list, 2 cancels, 2 orders shipped in two parts, 4 keyed orders: at most one
-    // ping each (the last may still be under way).
-    let operations = 117;
+    // 100 products, 4 orders, 1 list, 2 cancels, 2 orders shipped in two parts and returned, 4 keyed orders:
+    // at most one ping each (the last may still be under way).
+    let operations = 119;
     let pings = trips.pings.load(Ordering::SeqCst);
     println!("pings over the {operations} operations above: {pings}");
     assert!(

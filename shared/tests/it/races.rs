@@ -437,22 +437,27 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
     assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
 }
 
-/// Partial fulfilments of single units, cancels, hold extensions and the expiry job racing on the same orders.
-/// Every order ends with each line's shipped units equal to the fulfilments that succeeded (never more than
-/// ordered: the rest were refused as beyond what was left, or because the order had ended), a cancel or an
-/// expiry only of an order with units left, and one event per committed change; the stock, the ledger and the
-/// reservations of the orders still holding stock reconcile.
+/// Partial fulfilments of single units, returns of them, cancels, hold extensions and the expiry job racing on
+/// the same orders. Every order ends with each line's shipped units equal to the fulfilments that succeeded
+/// (never more than ordered: the rest were refused as beyond what was left, or because the order had ended),
+/// its units back equal to the returns that succeeded (never more than shipped), a cancel or an expiry only of
+/// an order with units left, and one event per committed change; the stock (restocked units back on hand), the
+/// ledger and the reservations of the orders still holding stock reconcile.
 #[sqlx::test(migrations = "../migrations")]
-async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_count(
+async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_every_count(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
     use inventory::domain::OrderId;
-    use inventory::domain::order::{CancelReason, OrderStatus};
+    use inventory::domain::order::{
+        CancelReason, NewReturn, OrderStatus, ReturnLine, ReturnReason,
+    };
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Move {
         Ship(usize),
+        /// Take a unit of `a` back, restocked or not.
+        Return(bool),
         Cancel,
         Extend,
     }
@@ -499,6 +504,7 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
     for (i, id) in placed.iter().enumerate() {
         moves.extend((0..5).map(|_| (*id, Move::Ship(0))));
         moves.extend((0..3).map(|_| (*id, Move::Ship(1))));
+        moves.extend([true, false, true].map(|restock| (*id, Move::Return(restock))));
         match i % 3 {
             0 => moves.push((*id, Move::Cancel)),
             1 => moves.push((*id, Move::Extend)),
@@ -519,6 +525,18 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
                     Move::Ship(line) => {
                         let one = common::fulfilment(&[(products[line], 1)]);
                         inventory.fulfil(id, one, long_deadline()).await.map(|_| ())
+                    }
+                    Move::Return(restock) => {
+                        let line = ReturnLine {
+                            product_id: products[0],
+                            quantity: 1,
+                            restock,
+                        };
+                        let request = NewReturn::new(vec![line], ReturnReason::Unwanted).unwrap();
+                        inventory
+                            .take_back(id, request, long_deadline())
+                            .await
+                            .map(|_| ())
                     }
                     Move::Cancel => inventory
                         .transition_order(id, OrderAction::Cancel, long_deadline())
@@ -549,6 +567,8 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
         .collect();
     // Per order: units shipped of each line, cancels and extensions that succeeded.
     let mut won: HashMap<OrderId, ([i64; 2], i64, i64)> = HashMap::new();
+    // Per order: units of `a` back, and of them restocked.
+    let mut back: HashMap<OrderId, (i64, i64)> = HashMap::new();
     let (mut refused, mut beyond) = (0, 0);
     for client in clients {
         let (id, what, result) = client.await.unwrap();
@@ -557,6 +577,12 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
             (Move::Ship(line), Ok(())) => counts.0[line] += 1,
             (Move::Cancel, Ok(())) => counts.1 += 1,
             (Move::Extend, Ok(())) => counts.2 += 1,
+            (Move::Return(restock), Ok(())) => {
+                let back = back.entry(id).or_default();
+                back.0 += 1;
+                back.1 += i64::from(restock);
+            }
+            (Move::Return(_), Err(Error::BeyondReturnable(_))) => beyond += 1,
             (_, Err(Error::Conflict(_))) => refused += 1,
             (Move::Ship(_), Err(Error::BeyondRemaining(_))) => beyond += 1,
             (what, Err(other)) => panic!("{what:?} of {id} failed otherwise: {other:?}"),
@@ -581,6 +607,7 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
     };
     let mut statuses: HashMap<&str, usize> = HashMap::new();
     let mut shipped = [0; 2];
+    let (mut returns, mut restocks) = (0, 0);
     for id in &placed {
         let order = inventory.get_order(*id, long_deadline()).await.unwrap();
         let (units, cancels, extensions) = won[id];
@@ -590,6 +617,18 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
             units.to_vec(),
             "{id}: shipped as the winners say"
         );
+        let (returned, restocked) = back.get(id).copied().unwrap_or_default();
+        assert_eq!(
+            order.lines[0].returned, returned,
+            "{id}: back as the winners say"
+        );
+        assert_eq!(
+            count(*id, "order.returned"),
+            returned,
+            "{id}: one event per return"
+        );
+        restocks += restocked;
+        returns += returned;
         shipped[0] += units[0];
         shipped[1] += units[1];
         let left = order.lines.iter().any(|l| l.remaining() > 0);
@@ -620,8 +659,9 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
         assert_eq!(count(*id, "order.placed"), 1, "{id}");
     }
     println!(
-        "{} moves on {orders} orders with {expirers} expiry jobs: {} units shipped, {refused} refused as the \
-         order had ended, {beyond} beyond what was left; orders {statuses:?}",
+        "{} moves on {orders} orders with {expirers} expiry jobs: {} units shipped, {returns} back ({restocks} \
+         restocked), {refused} refused as the order had ended, {beyond} beyond what was left; orders \
+         {statuses:?}",
         moves.len(),
         shipped[0] + shipped[1],
     );
@@ -640,7 +680,12 @@ async fn partial_fulfilments_cancels_extensions_and_expiry_racing_keep_every_cou
             .get_product(*product, long_deadline())
             .await
             .unwrap();
-        assert_eq!(after.on_hand, 1000 - shipped[i], "on hand of {product}");
+        let restocked = if i == 0 { restocks } else { 0 };
+        assert_eq!(
+            after.on_hand,
+            1000 - shipped[i] + restocked,
+            "on hand of {product}"
+        );
         assert_ledger_balances(&inventory, *product).await;
     }
     assert_reserved_matches_pending_orders(&inventory, &products).await;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use inventory::domain::event::{Event, EventType, Position};
 use inventory::domain::idempotency::{Claim, Fingerprint, IdempotencyKey, Once};
-use inventory::domain::order::{CancelReason, Order, OrderAction, OrderStatus};
+use inventory::domain::order::{
+    CancelReason, NewReturn, Order, OrderAction, OrderStatus, ReturnLine, ReturnReason,
+};
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use inventory::domain::{
@@ -374,6 +376,175 @@ pub async fn an_order_ships_in_parts<S: Store>(inventory: Inventory<S>) {
         .collect();
     assert_eq!(moved.len(), 4, "one ledger row per line of each fulfilment");
     assert_reserved_matches_pending_orders(&inventory, &[a.id, b.id]).await;
+}
+
+fn taking_back(lines: &[(ProductId, i64, bool)]) -> NewReturn {
+    let lines = lines
+        .iter()
+        .map(|&(product_id, quantity, restock)| ReturnLine {
+            product_id,
+            quantity,
+            restock,
+        })
+        .collect();
+    NewReturn::new(lines, ReturnReason::Defective).unwrap()
+}
+
+/// Shipped units come back: restocked ones go back on hand (`return_restock`), others are recorded
+/// (`return_discarded`) and move no stock; never more than shipped and not yet back (409 with what each line
+/// can still take back), only lines of the order, not restocked into a product deleted since; the order's
+/// status stays, even cancelled; each return raises `order.returned`.
+pub async fn shipped_units_come_back_restocked_or_not<S: Store>(inventory: Inventory<S>) {
+    let a = inventory
+        .create_product(new_product("BACK-A", 100, 10), deadline())
+        .await
+        .unwrap();
+    let b = inventory
+        .create_product(new_product("BACK-B", 100, 10), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(a.id, 3), (b.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let early = inventory
+        .take_back(order.id, taking_back(&[(a.id, 1, true)]), deadline())
+        .await;
+    assert!(
+        matches!(early, Err(Error::BeyondReturnable(ref l)) if l[0].remaining == 0),
+        "nothing shipped yet: {early:?}"
+    );
+    inventory
+        .fulfil(order.id, fulfilment(&[(a.id, 2), (b.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let (taken, after) = inventory
+        .take_back(
+            order.id,
+            taking_back(&[(b.id, 1, false), (a.id, 1, true)]),
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.reason, ReturnReason::Defective);
+    let lines: Vec<(ProductId, i64, bool)> = taken
+        .lines
+        .iter()
+        .map(|l| (l.product_id, l.quantity, l.restock))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![(a.id, 1, true), (b.id, 1, false)],
+        "in line order"
+    );
+    assert_eq!(after.status, OrderStatus::PartiallyFulfilled);
+    let back: Vec<(i64, i64)> = after
+        .lines
+        .iter()
+        .map(|l| (l.fulfilled, l.returned))
+        .collect();
+    assert_eq!(back, vec![(2, 1), (2, 1)]);
+    for (id, expected) in [(a.id, (9, 1)), (b.id, (8, 0))] {
+        let p = inventory.get_product(id, deadline()).await.unwrap();
+        assert_eq!((p.on_hand, p.reserved), expected);
+        assert_ledger_balances(&inventory, id).await;
+    }
+    let reasons = |rows: Vec<StockMovement>| -> Vec<(MovementReason, i64)> {
+        rows.into_iter()
+            .filter(|m| {
+                matches!(
+                    m.reason,
+                    MovementReason::ReturnRestock | MovementReason::ReturnDiscarded
+                )
+            })
+            .map(|m| (m.reason, m.on_hand_delta))
+            .collect()
+    };
+    assert_eq!(
+        reasons(ledger(&inventory, a.id).await),
+        vec![(MovementReason::ReturnRestock, 1)]
+    );
+    assert_eq!(
+        reasons(ledger(&inventory, b.id).await),
+        vec![(MovementReason::ReturnDiscarded, 0)]
+    );
+
+    let beyond = inventory
+        .take_back(order.id, taking_back(&[(a.id, 2, true)]), deadline())
+        .await;
+    let Err(Error::BeyondReturnable(lines)) = beyond else {
+        panic!("{beyond:?}");
+    };
+    assert_eq!(
+        (lines[0].product_id, lines[0].requested, lines[0].remaining),
+        (a.id, 2, 1)
+    );
+    let stranger = inventory
+        .create_product(new_product("BACK-X", 100, 1), deadline())
+        .await
+        .unwrap();
+    let not_a_line = inventory
+        .take_back(order.id, taking_back(&[(stranger.id, 1, true)]), deadline())
+        .await;
+    assert!(
+        matches!(not_a_line, Err(Error::Validation(ref e)) if e[0].pointer == "/lines/0/product_id"),
+        "{not_a_line:?}"
+    );
+    let unknown = inventory
+        .take_back(new_id(), taking_back(&[(a.id, 1, true)]), deadline())
+        .await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    assert_eq!(
+        inventory.get_order(order.id, deadline()).await.unwrap(),
+        after,
+        "the refusals took nothing back"
+    );
+
+    // A cancelled order's shipped units still come back; a product deleted since cannot be restocked.
+    inventory
+        .transition_order(order.id, OrderAction::Cancel, deadline())
+        .await
+        .unwrap();
+    let empty = StockAdjustment {
+        delta: -8,
+        reason: MovementReason::Shrinkage,
+        note: None,
+    };
+    inventory
+        .adjust_stock(b.id, empty, deadline())
+        .await
+        .unwrap();
+    inventory.delete_product(b.id, deadline()).await.unwrap();
+    let gone = inventory
+        .take_back(order.id, taking_back(&[(b.id, 1, true)]), deadline())
+        .await;
+    assert!(matches!(gone, Err(Error::Conflict(_))), "{gone:?}");
+    let (_, last) = inventory
+        .take_back(
+            order.id,
+            taking_back(&[(a.id, 1, true), (b.id, 1, false)]),
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(last.status, OrderStatus::Cancelled);
+    let back: Vec<(i64, i64)> = last
+        .lines
+        .iter()
+        .map(|l| (l.fulfilled, l.returned))
+        .collect();
+    assert_eq!(back, vec![(2, 2), (2, 2)]);
+    let p = inventory.get_product(a.id, deadline()).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved), (10, 0));
+    assert_ledger_balances(&inventory, a.id).await;
+    let returned = feed_until(&inventory, 100, |e| {
+        e.event_type == EventType::OrderReturned && e.data["lines"][0]["returned"] == 2
+    })
+    .await
+    .into_iter()
+    .filter(|e| e.event_type == EventType::OrderReturned)
+    .count();
+    assert_eq!(returned, 2, "one event per return");
 }
 
 /// Cancelling (or expiring) a partially fulfilled order releases only what it has left; what shipped stays
@@ -1272,6 +1443,14 @@ pub async fn every_idempotent_write<S: Store>(
         .create_order(new_order(&[(product.id, 2)]), deadline())
         .await
         .unwrap();
+    let to_return = inventory
+        .create_order(new_order(&[(product.id, 1)]), deadline())
+        .await
+        .unwrap();
+    inventory
+        .transition_order(to_return.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
     vec![
         (
             "create product",
@@ -1307,6 +1486,10 @@ pub async fn every_idempotent_write<S: Store>(
         (
             "ship part of an order",
             Write::Fulfil(to_ship.id, fulfilment(&[(product.id, 1)])),
+        ),
+        (
+            "take a shipped unit back",
+            Write::Return(to_return.id, taking_back(&[(product.id, 1, true)])),
         ),
     ]
 }
@@ -1478,7 +1661,7 @@ pub async fn a_failed_write_leaves_its_key_free<S: Store>(inventory: Inventory<S
 
 /// After each write of `every_idempotent_write(sku)` was made (once, whatever the retries): its product got
 /// +4 on hand, an order of 2, one of its orders of 1 cancelled, one fulfilled and one held for hours more,
-/// one unit of its order of 2 shipped; one product was created. And the ledger and the pending orders reconcile with the stock.
+/// one unit of its order of 2 shipped, and a shipped unit back on hand; one product was created. And the ledger and the pending orders reconcile with the stock.
 pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, sku: &str) {
     let products = inventory
         .list_products(ProductFilter::default(), page(100), deadline())
@@ -1492,7 +1675,13 @@ pub async fn assert_each_write_applied_once<S: Store>(inventory: &Inventory<S>, 
         .list_orders(None, page(100), deadline())
         .await
         .unwrap();
-    assert_eq!(orders.items.len(), 5, "one order placed");
+    assert_eq!(orders.items.len(), 6, "one order placed");
+    let back = orders
+        .items
+        .iter()
+        .map(|o| o.lines[0].returned)
+        .sum::<i64>();
+    assert_eq!(back, 1, "one unit back once");
     let shipped_in_part = orders
         .items
         .iter()
@@ -1589,6 +1778,7 @@ macro_rules! every_behaviour {
             an_order_reserves_and_cancelling_releases,
             fulfilling_ships_the_stock,
             an_order_ships_in_parts,
+            shipped_units_come_back_restocked_or_not,
             a_shortage_names_every_short_line_and_writes_nothing,
             unknown_products_are_all_named,
             one_order_has_one_currency,
