@@ -15,7 +15,7 @@ WITH line AS (
 ), new_id AS (SELECT uuid_v7() AS id),
 reservation AS (
   UPDATE products p SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
-  FROM line WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
+  FROM line WHERE p.id = line.product_id AND p.on_hand - p.reserved - p.safety_stock + p.backorder_limit >= line.quantity
   RETURNING p.id, p.on_hand, p.reserved, p.version, line.quantity
 ), new_order AS (
   INSERT INTO orders (id, status, customer_ref, currency, total_minor, created_at, updated_at, expires_at)

@@ -15,7 +15,7 @@ use crate::domain::order::{
     plan_order, plan_return, restock_refused,
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
-use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement};
+use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement, below_reserved};
 use crate::domain::{
     Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, new_id,
 };
@@ -126,6 +126,9 @@ impl State {
         if self.products.values().any(|p| p.sku == new.sku.as_str()) {
             return Err(Error::SkuTaken);
         }
+        if !new.policy.admits(new.on_hand.get(), 0) {
+            return Err(below_reserved());
+        }
         let now = OffsetDateTime::now_utc();
         let product = Product {
             id: new_id(),
@@ -137,6 +140,8 @@ impl State {
             on_hand: 0,
             reserved: 0,
             low_stock_threshold: new.low_stock_threshold.map(|t| t.get()),
+            backorder_limit: new.policy.backorder_limit,
+            safety_stock: new.policy.safety_stock,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -178,6 +183,11 @@ impl State {
         }
     }
 
+    /// Every product's units on hand.
+    fn on_hand(&self) -> HashMap<ProductId, i64> {
+        self.products.values().map(|p| (p.id, p.on_hand)).collect()
+    }
+
     fn stock_state(&self, id: ProductId) -> StockState {
         self.products
             .get(&id)
@@ -191,7 +201,7 @@ impl State {
         adjustment: StockAdjustment,
     ) -> Result<(StockMovement, Product), Error> {
         let product = self.product_mut(id)?;
-        let on_hand = adjustment.apply(product.on_hand, product.reserved)?;
+        let on_hand = adjustment.apply(product)?;
         let delta = on_hand - product.on_hand;
         let note = adjustment.note.map(|n| n.into_inner());
         let movement = self.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
@@ -259,7 +269,7 @@ impl State {
             return Ok(Written::OrderAlreadyDone(order));
         };
         if action == OrderAction::Fulfill {
-            let (lines, status) = plan_fulfilment(&order, &Shipment::Rest)?;
+            let (lines, status) = plan_fulfilment(&order, &Shipment::Rest, &self.on_hand())?;
             let (_, order) = self.ship(order, lines, status)?;
             return Ok(Written::OrderTransitioned(order));
         }
@@ -292,7 +302,7 @@ impl State {
             .get(&id)
             .cloned()
             .ok_or(Error::NotFound("order"))?;
-        let (lines, status) = plan_fulfilment(&order, &Shipment::Lines(request))?;
+        let (lines, status) = plan_fulfilment(&order, &Shipment::Lines(request), &self.on_hand())?;
         self.ship(order, lines, status)
     }
 
@@ -403,7 +413,8 @@ impl State {
         let product = self.product_mut(id)?;
         let on_hand = product.on_hand + on_hand_delta;
         let reserved = product.reserved + reserved_delta;
-        if on_hand < 0 || reserved < 0 || reserved > on_hand {
+        let policy = product.policy();
+        if on_hand < 0 || reserved < 0 || !policy.admits(on_hand, reserved) {
             return Err(Error::internal("stock invariant would be broken"));
         }
         product.on_hand = on_hand;
@@ -525,7 +536,13 @@ impl ProductStore for MemoryStore {
         if if_match.is_some_and(|m| !m.matches(product.version)) {
             return Err(Error::PreconditionFailed);
         }
-        patch.apply_to(product);
+        let mut changed = product.clone();
+        patch.apply_to(&mut changed);
+        let policy = changed.policy();
+        if !policy.admits(changed.on_hand, changed.reserved) {
+            return Err(below_reserved());
+        }
+        *product = changed;
         product.version += 1;
         product.updated_at = OffsetDateTime::now_utc();
         let product = product.clone();

@@ -460,6 +460,7 @@ mod tests {
                 currency: Currency::parse("EUR").unwrap(),
                 on_hand: StockLevel::parse(0).unwrap(),
                 low_stock_threshold: None,
+                policy: Default::default(),
             };
             inventory.create_product(product, deadline()).await.unwrap();
         }
@@ -519,6 +520,7 @@ mod tests {
             currency: Currency::parse("EUR").unwrap(),
             on_hand: StockLevel::parse(0).unwrap(),
             low_stock_threshold: None,
+            policy: Default::default(),
         };
         let product = inventory.create_product(product, deadline()).await.unwrap();
         let feed = feed(inventory, 8).await;

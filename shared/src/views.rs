@@ -26,12 +26,18 @@ pub struct ProductView {
     pub currency: String,
     /// Units physically in stock.
     pub on_hand: i64,
-    /// Units held by pending orders.
+    /// Units held by orders that hold stock (pending or partially fulfilled); more than on hand only by
+    /// backorders.
     pub reserved: i64,
-    /// `on_hand - reserved`: units that can still be ordered.
+    /// `on_hand - reserved - safety_stock`: units that can be ordered from stock; negative by what backorders
+    /// owe (never below `-backorder_limit`). An order may take up to `available + backorder_limit`.
     pub available: i64,
     #[schema(required = true)]
     pub low_stock_threshold: Option<i64>,
+    /// Units that may be ordered beyond what is on hand (0: none).
+    pub backorder_limit: i64,
+    /// Units kept on hand that no order takes.
+    pub safety_stock: i64,
     /// Changes with every change of the product, stock included; the `ETag` is this number in quotes.
     pub version: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -55,6 +61,8 @@ impl From<Product> for ProductView {
             on_hand: p.on_hand,
             reserved: p.reserved,
             low_stock_threshold: p.low_stock_threshold,
+            backorder_limit: p.backorder_limit,
+            safety_stock: p.safety_stock,
             version: p.version,
             created_at: p.created_at,
             updated_at: p.updated_at,

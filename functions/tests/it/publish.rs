@@ -151,6 +151,7 @@ async fn write_events(inventory: &Inventory<PgStore>) {
             currency: Currency::parse("EUR").unwrap(),
             on_hand: StockLevel::parse(1000).unwrap(),
             low_stock_threshold: None,
+            policy: Default::default(),
         };
         products.push(
             inventory

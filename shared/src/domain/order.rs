@@ -558,14 +558,16 @@ pub enum Shipment {
     Rest,
 }
 
-/// Decides what a fulfilment of `shipment` ships of `order`: its lines (in the order's line order, only lines
-/// with units) and the order's status after it.
+/// Decides what a fulfilment of `shipment` ships of `order`, whose products have `on_hand` units (under lock):
+/// its lines (in the order's line order, only lines with units) and the order's status after it.
 ///
 /// Errors, in this order of precedence: the order holds no stock (`Conflict`); products that are not lines of
-/// the order (`Validation`); lines asked for beyond what they have left (`BeyondRemaining`, every such line).
+/// the order (`Validation`); lines asked for beyond what they have left (`BeyondRemaining`, every such line);
+/// more units than are on hand, as backordered units are until stock arrives (`Conflict`).
 pub fn plan_fulfilment(
     order: &Order,
     shipment: &Shipment,
+    on_hand: &HashMap<ProductId, i64>,
 ) -> Result<(Vec<FulfilmentLine>, OrderStatus), Error> {
     if !order.status.holds_stock() {
         return Err(Error::Conflict(format!(
@@ -630,6 +632,24 @@ pub fn plan_fulfilment(
             })
         })
         .collect();
+    let waiting: Vec<String> = lines
+        .iter()
+        .filter_map(|line| {
+            let has = on_hand.get(&line.product_id).copied().unwrap_or(0);
+            (line.quantity > has).then(|| {
+                format!(
+                    "product {} has {has} on hand for {} to ship",
+                    line.product_id, line.quantity
+                )
+            })
+        })
+        .collect();
+    if !waiting.is_empty() {
+        return Err(Error::Conflict(format!(
+            "backordered units ship once stock arrives: {}",
+            waiting.join("; ")
+        )));
+    }
     let all_shipped = order
         .lines
         .iter()
@@ -689,9 +709,8 @@ pub struct ProductSnapshot {
     pub name: String,
     pub price_minor: i64,
     pub currency: String,
-    pub on_hand: i64,
-    pub reserved: i64,
-    pub low_stock_threshold: Option<i64>,
+    /// Units an order may reserve: available stock plus what may be backordered.
+    pub orderable: i64,
 }
 
 impl From<&Product> for ProductSnapshot {
@@ -702,9 +721,7 @@ impl From<&Product> for ProductSnapshot {
             name: p.name.clone(),
             price_minor: p.price_minor,
             currency: p.currency.clone(),
-            on_hand: p.on_hand,
-            reserved: p.reserved,
-            low_stock_threshold: p.low_stock_threshold,
+            orderable: p.orderable(),
         }
     }
 }
@@ -791,11 +808,10 @@ pub fn plan_order(order: &NewOrder, products: &[ProductSnapshot]) -> Result<Orde
         .iter()
         .filter_map(|line| {
             let product = found(line);
-            let available = product.on_hand - product.reserved;
-            (available < line.quantity).then_some(Shortage {
+            (product.orderable < line.quantity).then_some(Shortage {
                 product_id: line.product_id,
                 requested: line.quantity,
-                available: available.max(0),
+                available: product.orderable.max(0),
             })
         })
         .collect();
@@ -835,9 +851,7 @@ mod tests {
             name: "Thing".into(),
             price_minor: price,
             currency: currency.into(),
-            on_hand,
-            reserved,
-            low_stock_threshold: None,
+            orderable: on_hand - reserved,
         }
     }
 
@@ -1033,6 +1047,15 @@ mod tests {
         }
     }
 
+    /// Enough on hand of every product of `order` to ship all of it.
+    fn plenty(order: &Order) -> HashMap<ProductId, i64> {
+        order
+            .lines
+            .iter()
+            .map(|l| (l.product_id, l.quantity))
+            .collect()
+    }
+
     fn ship(lines: &[(ProductId, i64)]) -> Shipment {
         Shipment::Lines(
             NewFulfilment::new(lines.iter().map(|&(id, q)| line(id, q)).collect()).unwrap(),
@@ -1043,18 +1066,38 @@ mod tests {
     fn a_fulfilment_ships_what_is_asked_in_line_order_and_says_what_follows() {
         let (a, b) = (new_id(), new_id());
         let order = placed(&[(a, 4, 1), (b, 2, 0)], OrderStatus::PartiallyFulfilled);
-        let (lines, status) = plan_fulfilment(&order, &ship(&[(b, 1), (a, 1), (a, 1)])).unwrap();
+        let (lines, status) =
+            plan_fulfilment(&order, &ship(&[(b, 1), (a, 1), (a, 1)]), &plenty(&order)).unwrap();
         let lines: Vec<(ProductId, i64)> =
             lines.iter().map(|l| (l.product_id, l.quantity)).collect();
         assert_eq!(lines, vec![(a, 2), (b, 1)]);
         assert_eq!(status, OrderStatus::PartiallyFulfilled);
-        let (_, status) = plan_fulfilment(&order, &ship(&[(a, 3), (b, 2)])).unwrap();
+        let (_, status) =
+            plan_fulfilment(&order, &ship(&[(a, 3), (b, 2)]), &plenty(&order)).unwrap();
         assert_eq!(status, OrderStatus::Fulfilled, "the last units fulfil it");
-        let (rest, status) = plan_fulfilment(&order, &Shipment::Rest).unwrap();
+        let (rest, status) = plan_fulfilment(&order, &Shipment::Rest, &plenty(&order)).unwrap();
         let rest: Vec<(ProductId, i64)> = rest.iter().map(|l| (l.product_id, l.quantity)).collect();
         assert_eq!(
             (rest, status),
             (vec![(a, 3), (b, 2)], OrderStatus::Fulfilled)
+        );
+    }
+
+    #[test]
+    fn backordered_units_ship_once_stock_has_arrived() {
+        let (a, b) = (new_id(), new_id());
+        let order = placed(&[(a, 4, 0), (b, 2, 0)], OrderStatus::Pending);
+        let on_hand = HashMap::from([(a, 3), (b, 2)]);
+        let waiting = plan_fulfilment(&order, &Shipment::Rest, &on_hand);
+        assert!(
+            matches!(waiting, Err(Error::Conflict(ref why)) if why.contains(&a.to_string()) && !why.contains(&b.to_string())),
+            "{waiting:?}"
+        );
+        let (_, status) = plan_fulfilment(&order, &ship(&[(a, 3), (b, 2)]), &on_hand).unwrap();
+        assert_eq!(
+            status,
+            OrderStatus::PartiallyFulfilled,
+            "what is on hand ships"
         );
     }
 
@@ -1066,7 +1109,7 @@ mod tests {
             OrderStatus::PartiallyFulfilled,
         );
         let Err(Error::BeyondRemaining(lines)) =
-            plan_fulfilment(&order, &ship(&[(c, 2), (b, 2), (a, 2)]))
+            plan_fulfilment(&order, &ship(&[(c, 2), (b, 2), (a, 2)]), &plenty(&order))
         else {
             panic!("expected beyond_remaining");
         };
@@ -1081,7 +1124,8 @@ mod tests {
     fn a_fulfilment_names_products_that_are_not_lines_and_needs_an_order_holding_stock() {
         let (a, x) = (new_id(), new_id());
         let order = placed(&[(a, 4, 0)], OrderStatus::Pending);
-        let Err(Error::Validation(errors)) = plan_fulfilment(&order, &ship(&[(a, 9), (x, 1)]))
+        let Err(Error::Validation(errors)) =
+            plan_fulfilment(&order, &ship(&[(a, 9), (x, 1)]), &plenty(&order))
         else {
             panic!("expected a validation error");
         };
@@ -1090,7 +1134,10 @@ mod tests {
             let order = placed(&[(a, 4, 0)], status);
             for shipment in [ship(&[(a, 1)]), Shipment::Rest] {
                 assert!(
-                    matches!(plan_fulfilment(&order, &shipment), Err(Error::Conflict(_))),
+                    matches!(
+                        plan_fulfilment(&order, &shipment, &plenty(&order)),
+                        Err(Error::Conflict(_))
+                    ),
                     "{status:?}"
                 );
             }

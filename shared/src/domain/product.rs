@@ -15,9 +15,14 @@ pub struct Product {
     pub currency: String,
     /// Units physically in stock.
     pub on_hand: i64,
-    /// Units held by pending orders; always `0 <= reserved <= on_hand`.
+    /// Units held by orders that hold stock; never negative, and more than on hand only by backorders.
     pub reserved: i64,
     pub low_stock_threshold: Option<i64>,
+    /// Units that may be ordered beyond what is on hand (backorders, pre-orders): available may go as low
+    /// as minus this. 0: never.
+    pub backorder_limit: i64,
+    /// Units kept on hand that no order may take.
+    pub safety_stock: i64,
     /// Bumped on every change of the product, stock included; the product's ETag.
     pub version: i64,
     pub created_at: OffsetDateTime,
@@ -33,9 +38,23 @@ impl super::Listed for Product {
 }
 
 impl Product {
-    /// Units that can still be ordered.
+    /// Units on hand that are neither reserved nor kept back as safety stock: negative by what backorders
+    /// owe (never below `-backorder_limit`).
     pub fn available(&self) -> i64 {
-        self.on_hand - self.reserved
+        self.on_hand - self.reserved - self.safety_stock
+    }
+
+    /// How its stock may be sold.
+    pub fn policy(&self) -> StockPolicy {
+        StockPolicy {
+            backorder_limit: self.backorder_limit,
+            safety_stock: self.safety_stock,
+        }
+    }
+
+    /// Units an order may still reserve: what is available, plus what may be backordered.
+    pub fn orderable(&self) -> i64 {
+        self.available() + self.backorder_limit
     }
 
     /// Whether available stock is at or below the product's threshold.
@@ -65,6 +84,24 @@ pub struct NewProduct {
     /// Initial stock; recorded in the ledger as `received`.
     pub on_hand: StockLevel,
     pub low_stock_threshold: Option<StockLevel>,
+    pub policy: StockPolicy,
+}
+
+/// How a product's stock may be sold: how far ahead of stock, and how much is kept back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StockPolicy {
+    /// See [`Product::backorder_limit`].
+    pub backorder_limit: i64,
+    /// See [`Product::safety_stock`].
+    pub safety_stock: i64,
+}
+
+impl StockPolicy {
+    /// Whether a product with `on_hand` and `reserved` can have this policy: available stays within the
+    /// backorder limit.
+    pub fn admits(&self, on_hand: i64, reserved: i64) -> bool {
+        on_hand - reserved - self.safety_stock >= -self.backorder_limit
+    }
 }
 
 /// A valid change of catalogue fields. `None` leaves a field as it is; `Some(None)` clears a nullable one.
@@ -75,6 +112,8 @@ pub struct ProductPatch {
     pub description: Option<Option<Description>>,
     pub price: Option<PriceMinor>,
     pub low_stock_threshold: Option<Option<StockLevel>>,
+    pub backorder_limit: Option<StockLevel>,
+    pub safety_stock: Option<StockLevel>,
 }
 
 impl ProductPatch {
@@ -83,6 +122,8 @@ impl ProductPatch {
             && self.description.is_none()
             && self.price.is_none()
             && self.low_stock_threshold.is_none()
+            && self.backorder_limit.is_none()
+            && self.safety_stock.is_none()
     }
 
     /// Applies the patch to a product in memory (the Postgres adapter does the same in one UPDATE).
@@ -98,6 +139,12 @@ impl ProductPatch {
         }
         if let Some(threshold) = self.low_stock_threshold {
             product.low_stock_threshold = threshold.map(StockLevel::get);
+        }
+        if let Some(limit) = self.backorder_limit {
+            product.backorder_limit = limit.get();
+        }
+        if let Some(safety) = self.safety_stock {
+            product.safety_stock = safety.get();
         }
     }
 }
@@ -119,7 +166,7 @@ impl ProductFilter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn product(on_hand: i64, reserved: i64, threshold: Option<i64>) -> Product {
@@ -133,6 +180,8 @@ mod tests {
             on_hand,
             reserved,
             low_stock_threshold: threshold,
+            backorder_limit: 0,
+            safety_stock: 0,
             version: 1,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,

@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use super::product::Product;
 use super::values::MAX_STOCK;
 use super::{Error, MovementId, Note, OrderId, ProductId};
 
@@ -98,11 +99,13 @@ impl StockAdjustment {
         Ok(delta)
     }
 
-    /// The on-hand stock after the adjustment, or a conflict when it would drop below zero or below what
-    /// pending orders hold. The Postgres adapter has the database enforce the same rule with CHECK constraints.
-    pub fn apply(&self, on_hand: i64, reserved: i64) -> Result<i64, Error> {
-        let after = on_hand.saturating_add(self.delta);
-        if after < reserved {
+    /// The on-hand stock of `product` after the adjustment, or a conflict when it would drop below zero or
+    /// take available stock (on hand less reserved and safety stock) below minus the backorder limit. The
+    /// Postgres adapter has the database enforce the same rule with CHECK constraints.
+    pub fn apply(&self, product: &Product) -> Result<i64, Error> {
+        let after = product.on_hand.saturating_add(self.delta);
+        let policy = product.policy();
+        if after < 0 || !policy.admits(after, product.reserved) {
             return Err(below_reserved());
         }
         if after > MAX_STOCK {
@@ -119,10 +122,14 @@ pub fn above_ceiling() -> Error {
     ))
 }
 
-/// The conflict of an adjustment that would leave less on hand than is reserved (or less than nothing).
+/// The conflict of an adjustment that would leave less on hand than nothing, or than pending orders reserve and
+/// the safety stock keeps back (beyond what the backorder limit allows).
 pub fn below_reserved() -> Error {
     Error::Conflict(
-        "the adjustment would leave less stock on hand than is reserved by pending orders".into(),
+        "the change would leave less stock on hand than none, or than orders reserve and the safety stock \
+         keeps back beyond what the backorder limit allows: available stock may not go below minus the \
+         backorder limit"
+            .into(),
     )
 }
 
@@ -199,13 +206,48 @@ mod tests {
             reason: MovementReason::Damaged,
             note: None,
         };
-        assert_eq!(take(-2).apply(10, 8).unwrap(), 8);
-        assert!(matches!(take(-3).apply(10, 8), Err(Error::Conflict(_))));
-        assert!(matches!(take(-11).apply(10, 0), Err(Error::Conflict(_))));
+        let stock =
+            |on_hand, reserved| crate::domain::product::tests::product(on_hand, reserved, None);
+        assert_eq!(take(-2).apply(&stock(10, 8)).unwrap(), 8);
         assert!(matches!(
-            take(MAX_STOCK).apply(1, 0),
+            take(-3).apply(&stock(10, 8)),
             Err(Error::Conflict(_))
         ));
-        assert_eq!(take(MAX_STOCK - 1).apply(1, 0).unwrap(), MAX_STOCK);
+        assert!(matches!(
+            take(-11).apply(&stock(10, 0)),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            take(MAX_STOCK).apply(&stock(1, 0)),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(take(MAX_STOCK - 1).apply(&stock(1, 0)).unwrap(), MAX_STOCK);
+    }
+
+    #[test]
+    fn safety_stock_and_backorders_move_the_floor_but_never_below_nothing_on_hand() {
+        let take = |delta| StockAdjustment {
+            delta,
+            reason: MovementReason::Shrinkage,
+            note: None,
+        };
+        let mut p = crate::domain::product::tests::product(10, 4, None);
+        p.safety_stock = 3;
+        assert_eq!(
+            take(-3).apply(&p).unwrap(),
+            7,
+            "down to reserved plus safety stock"
+        );
+        assert!(take(-4).apply(&p).is_err());
+        p.backorder_limit = 5;
+        assert_eq!(
+            take(-8).apply(&p).unwrap(),
+            2,
+            "backorders may owe up to the limit"
+        );
+        assert!(take(-9).apply(&p).is_err());
+        p.backorder_limit = 100;
+        assert_eq!(take(-10).apply(&p).unwrap(), 0);
+        assert!(take(-11).apply(&p).is_err(), "never below nothing on hand");
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::order::{
     NewFulfilment, NewOrder, NewReturn, RequestedLine, ReturnLine, ReturnReason, parse_hold,
 };
-use crate::domain::product::{NewProduct, ProductPatch};
+use crate::domain::product::{NewProduct, ProductPatch, StockPolicy};
 use crate::domain::stock::{MovementReason, StockAdjustment};
 use crate::domain::{
     Currency, CustomerRef, Description, Error, Note, PriceMinor, ProductId, ProductName, Quantity,
@@ -48,6 +48,14 @@ pub struct CreateProductBody {
     /// Available stock at or below which the product counts as low on stock.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub low_stock_threshold: Option<i64>,
+    /// Units that may be ordered beyond what is on hand (backorders, pre-orders): available stock may go as
+    /// low as minus this. Default 0: never.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, default = 0)]
+    pub backorder_limit: Option<i64>,
+    /// Units kept on hand that no order takes (not counted in available). Default 0. Must leave available
+    /// stock at or above minus the backorder limit (409 otherwise).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, default = 0)]
+    pub safety_stock: Option<i64>,
 }
 
 impl TryFrom<CreateProductBody> for NewProduct {
@@ -66,6 +74,14 @@ impl TryFrom<CreateProductBody> for NewProduct {
         let low_stock_threshold = body
             .low_stock_threshold
             .map(|t| v.check("/low_stock_threshold", StockLevel::parse(t)));
+        let backorder_limit = v.check(
+            "/backorder_limit",
+            StockLevel::parse(body.backorder_limit.unwrap_or(0)),
+        );
+        let safety_stock = v.check(
+            "/safety_stock",
+            StockLevel::parse(body.safety_stock.unwrap_or(0)),
+        );
         let product = (|| {
             Some(NewProduct {
                 sku: sku?,
@@ -80,6 +96,10 @@ impl TryFrom<CreateProductBody> for NewProduct {
                 low_stock_threshold: match low_stock_threshold {
                     None => None,
                     Some(t) => Some(t?),
+                },
+                policy: StockPolicy {
+                    backorder_limit: backorder_limit?.get(),
+                    safety_stock: safety_stock?.get(),
                 },
             })
         })();
@@ -105,6 +125,14 @@ pub struct UpdateProductBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub low_stock_threshold: Option<Option<i64>>,
+    /// See `CreateProductBody`; lowering it below what backorders owe is 409.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub backorder_limit: Option<Option<i64>>,
+    /// See `CreateProductBody`; more than on hand can keep back is 409.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub safety_stock: Option<Option<i64>>,
 }
 
 /// A field that may be absent but not `null`.
@@ -144,6 +172,18 @@ impl TryFrom<UpdateProductBody> for ProductPatch {
             body.low_stock_threshold,
             StockLevel::parse,
         );
+        let backorder_limit = not_null(
+            &mut v,
+            "/backorder_limit",
+            body.backorder_limit,
+            StockLevel::parse,
+        );
+        let safety_stock = not_null(
+            &mut v,
+            "/safety_stock",
+            body.safety_stock,
+            StockLevel::parse,
+        );
         // Each field is `None` (absent), `Some(None)` (failed), or `Some(Some(value))`.
         let patch = (|| {
             Some(ProductPatch {
@@ -151,6 +191,8 @@ impl TryFrom<UpdateProductBody> for ProductPatch {
                 description: description.map(|d| d.ok_or(())).transpose().ok()?,
                 price: price.map(|p| p.ok_or(())).transpose().ok()?,
                 low_stock_threshold: threshold.map(|t| t.ok_or(())).transpose().ok()?,
+                backorder_limit: backorder_limit.map(|l| l.ok_or(())).transpose().ok()?,
+                safety_stock: safety_stock.map(|s| s.ok_or(())).transpose().ok()?,
             })
         })();
         v.finish(patch)

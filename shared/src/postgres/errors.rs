@@ -48,7 +48,12 @@ fn classify(failed: StepFailed) -> Error {
                 (ErrorKind::UniqueViolation, Some("products_sku_key")) => return Error::SkuTaken,
                 (
                     ErrorKind::CheckViolation,
-                    Some("products_on_hand_not_negative" | "products_reserved_within_on_hand"),
+                    Some(
+                        "products_on_hand_not_negative"
+                        | "products_reserved_within_on_hand"
+                        | "products_reserved_not_negative"
+                        | "products_available_within_backorder_limit",
+                    ),
                 ) => return below_reserved(),
                 (ErrorKind::CheckViolation, Some("products_on_hand_within_ceiling")) => {
                     return above_ceiling();

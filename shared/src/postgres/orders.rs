@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use time::OffsetDateTime;
 
 use crate::domain::order::{
@@ -226,7 +228,8 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
             UPDATE products p
             SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
             FROM line
-            WHERE p.id = line.product_id AND p.on_hand - p.reserved >= line.quantity
+            WHERE p.id = line.product_id
+              AND p.on_hand - p.reserved - p.safety_stock + p.backorder_limit >= line.quantity
             RETURNING p.id, p.on_hand, p.reserved, p.version, line.quantity
         ), new_order AS (
             INSERT INTO orders (id, status, customer_ref, currency, total_minor, created_at, updated_at, expires_at)
@@ -302,11 +305,11 @@ async fn lock_order(tx: &mut Tx<'_>, id: OrderId) -> Result<OrderStatus, Error> 
 }
 
 /// Locks the products of an order whose row `tx` has locked, in the global (id) order, before any changes;
-/// answers those still in the catalogue.
-async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<Vec<ProductId>, Error> {
-    let locked = sqlx::query_scalar!(
+/// answers the units on hand of those still in the catalogue.
+async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<HashMap<ProductId, i64>, Error> {
+    let locked = sqlx::query!(
         r#"
-        SELECT id FROM products
+        SELECT id, on_hand FROM products
         WHERE id IN (SELECT product_id FROM order_lines WHERE order_id = $1)
         ORDER BY id
         FOR UPDATE
@@ -316,7 +319,10 @@ async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<Vec<ProductId>, E
     .fetch_all(tx.conn().await?)
     .await
     .map_err(db_error("lock the order's products"))?;
-    Ok(locked.into_iter().map(ProductId::from).collect())
+    Ok(locked
+        .into_iter()
+        .map(|p| (ProductId::from(p.id), p.on_hand))
+        .collect())
 }
 
 /// Cancels or fulfils an order in `tx` (see [`Changes::transition_order`]): [`Written::OrderTransitioned`],
@@ -330,9 +336,9 @@ pub(super) async fn transition(
     let Transition::To(_) = current.apply(action)? else {
         return Ok(Written::OrderAlreadyDone(fetch_order(tx, id).await?));
     };
-    lock_products(tx, id).await?;
+    let on_hand = lock_products(tx, id).await?;
     if action == OrderAction::Fulfill {
-        let (_, order) = ship(tx, id, &Shipment::Rest).await?;
+        let (_, order) = ship(tx, id, &Shipment::Rest, &on_hand).await?;
         return Ok(Written::OrderTransitioned(order));
     }
     end_order(tx, id, action)
@@ -347,8 +353,8 @@ pub(super) async fn fulfil(
     request: NewFulfilment,
 ) -> Result<(Fulfilment, Order), Error> {
     lock_order(tx, id).await?;
-    lock_products(tx, id).await?;
-    ship(tx, id, &Shipment::Lines(request)).await
+    let on_hand = lock_products(tx, id).await?;
+    ship(tx, id, &Shipment::Lines(request), &on_hand).await
 }
 
 /// Takes shipped units of an order back in `tx` (see [`Changes::take_back`]): locks the order and its products
@@ -365,7 +371,7 @@ pub(super) async fn take_back(
     let lines = plan_return(&order, &request)?;
     if let Some(gone) = lines
         .iter()
-        .find(|l| l.restock && !in_catalogue.contains(&l.product_id))
+        .find(|l| l.restock && !in_catalogue.contains_key(&l.product_id))
     {
         return Err(restock_refused(gone.product_id));
     }
@@ -440,9 +446,10 @@ async fn ship(
     tx: &mut Tx<'_>,
     id: OrderId,
     shipment: &Shipment,
+    on_hand: &HashMap<ProductId, i64>,
 ) -> Result<(Fulfilment, Order), Error> {
     let mut order = fetch_order(tx, id).await?;
-    let (lines, status) = plan_fulfilment(&order, shipment)?;
+    let (lines, status) = plan_fulfilment(&order, shipment, on_hand)?;
     let fulfilment_id: FulfilmentId = new_id();
     let written = sqlx::query!(
         r#"

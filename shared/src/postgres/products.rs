@@ -22,6 +22,8 @@ macro_rules! product_in {
             on_hand: $row.on_hand,
             reserved: $row.reserved,
             low_stock_threshold: $row.low_stock_threshold,
+            backorder_limit: $row.backorder_limit,
+            safety_stock: $row.safety_stock,
             version: $row.version,
             created_at: $row.created_at,
             updated_at: $row.updated_at,
@@ -56,7 +58,7 @@ impl ProductStore for PgStore {
                     SELECT * FROM products
                     WHERE ($1::uuid IS NULL OR id > $1)
                       AND ($2::text IS NULL OR sku = $2)
-                      AND (NOT $3 OR (low_stock_threshold IS NOT NULL AND on_hand - reserved <= low_stock_threshold))
+                      AND (NOT $3 OR (low_stock_threshold IS NOT NULL AND on_hand - reserved - safety_stock <= low_stock_threshold))
                     ORDER BY id
                     LIMIT $4
                     "#,
@@ -91,18 +93,20 @@ impl ProductStore for PgStore {
             let updated = sqlx::query!(
                 r#"
                 WITH old AS (
-                    SELECT id, low_stock_threshold FROM products WHERE id = $1 FOR UPDATE
+                    SELECT id, low_stock_threshold, safety_stock FROM products WHERE id = $1 FOR UPDATE
                 )
                 UPDATE products p SET
                     name = COALESCE($2, p.name),
                     description = CASE WHEN $3 THEN $4 ELSE p.description END,
                     price_minor = COALESCE($5, p.price_minor),
                     low_stock_threshold = CASE WHEN $6 THEN $7 ELSE p.low_stock_threshold END,
+                    backorder_limit = COALESCE($9, p.backorder_limit),
+                    safety_stock = COALESCE($10, p.safety_stock),
                     version = p.version + 1,
                     updated_at = now()
                 FROM old
                 WHERE p.id = $1 AND old.id = p.id AND ($8::bigint[] IS NULL OR p.version = ANY($8))
-                RETURNING p.*, old.low_stock_threshold AS old_threshold
+                RETURNING p.*, old.low_stock_threshold AS old_threshold, old.safety_stock AS old_safety_stock
                 "#,
                 id.uuid(),
                 patch.name.as_ref().map(|n| n.as_str()),
@@ -115,15 +119,18 @@ impl ProductStore for PgStore {
                 patch.low_stock_threshold.is_some(),
                 patch.low_stock_threshold.flatten().map(StockLevel::get),
                 versions.as_deref(),
+                patch.backorder_limit.map(StockLevel::get),
+                patch.safety_stock.map(StockLevel::get),
             )
             .fetch_optional(tx.conn().await?)
             .await
             .map_err(db_error("update the product"))?;
             if let Some(row) = updated {
-                let old_threshold = row.old_threshold;
+                let (old_threshold, old_safety_stock) = (row.old_threshold, row.old_safety_stock);
                 let product = product_in!(row);
+                let old_available = product.available() + product.safety_stock - old_safety_stock;
                 tx.emit(events::product_updated(
-                    (product.available(), old_threshold),
+                    (old_available, old_threshold),
                     &product,
                 ));
                 return Ok(product);
@@ -250,8 +257,10 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
         Product,
         r#"
         WITH product AS (
-            INSERT INTO products (id, sku, name, description, price_minor, currency, on_hand, low_stock_threshold)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            INSERT INTO products
+                (id, sku, name, description, price_minor, currency, on_hand, low_stock_threshold, backorder_limit,
+                 safety_stock)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             RETURNING *
         ), initial_stock AS (
             INSERT INTO stock_movements
@@ -260,8 +269,8 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
         )
         SELECT id AS "id!", sku AS "sku!", name AS "name!", description, price_minor AS "price_minor!",
                currency AS "currency!", on_hand AS "on_hand!", reserved AS "reserved!",
-               low_stock_threshold, version AS "version!", created_at AS "created_at!",
-               updated_at AS "updated_at!"
+               low_stock_threshold, backorder_limit AS "backorder_limit!", safety_stock AS "safety_stock!",
+               version AS "version!", created_at AS "created_at!", updated_at AS "updated_at!"
         FROM product
         "#,
         new_id::<ProductId>().uuid(),
@@ -272,6 +281,8 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
         new.currency.as_str(),
         new.on_hand.get(),
         new.low_stock_threshold.map(StockLevel::get),
+        new.policy.backorder_limit,
+        new.policy.safety_stock,
     )
     .fetch_one(tx.conn().await?)
     .await
@@ -302,7 +313,8 @@ pub(super) async fn adjust(
         )
         SELECT p.id AS "id!", p.sku AS "sku!", p.name AS "name!", p.description,
                p.price_minor AS "price_minor!", p.currency AS "currency!", p.on_hand AS "on_hand!",
-               p.reserved AS "reserved!", p.low_stock_threshold, p.version AS "version!",
+               p.reserved AS "reserved!", p.low_stock_threshold, p.backorder_limit AS "backorder_limit!",
+               p.safety_stock AS "safety_stock!", p.version AS "version!",
                p.created_at AS "created_at!", p.updated_at AS "updated_at!",
                m.id AS "movement_id!", m.created_at AS "movement_created_at!"
         FROM product p, movement m

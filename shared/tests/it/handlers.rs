@@ -189,7 +189,7 @@ async fn invalid_fields_are_422_with_a_pointer_for_each() {
     let app = app();
     let event = v2(Endpoint::CreateProduct, "/products").json(&json!({
         "sku": "has space", "name": "", "price_minor": -1, "currency": "eur", "on_hand": -3,
-        "low_stock_threshold": -1
+        "low_stock_threshold": -1, "backorder_limit": -1, "safety_stock": 1_000_000_000_001_i64
     }));
     let body = problem(
         &call(&app, Endpoint::CreateProduct, event).await,
@@ -210,8 +210,42 @@ async fn invalid_fields_are_422_with_a_pointer_for_each() {
             "/price_minor",
             "/currency",
             "/on_hand",
-            "/low_stock_threshold"
+            "/low_stock_threshold",
+            "/backorder_limit",
+            "/safety_stock"
         ]
+    );
+    // The same settings on a product: bad values say why; null is no value; a safety stock that what is on
+    // hand cannot cover is a conflict.
+    let product = create_product(&app, "SETTINGS", 3).await;
+    let patch = |body: Value| {
+        let path = format!("/products/{}", product.id);
+        call(
+            &app,
+            Endpoint::UpdateProduct,
+            v2(Endpoint::UpdateProduct, &path).json(&body),
+        )
+    };
+    for (bad, pointer) in [
+        (json!({ "backorder_limit": -1 }), "/backorder_limit"),
+        (json!({ "backorder_limit": null }), "/backorder_limit"),
+        (json!({ "safety_stock": -2 }), "/safety_stock"),
+        (json!({ "safety_stock": null }), "/safety_stock"),
+    ] {
+        let refused = problem(&patch(bad.clone()).await, 422, "validation_failed");
+        assert_eq!(refused["errors"][0]["pointer"], pointer, "{bad}: {refused}");
+    }
+    problem(&patch(json!({ "safety_stock": 4 })).await, 409, "conflict");
+    let changed = patch(json!({ "safety_stock": 1, "backorder_limit": 2 })).await;
+    assert_eq!(changed.status(), 200, "{}", self::body(&changed));
+    let changed: ProductView = serde_json::from_value(self::body(&changed)).unwrap();
+    assert_eq!(
+        (
+            changed.safety_stock,
+            changed.backorder_limit,
+            changed.available
+        ),
+        (1, 2, 2)
     );
 
     let missing = v2(Endpoint::CreateProduct, "/products").json(&json!({}));
@@ -930,6 +964,8 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
         on_hand: i64::MAX,
         reserved: i64::MAX,
         low_stock_threshold: Some(i64::MAX),
+        backorder_limit: i64::MAX,
+        safety_stock: i64::MAX,
         version: i64::MAX,
         created_at: now,
         updated_at: now,

@@ -896,7 +896,7 @@ async fn a_reader_sees_exactly_the_events_its_scopes_allow_while_writers_race(
                                     price: Some(
                                         PriceMinor::parse(100 + rng.below(50) as i64).unwrap(),
                                     ),
-                                    low_stock_threshold: None,
+                                    ..ProductPatch::default()
                                 };
                                 inventory
                                     .update_product(product.id, patch, None, long_deadline())

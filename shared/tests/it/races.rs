@@ -24,12 +24,35 @@ async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(
     pool_options: PgPoolOptions,
     options: PgConnectOptions,
 ) {
+    sixty_four_buyers_for_the_last_units(pool_options, options, 10, 0).await;
+}
+
+/// With a backorder limit, the racers take the stock and the backorders, exactly: available ends at minus the
+/// limit, never lower.
+#[sqlx::test(migrations = "../migrations")]
+async fn sixty_four_buyers_for_ten_units_and_five_backorders_sell_exactly_fifteen(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    sixty_four_buyers_for_the_last_units(pool_options, options, 10, 5).await;
+}
+
+/// 64 buyers of one unit each race for `stock` units of a product that may backorder `limit` more: exactly
+/// `stock + limit` are sold, every other buyer is told of the shortage, and the product ends with all of it
+/// reserved and `-limit` available.
+async fn sixty_four_buyers_for_the_last_units(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+    stock: i64,
+    limit: i64,
+) {
     let _heavy = common::HEAVY.lock().await;
     let pool = pool_for(BUYERS, pool_options, options).await;
     let inventory = Inventory::new(race_store(pool));
-    let stock = 10;
+    let mut new = new_product("LAST-UNITS", 999, stock);
+    new.policy.backorder_limit = limit;
     let product = inventory
-        .create_product(new_product("LAST-UNITS", 999, stock), long_deadline())
+        .create_product(new, long_deadline())
         .await
         .unwrap();
 
@@ -61,10 +84,11 @@ async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(
         }
     }
     println!(
-        "{BUYERS} buyers for {stock} units: {sold} sold, {refused} refused in {:?}",
+        "{BUYERS} buyers for {stock} units and {limit} backorders: {sold} sold, {refused} refused in {:?}",
         started.elapsed()
     );
-    assert_eq!((sold, refused), (stock as usize, BUYERS - stock as usize));
+    let sellable = (stock + limit) as usize;
+    assert_eq!((sold, refused), (sellable, BUYERS - sellable));
 
     let after = inventory
         .get_product(product.id, long_deadline())
@@ -72,7 +96,7 @@ async fn sixty_four_buyers_for_ten_units_sell_exactly_ten(
         .unwrap();
     assert_eq!(
         (after.on_hand, after.reserved, after.available()),
-        (stock, stock, 0)
+        (stock, stock + limit, -limit)
     );
     assert_ledger_balances(&inventory, product.id).await;
     assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;

@@ -11,7 +11,7 @@ use inventory::domain::order::{
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use inventory::domain::{
-    Error, IfMatch, Note, PageRequest, PriceMinor, ProductId, ProductName, new_id,
+    Error, IfMatch, Note, PageRequest, PriceMinor, ProductId, ProductName, StockLevel, new_id,
 };
 use inventory::http::idempotency::render;
 use inventory::ports::{Store, Write};
@@ -545,6 +545,125 @@ pub async fn shipped_units_come_back_restocked_or_not<S: Store>(inventory: Inven
     .filter(|e| e.event_type == EventType::OrderReturned)
     .count();
     assert_eq!(returned, 2, "one event per return");
+}
+
+/// A product with a backorder limit sells ahead of its stock up to the limit (available shows the debt), and
+/// its backordered units ship only once stock has arrived; the limit cannot drop below what is owed.
+pub async fn backorders_sell_ahead_of_stock_up_to_the_limit<S: Store>(inventory: Inventory<S>) {
+    let mut new = new_product("AHEAD", 100, 2);
+    new.policy.backorder_limit = 3;
+    let p = inventory.create_product(new, deadline()).await.unwrap();
+    let big = inventory
+        .create_order(new_order(&[(p.id, 4)]), deadline())
+        .await
+        .unwrap();
+    let short = inventory
+        .create_order(new_order(&[(p.id, 2)]), deadline())
+        .await;
+    assert!(
+        matches!(short, Err(Error::InsufficientStock(ref s)) if s[0].available == 1),
+        "one more may be backordered: {short:?}"
+    );
+    let small = inventory
+        .create_order(new_order(&[(p.id, 1)]), deadline())
+        .await
+        .unwrap();
+    let after = inventory.get_product(p.id, deadline()).await.unwrap();
+    assert_eq!(
+        (after.on_hand, after.reserved, after.available()),
+        (2, 5, -3)
+    );
+    let lower = ProductPatch {
+        backorder_limit: Some(StockLevel::parse(2).unwrap()),
+        ..ProductPatch::default()
+    };
+    let refused = inventory
+        .update_product(p.id, lower, None, deadline())
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+
+    // Two units are on hand: the big order ships two, and waits for the rest.
+    let waiting = inventory
+        .transition_order(big.id, OrderAction::Fulfill, deadline())
+        .await;
+    assert!(matches!(waiting, Err(Error::Conflict(_))), "{waiting:?}");
+    inventory
+        .fulfil(big.id, fulfilment(&[(p.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let waiting = inventory
+        .fulfil(small.id, fulfilment(&[(p.id, 1)]), deadline())
+        .await;
+    assert!(
+        matches!(waiting, Err(Error::Conflict(_))),
+        "nothing on hand: {waiting:?}"
+    );
+    let arrived = StockAdjustment {
+        delta: 5,
+        reason: MovementReason::Received,
+        note: None,
+    };
+    inventory
+        .adjust_stock(p.id, arrived, deadline())
+        .await
+        .unwrap();
+    let shipped = inventory
+        .transition_order(big.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
+    assert_eq!(shipped.status, OrderStatus::Fulfilled);
+    let after = inventory.get_product(p.id, deadline()).await.unwrap();
+    assert_eq!(
+        (after.on_hand, after.reserved, after.available()),
+        (3, 1, 2)
+    );
+    assert_ledger_balances(&inventory, p.id).await;
+    assert_reserved_matches_pending_orders(&inventory, &[p.id]).await;
+}
+
+/// Safety stock is on hand but not available: no order takes it, no adjustment or setting takes available
+/// stock below zero (without a backorder limit), and a product cannot start below it.
+pub async fn safety_stock_is_on_hand_but_never_sold<S: Store>(inventory: Inventory<S>) {
+    let mut new = new_product("KEPT", 100, 10);
+    new.policy.safety_stock = 4;
+    let p = inventory.create_product(new, deadline()).await.unwrap();
+    assert_eq!(p.available(), 6);
+    let short = inventory
+        .create_order(new_order(&[(p.id, 7)]), deadline())
+        .await;
+    assert!(
+        matches!(short, Err(Error::InsufficientStock(ref s)) if s[0].available == 6),
+        "{short:?}"
+    );
+    inventory
+        .create_order(new_order(&[(p.id, 6)]), deadline())
+        .await
+        .unwrap();
+    let lost = StockAdjustment {
+        delta: -1,
+        reason: MovementReason::Shrinkage,
+        note: None,
+    };
+    let refused = inventory.adjust_stock(p.id, lost, deadline()).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let more = |safety: i64| ProductPatch {
+        safety_stock: Some(StockLevel::parse(safety).unwrap()),
+        ..ProductPatch::default()
+    };
+    let refused = inventory
+        .update_product(p.id, more(5), None, deadline())
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let less = inventory
+        .update_product(p.id, more(1), None, deadline())
+        .await
+        .unwrap();
+    assert_eq!((less.safety_stock, less.available()), (1, 3));
+    let mut underwater = new_product("KEPT-2", 100, 2);
+    underwater.policy.safety_stock = 3;
+    let refused = inventory.create_product(underwater, deadline()).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    assert_ledger_balances(&inventory, p.id).await;
 }
 
 /// Cancelling (or expiring) a partially fulfilled order releases only what it has left; what shipped stays
@@ -1779,6 +1898,8 @@ macro_rules! every_behaviour {
             fulfilling_ships_the_stock,
             an_order_ships_in_parts,
             shipped_units_come_back_restocked_or_not,
+            backorders_sell_ahead_of_stock_up_to_the_limit,
+            safety_stock_is_on_hand_but_never_sold,
             a_shortage_names_every_short_line_and_writes_nothing,
             unknown_products_are_all_named,
             one_order_has_one_currency,

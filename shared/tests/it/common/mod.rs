@@ -45,6 +45,7 @@ pub fn new_product_in(sku: &str, price_minor: i64, on_hand: i64, currency: &str)
         currency: Currency::parse(currency).unwrap(),
         on_hand: StockLevel::parse(on_hand).unwrap(),
         low_stock_threshold: None,
+        policy: Default::default(),
     }
 }
 
