@@ -15,8 +15,8 @@ WITH line AS (
 ), new_id AS (SELECT uuid_v7() AS id),
 reservation AS (
   UPDATE products p SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
-  FROM line WHERE p.id = line.product_id AND p.on_hand - p.reserved - p.safety_stock + p.backorder_limit >= line.quantity
-  RETURNING p.id, p.on_hand, p.reserved, p.version, line.quantity
+  FROM line WHERE p.id = line.product_id AND p.on_hand - p.reserved - p.damaged - p.safety_stock + p.backorder_limit >= line.quantity
+  RETURNING p.id, p.on_hand, p.reserved, p.damaged, p.version, line.quantity
 ), new_order AS (
   INSERT INTO orders (id, status, customer_ref, currency, total_minor, created_at, updated_at, expires_at)
   SELECT id, 'pending', NULL, 'EUR', 300, now(), now(), now() + make_interval(secs => 1800) FROM new_id
@@ -26,8 +26,8 @@ reservation AS (
   SELECT (SELECT id FROM new_id), line_no::int, product_id, sku, name, quantity, unit_price_minor, line_total_minor
   FROM line
 ), movements AS (
-  INSERT INTO stock_movements (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-  SELECT id, (SELECT id FROM new_id), 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
+  INSERT INTO stock_movements (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, damaged_after)
+  SELECT id, (SELECT id FROM new_id), 'order_reserved', 0, quantity, on_hand, reserved, damaged FROM reservation
 ), written AS (
   SELECT write_events(ARRAY[uuid_v7()], ARRAY[(SELECT id FROM new_id)], ARRAY['order.placed'],
                       ARRAY[jsonb_build_object('pad', repeat('x', 900))::text]) AS events

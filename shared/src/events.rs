@@ -32,7 +32,9 @@ pub fn product_deleted(product: &Product) -> Vec<NewEvent> {
 /// `stock.adjusted` (the ledger row and the product after it), and `stock.low` when it put the product low.
 pub fn stock_adjusted(movement: &StockMovement, after: &Product) -> Vec<NewEvent> {
     let before = (
-        after.available() - movement.on_hand_delta + movement.reserved_delta,
+        after.available() - movement.on_hand_delta
+            + movement.reserved_delta
+            + movement.damaged_delta,
         after.low_stock_threshold,
     );
     let mut events = vec![NewEvent::new(

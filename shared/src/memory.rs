@@ -142,6 +142,7 @@ impl State {
             low_stock_threshold: new.low_stock_threshold.map(|t| t.get()),
             backorder_limit: new.policy.backorder_limit,
             safety_stock: new.policy.safety_stock,
+            damaged: 0,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -185,7 +186,10 @@ impl State {
 
     /// Every product's units on hand.
     fn on_hand(&self) -> HashMap<ProductId, i64> {
-        self.products.values().map(|p| (p.id, p.on_hand)).collect()
+        self.products
+            .values()
+            .map(|p| (p.id, p.sellable_on_hand()))
+            .collect()
     }
 
     fn stock_state(&self, id: ProductId) -> StockState {
@@ -201,10 +205,10 @@ impl State {
         adjustment: StockAdjustment,
     ) -> Result<(StockMovement, Product), Error> {
         let product = self.product_mut(id)?;
-        let on_hand = adjustment.apply(product)?;
-        let delta = on_hand - product.on_hand;
+        let (on_hand, damaged) = adjustment.apply(product)?;
+        let deltas = (on_hand - product.on_hand, 0, damaged - product.damaged);
         let note = adjustment.note.map(|n| n.into_inner());
-        let movement = self.move_stock(id, None, adjustment.reason, (delta, 0), note)?;
+        let movement = self.move_units(id, None, adjustment.reason, deltas, note)?;
         let product = self.products[&id].clone();
         self.emit(events::stock_adjusted(&movement, &product));
         Ok((movement, product))
@@ -400,7 +404,7 @@ impl State {
         self.products.get_mut(&id).ok_or(Error::NotFound("product"))
     }
 
-    /// Applies a stock change to a product and writes its ledger row.
+    /// Applies a change of on-hand and reserved stock to a product and writes its ledger row.
     fn move_stock(
         &mut self,
         id: ProductId,
@@ -409,16 +413,40 @@ impl State {
         (on_hand_delta, reserved_delta): (i64, i64),
         note: Option<String>,
     ) -> Result<StockMovement, Error> {
+        self.move_units(
+            id,
+            order_id,
+            reason,
+            (on_hand_delta, reserved_delta, 0),
+            note,
+        )
+    }
+
+    /// Applies a change of on-hand, reserved and damaged stock to a product and writes its ledger row.
+    fn move_units(
+        &mut self,
+        id: ProductId,
+        order_id: Option<OrderId>,
+        reason: MovementReason,
+        (on_hand_delta, reserved_delta, damaged_delta): (i64, i64, i64),
+        note: Option<String>,
+    ) -> Result<StockMovement, Error> {
         let now = OffsetDateTime::now_utc();
         let product = self.product_mut(id)?;
         let on_hand = product.on_hand + on_hand_delta;
         let reserved = product.reserved + reserved_delta;
+        let damaged = product.damaged + damaged_delta;
         let policy = product.policy();
-        if on_hand < 0 || reserved < 0 || !policy.admits(on_hand, reserved) {
+        if on_hand < 0
+            || reserved < 0
+            || !(0..=on_hand).contains(&damaged)
+            || !policy.admits(on_hand, reserved + damaged)
+        {
             return Err(Error::internal("stock invariant would be broken"));
         }
         product.on_hand = on_hand;
         product.reserved = reserved;
+        product.damaged = damaged;
         product.version += 1;
         product.updated_at = now;
         let movement = StockMovement {
@@ -428,8 +456,10 @@ impl State {
             reason,
             on_hand_delta,
             reserved_delta,
+            damaged_delta,
             on_hand_after: on_hand,
             reserved_after: reserved,
+            damaged_after: damaged,
             note,
             created_at: now,
         };
@@ -539,7 +569,7 @@ impl ProductStore for MemoryStore {
         let mut changed = product.clone();
         patch.apply_to(&mut changed);
         let policy = changed.policy();
-        if !policy.admits(changed.on_hand, changed.reserved) {
+        if !policy.admits(changed.on_hand, changed.reserved + changed.damaged) {
             return Err(below_reserved());
         }
         *product = changed;

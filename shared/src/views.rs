@@ -29,9 +29,11 @@ pub struct ProductView {
     /// Units held by orders that hold stock (pending or partially fulfilled); more than on hand only by
     /// backorders.
     pub reserved: i64,
-    /// `on_hand - reserved - safety_stock`: units that can be ordered from stock; negative by what backorders
-    /// owe (never below `-backorder_limit`). An order may take up to `available + backorder_limit`.
+    /// `on_hand - reserved - damaged - safety_stock`: units that can be ordered from stock; negative by what
+    /// backorders owe (never below `-backorder_limit`). An order may take up to `available + backorder_limit`.
     pub available: i64,
+    /// Units on hand that cannot be sold (moved in and out with the `marked_damaged` adjustment reason).
+    pub damaged: i64,
     #[schema(required = true)]
     pub low_stock_threshold: Option<i64>,
     /// Units that may be ordered beyond what is on hand (0: none).
@@ -63,6 +65,7 @@ impl From<Product> for ProductView {
             low_stock_threshold: p.low_stock_threshold,
             backorder_limit: p.backorder_limit,
             safety_stock: p.safety_stock,
+            damaged: p.damaged,
             version: p.version,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -261,9 +264,12 @@ pub struct MovementView {
     pub reason: MovementReason,
     pub on_hand_delta: i64,
     pub reserved_delta: i64,
+    /// Change of the damaged units (on hand but not sellable).
+    pub damaged_delta: i64,
     /// Stock levels right after this change.
     pub on_hand_after: i64,
     pub reserved_after: i64,
+    pub damaged_after: i64,
     #[schema(required = true)]
     pub note: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -280,8 +286,10 @@ impl From<StockMovement> for MovementView {
             reason: m.reason,
             on_hand_delta: m.on_hand_delta,
             reserved_delta: m.reserved_delta,
+            damaged_delta: m.damaged_delta,
             on_hand_after: m.on_hand_after,
             reserved_after: m.reserved_after,
+            damaged_after: m.damaged_after,
             note: m.note,
             created_at: m.created_at,
         }

@@ -23,6 +23,8 @@ pub struct Product {
     pub backorder_limit: i64,
     /// Units kept on hand that no order may take.
     pub safety_stock: i64,
+    /// Units on hand that cannot be sold; never more than on hand.
+    pub damaged: i64,
     /// Bumped on every change of the product, stock included; the product's ETag.
     pub version: i64,
     pub created_at: OffsetDateTime,
@@ -38,10 +40,15 @@ impl super::Listed for Product {
 }
 
 impl Product {
-    /// Units on hand that are neither reserved nor kept back as safety stock: negative by what backorders
-    /// owe (never below `-backorder_limit`).
+    /// Units on hand that are neither reserved, damaged nor kept back as safety stock: negative by what
+    /// backorders owe (never below `-backorder_limit`).
     pub fn available(&self) -> i64 {
-        self.on_hand - self.reserved - self.safety_stock
+        self.on_hand - self.reserved - self.damaged - self.safety_stock
+    }
+
+    /// Units on hand that can be shipped: all but the damaged ones.
+    pub fn sellable_on_hand(&self) -> i64 {
+        self.on_hand - self.damaged
     }
 
     /// How its stock may be sold.
@@ -97,10 +104,10 @@ pub struct StockPolicy {
 }
 
 impl StockPolicy {
-    /// Whether a product with `on_hand` and `reserved` can have this policy: available stays within the
-    /// backorder limit.
-    pub fn admits(&self, on_hand: i64, reserved: i64) -> bool {
-        on_hand - reserved - self.safety_stock >= -self.backorder_limit
+    /// Whether a product with `on_hand` of which `held` are reserved or damaged can have this policy:
+    /// available stays within the backorder limit.
+    pub fn admits(&self, on_hand: i64, held: i64) -> bool {
+        on_hand - held - self.safety_stock >= -self.backorder_limit
     }
 }
 
@@ -182,6 +189,7 @@ pub(crate) mod tests {
             low_stock_threshold: threshold,
             backorder_limit: 0,
             safety_stock: 0,
+            damaged: 0,
             version: 1,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,

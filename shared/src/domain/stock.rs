@@ -24,16 +24,19 @@ pub enum MovementReason {
     Shrinkage,
     CycleCount,
     ReturnRestock,
+    /// Units on hand marked damaged (a positive delta) or sellable again (a negative one): on hand unchanged.
+    MarkedDamaged,
 }
 
 impl MovementReason {
-    pub const ADJUSTMENTS: [Self; 6] = [
+    pub const ADJUSTMENTS: [Self; 7] = [
         Self::Received,
         Self::Correction,
         Self::Damaged,
         Self::Shrinkage,
         Self::CycleCount,
         Self::ReturnRestock,
+        Self::MarkedDamaged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl MovementReason {
             Self::Shrinkage => "shrinkage",
             Self::CycleCount => "cycle_count",
             Self::ReturnRestock => "return_restock",
+            Self::MarkedDamaged => "marked_damaged",
         }
     }
 
@@ -72,7 +76,8 @@ impl MovementReason {
             .into_iter()
             .find(|reason| reason.as_str() == value)
             .ok_or_else(|| {
-                "reason must be one of received, correction, damaged, shrinkage, cycle_count, return_restock"
+                "reason must be one of received, correction, damaged, shrinkage, cycle_count, return_restock, \
+                 marked_damaged"
                     .to_owned()
             })
     }
@@ -99,19 +104,36 @@ impl StockAdjustment {
         Ok(delta)
     }
 
-    /// The on-hand stock of `product` after the adjustment, or a conflict when it would drop below zero or
-    /// take available stock (on hand less reserved and safety stock) below minus the backorder limit. The
-    /// Postgres adapter has the database enforce the same rule with CHECK constraints.
-    pub fn apply(&self, product: &Product) -> Result<i64, Error> {
-        let after = product.on_hand.saturating_add(self.delta);
+    /// `(on_hand_delta, damaged_delta)` of the adjustment of a product with `damaged` units: `marked_damaged`
+    /// moves units between sellable and damaged, a `damaged` write-off disposes of damaged units first, every
+    /// other reason changes sellable units on hand. (The Postgres adapter's statement computes the same.)
+    pub fn deltas(&self, damaged: i64) -> (i64, i64) {
+        match self.reason {
+            MovementReason::MarkedDamaged => (0, self.delta),
+            MovementReason::Damaged if self.delta < 0 => (self.delta, -damaged.min(-self.delta)),
+            _ => (self.delta, 0),
+        }
+    }
+
+    /// `(on_hand, damaged)` of `product` after the adjustment, or a conflict when on hand would drop below
+    /// zero or below what is damaged, damaged below zero, or available stock (on hand less reserved, damaged
+    /// and safety stock) below minus the backorder limit. The Postgres adapter has the database enforce the
+    /// same rules with CHECK constraints.
+    pub fn apply(&self, product: &Product) -> Result<(i64, i64), Error> {
+        let (on_hand_delta, damaged_delta) = self.deltas(product.damaged);
+        let on_hand = product.on_hand.saturating_add(on_hand_delta);
+        let damaged = product.damaged + damaged_delta;
+        if damaged < 0 || damaged > on_hand {
+            return Err(damaged_refused());
+        }
         let policy = product.policy();
-        if after < 0 || !policy.admits(after, product.reserved) {
+        if on_hand < 0 || !policy.admits(on_hand, product.reserved + damaged) {
             return Err(below_reserved());
         }
-        if after > MAX_STOCK {
+        if on_hand > MAX_STOCK {
             return Err(above_ceiling());
         }
-        Ok(after)
+        Ok((on_hand, damaged))
     }
 }
 
@@ -133,6 +155,14 @@ pub fn below_reserved() -> Error {
     )
 }
 
+/// The conflict of marking more units damaged than are on hand, or more sellable again than are damaged.
+pub fn damaged_refused() -> Error {
+    Error::Conflict(
+        "damaged units are units on hand: a product cannot have more damaged than on hand, nor fewer than none"
+            .into(),
+    )
+}
+
 /// One row of the insert-only stock ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockMovement {
@@ -142,8 +172,10 @@ pub struct StockMovement {
     pub reason: MovementReason,
     pub on_hand_delta: i64,
     pub reserved_delta: i64,
+    pub damaged_delta: i64,
     pub on_hand_after: i64,
     pub reserved_after: i64,
+    pub damaged_after: i64,
     pub note: Option<String>,
     pub created_at: OffsetDateTime,
 }
@@ -208,7 +240,7 @@ mod tests {
         };
         let stock =
             |on_hand, reserved| crate::domain::product::tests::product(on_hand, reserved, None);
-        assert_eq!(take(-2).apply(&stock(10, 8)).unwrap(), 8);
+        assert_eq!(take(-2).apply(&stock(10, 8)).unwrap(), (8, 0));
         assert!(matches!(
             take(-3).apply(&stock(10, 8)),
             Err(Error::Conflict(_))
@@ -221,7 +253,10 @@ mod tests {
             take(MAX_STOCK).apply(&stock(1, 0)),
             Err(Error::Conflict(_))
         ));
-        assert_eq!(take(MAX_STOCK - 1).apply(&stock(1, 0)).unwrap(), MAX_STOCK);
+        assert_eq!(
+            take(MAX_STOCK - 1).apply(&stock(1, 0)).unwrap(),
+            (MAX_STOCK, 0)
+        );
     }
 
     #[test]
@@ -235,19 +270,44 @@ mod tests {
         p.safety_stock = 3;
         assert_eq!(
             take(-3).apply(&p).unwrap(),
-            7,
+            (7, 0),
             "down to reserved plus safety stock"
         );
         assert!(take(-4).apply(&p).is_err());
         p.backorder_limit = 5;
         assert_eq!(
             take(-8).apply(&p).unwrap(),
-            2,
+            (2, 0),
             "backorders may owe up to the limit"
         );
         assert!(take(-9).apply(&p).is_err());
         p.backorder_limit = 100;
-        assert_eq!(take(-10).apply(&p).unwrap(), 0);
+        assert_eq!(take(-10).apply(&p).unwrap(), (0, 0));
         assert!(take(-11).apply(&p).is_err(), "never below nothing on hand");
+    }
+
+    #[test]
+    fn damaged_units_move_through_their_own_reason_and_a_write_off_takes_them_first() {
+        let adjust = |reason, delta| StockAdjustment {
+            delta,
+            reason,
+            note: None,
+        };
+        let mut p = crate::domain::product::tests::product(10, 2, None);
+        let mark = |delta| adjust(MovementReason::MarkedDamaged, delta);
+        assert_eq!(mark(3).apply(&p).unwrap(), (10, 3));
+        assert!(mark(9).apply(&p).is_err(), "available would go below zero");
+        p.damaged = 3;
+        assert_eq!(mark(-3).apply(&p).unwrap(), (10, 0));
+        assert!(mark(-4).apply(&p).is_err(), "only 3 are damaged");
+        let write_off = |delta| adjust(MovementReason::Damaged, delta);
+        assert_eq!(write_off(-2).deltas(3), (-2, -2));
+        assert_eq!(write_off(-5).deltas(3), (-5, -3));
+        assert_eq!(write_off(-5).apply(&p).unwrap(), (5, 0));
+        assert_eq!(
+            adjust(MovementReason::Shrinkage, -5).apply(&p).unwrap(),
+            (5, 3)
+        );
+        assert!(adjust(MovementReason::Shrinkage, -6).apply(&p).is_err());
     }
 }

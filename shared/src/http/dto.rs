@@ -204,7 +204,9 @@ impl TryFrom<UpdateProductBody> for ProductPatch {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"delta": 24, "reason": "received", "note": "PO-2026-118"}))]
 pub struct StockAdjustmentBody {
-    /// Change of on-hand stock: positive adds, negative removes; never zero.
+    /// Change of on-hand stock: positive adds, negative removes; never zero. With `marked_damaged`, the change
+    /// of the damaged units instead (positive: units on hand become damaged; negative: sellable again), on
+    /// hand unchanged; a negative `damaged` write-off disposes of damaged units first.
     #[schema(value_type = i64, required = true, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64, example = 24)]
     pub delta: Option<i64>,
     #[schema(value_type = AdjustmentReason, required = true)]
@@ -224,6 +226,7 @@ pub enum AdjustmentReason {
     Shrinkage,
     CycleCount,
     ReturnRestock,
+    MarkedDamaged,
 }
 
 impl TryFrom<StockAdjustmentBody> for StockAdjustment {
@@ -454,6 +457,7 @@ mod tests {
             AdjustmentReason::Shrinkage,
             AdjustmentReason::CycleCount,
             AdjustmentReason::ReturnRestock,
+            AdjustmentReason::MarkedDamaged,
         ];
         let names: Vec<serde_json::Value> = documented
             .iter()

@@ -214,7 +214,8 @@ pub async fn get_product<S: Store>(
 /// Change a product's catalogue fields.
 ///
 /// Absent fields stay as they are; `null` clears `description` or `low_stock_threshold`. With `If-Match`,
-/// the change applies only if the product is still at that version.
+/// the change applies only if the product is still at that version. A `safety_stock` (or a smaller
+/// `backorder_limit`) that would take available stock below minus the backorder limit is 409 `conflict`.
 #[utoipa::path(
     patch, path = "/products/{id}", tag = "products",
     params(
@@ -227,6 +228,7 @@ pub async fn get_product<S: Store>(
             ("ETag" = String, description = "The product's new version, quoted"))),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 412, response = PreconditionFailed),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = ValidationFailed),

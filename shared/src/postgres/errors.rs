@@ -1,7 +1,7 @@
 use sqlx::error::ErrorKind;
 
 use crate::domain::Error;
-use crate::domain::stock::{above_ceiling, below_reserved};
+use crate::domain::stock::{above_ceiling, below_reserved, damaged_refused};
 
 /// `lock_not_available`: a lock wait ran out (`lock_timeout`).
 pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
@@ -55,6 +55,9 @@ fn classify(failed: StepFailed) -> Error {
                         | "products_available_within_backorder_limit",
                     ),
                 ) => return below_reserved(),
+                (ErrorKind::CheckViolation, Some("products_damaged_within_on_hand")) => {
+                    return damaged_refused();
+                }
                 (ErrorKind::CheckViolation, Some("products_on_hand_within_ceiling")) => {
                     return above_ceiling();
                 }

@@ -229,8 +229,8 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
             SET reserved = p.reserved + line.quantity, version = p.version + 1, updated_at = now()
             FROM line
             WHERE p.id = line.product_id
-              AND p.on_hand - p.reserved - p.safety_stock + p.backorder_limit >= line.quantity
-            RETURNING p.id, p.on_hand, p.reserved, p.version, line.quantity
+              AND p.on_hand - p.reserved - p.damaged - p.safety_stock + p.backorder_limit >= line.quantity
+            RETURNING p.id, p.on_hand, p.reserved, p.damaged, p.version, line.quantity
         ), new_order AS (
             INSERT INTO orders (id, status, customer_ref, currency, total_minor, created_at, updated_at, expires_at)
             VALUES ($1, 'pending', $8, $9, $10, $11, $11, $12)
@@ -242,8 +242,9 @@ pub(super) async fn place_order(tx: &mut Tx<'_>, order: NewOrder) -> Result<Orde
             FROM line
         ), movements AS (
             INSERT INTO stock_movements
-                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-            SELECT id, $1, 'order_reserved', 0, quantity, on_hand, reserved FROM reservation
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+                 damaged_after)
+            SELECT id, $1, 'order_reserved', 0, quantity, on_hand, reserved, damaged FROM reservation
         ), written AS (
             SELECT write_events($13, $14, $15, $16) AS events
         )
@@ -305,11 +306,11 @@ async fn lock_order(tx: &mut Tx<'_>, id: OrderId) -> Result<OrderStatus, Error> 
 }
 
 /// Locks the products of an order whose row `tx` has locked, in the global (id) order, before any changes;
-/// answers the units on hand of those still in the catalogue.
+/// answers the units on hand that can ship (all but the damaged) of those still in the catalogue.
 async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<HashMap<ProductId, i64>, Error> {
     let locked = sqlx::query!(
         r#"
-        SELECT id, on_hand FROM products
+        SELECT id, on_hand - damaged AS "sellable!" FROM products
         WHERE id IN (SELECT product_id FROM order_lines WHERE order_id = $1)
         ORDER BY id
         FOR UPDATE
@@ -321,7 +322,7 @@ async fn lock_products(tx: &mut Tx<'_>, id: OrderId) -> Result<HashMap<ProductId
     .map_err(db_error("lock the order's products"))?;
     Ok(locked
         .into_iter()
-        .map(|p| (ProductId::from(p.id), p.on_hand))
+        .map(|p| (ProductId::from(p.id), p.sellable))
         .collect())
 }
 
@@ -396,13 +397,14 @@ pub(super) async fn take_back(
             SET on_hand = p.on_hand + line.quantity, version = p.version + 1, updated_at = now()
             FROM line
             WHERE p.id = line.product_id AND line.restock
-            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved, p.damaged
         ), movements AS (
             INSERT INTO stock_movements
-                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-            SELECT id, $1, 'return_restock', quantity, 0, on_hand, reserved FROM restocked
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+                 damaged_after)
+            SELECT id, $1, 'return_restock', quantity, 0, on_hand, reserved, damaged FROM restocked
             UNION ALL
-            SELECT p.id, $1, 'return_discarded', 0, 0, p.on_hand, p.reserved
+            SELECT p.id, $1, 'return_discarded', 0, 0, p.on_hand, p.reserved, p.damaged
             FROM line JOIN products p ON p.id = line.product_id
             WHERE NOT line.restock
         ), touched AS (
@@ -472,11 +474,12 @@ async fn ship(
                 version = p.version + 1, updated_at = now()
             FROM line
             WHERE p.id = line.product_id
-            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved, p.damaged
         ), movements AS (
             INSERT INTO stock_movements
-                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-            SELECT id, $1, 'order_fulfilled', -quantity, -quantity, on_hand, reserved FROM changed
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+                 damaged_after)
+            SELECT id, $1, 'order_fulfilled', -quantity, -quantity, on_hand, reserved, damaged FROM changed
         ), status AS (
             UPDATE orders SET status = $5, updated_at = now() WHERE id = $1
         )
@@ -556,11 +559,12 @@ async fn end_order(tx: &mut Tx<'_>, id: OrderId, action: OrderAction) -> Result<
                 updated_at = now()
             FROM line
             WHERE p.id = line.product_id
-            RETURNING p.id, line.quantity, p.on_hand, p.reserved
+            RETURNING p.id, line.quantity, p.on_hand, p.reserved, p.damaged
         ), movements AS (
             INSERT INTO stock_movements
-                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after)
-            SELECT id, $1, $3, 0, -quantity, on_hand, reserved
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+                 damaged_after)
+            SELECT id, $1, $3, 0, -quantity, on_hand, reserved, damaged
             FROM changed
         )
         UPDATE orders SET status = $2, cancel_reason = $4, updated_at = now() WHERE id = $1

@@ -24,6 +24,7 @@ macro_rules! product_in {
             low_stock_threshold: $row.low_stock_threshold,
             backorder_limit: $row.backorder_limit,
             safety_stock: $row.safety_stock,
+            damaged: $row.damaged,
             version: $row.version,
             created_at: $row.created_at,
             updated_at: $row.updated_at,
@@ -58,7 +59,7 @@ impl ProductStore for PgStore {
                     SELECT * FROM products
                     WHERE ($1::uuid IS NULL OR id > $1)
                       AND ($2::text IS NULL OR sku = $2)
-                      AND (NOT $3 OR (low_stock_threshold IS NOT NULL AND on_hand - reserved - safety_stock <= low_stock_threshold))
+                      AND (NOT $3 OR (low_stock_threshold IS NOT NULL AND on_hand - reserved - damaged - safety_stock <= low_stock_threshold))
                     ORDER BY id
                     LIMIT $4
                     "#,
@@ -200,6 +201,7 @@ impl ProductStore for PgStore {
                     SELECT m.id AS "id?", m.order_id, m.reason AS "reason?",
                            m.on_hand_delta AS "on_hand_delta?", m.reserved_delta AS "reserved_delta?",
                            m.on_hand_after AS "on_hand_after?", m.reserved_after AS "reserved_after?",
+                           m.damaged_delta AS "damaged_delta?", m.damaged_after AS "damaged_after?",
                            m.note, m.created_at AS "created_at?"
                     FROM products p
                     LEFT JOIN LATERAL (
@@ -241,6 +243,8 @@ impl ProductStore for PgStore {
                     reserved_delta: r.reserved_delta.unwrap_or_default(),
                     on_hand_after: r.on_hand_after.unwrap_or_default(),
                     reserved_after: r.reserved_after.unwrap_or_default(),
+                    damaged_delta: r.damaged_delta.unwrap_or_default(),
+                    damaged_after: r.damaged_after.unwrap_or_default(),
                     note: r.note,
                     created_at: r.created_at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
                 }))
@@ -270,7 +274,8 @@ pub(super) async fn insert_product(tx: &mut Tx<'_>, new: NewProduct) -> Result<P
         SELECT id AS "id!", sku AS "sku!", name AS "name!", description, price_minor AS "price_minor!",
                currency AS "currency!", on_hand AS "on_hand!", reserved AS "reserved!",
                low_stock_threshold, backorder_limit AS "backorder_limit!", safety_stock AS "safety_stock!",
-               version AS "version!", created_at AS "created_at!", updated_at AS "updated_at!"
+               damaged AS "damaged!", version AS "version!", created_at AS "created_at!",
+               updated_at AS "updated_at!"
         FROM product
         "#,
         new_id::<ProductId>().uuid(),
@@ -300,22 +305,37 @@ pub(super) async fn adjust(
 ) -> Result<(StockMovement, Product), Error> {
     let row = sqlx::query!(
         r#"
-        WITH product AS (
-            UPDATE products
-            SET on_hand = on_hand + $2, version = version + 1, updated_at = now()
-            WHERE id = $1
-            RETURNING *
+        WITH old AS (
+            SELECT id, damaged FROM products WHERE id = $1 FOR UPDATE
+        ), change AS (
+            -- As StockAdjustment::deltas: `marked_damaged` moves units between sellable and damaged, a
+            -- `damaged` write-off disposes of damaged units first, any other reason changes sellable units.
+            SELECT id,
+                   CASE WHEN $3 = 'marked_damaged' THEN 0 ELSE $2::bigint END AS on_hand_delta,
+                   CASE WHEN $3 = 'marked_damaged' THEN $2
+                        WHEN $3 = 'damaged' AND $2 < 0 THEN -least(-$2, damaged)
+                        ELSE 0 END AS damaged_delta
+            FROM old
+        ), product AS (
+            UPDATE products p
+            SET on_hand = p.on_hand + c.on_hand_delta, damaged = p.damaged + c.damaged_delta,
+                version = p.version + 1, updated_at = now()
+            FROM change c
+            WHERE p.id = c.id
+            RETURNING p.*, c.on_hand_delta, c.damaged_delta
         ), movement AS (
             INSERT INTO stock_movements
-                (product_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after, note)
-            SELECT id, $3, $2, 0, on_hand, reserved, $4 FROM product
+                (product_id, reason, on_hand_delta, reserved_delta, damaged_delta, on_hand_after, reserved_after,
+                 damaged_after, note)
+            SELECT id, $3, on_hand_delta, 0, damaged_delta, on_hand, reserved, damaged, $4 FROM product
             RETURNING id, created_at
         )
         SELECT p.id AS "id!", p.sku AS "sku!", p.name AS "name!", p.description,
                p.price_minor AS "price_minor!", p.currency AS "currency!", p.on_hand AS "on_hand!",
                p.reserved AS "reserved!", p.low_stock_threshold, p.backorder_limit AS "backorder_limit!",
-               p.safety_stock AS "safety_stock!", p.version AS "version!",
+               p.safety_stock AS "safety_stock!", p.damaged AS "damaged!", p.version AS "version!",
                p.created_at AS "created_at!", p.updated_at AS "updated_at!",
+               p.on_hand_delta AS "on_hand_delta!", p.damaged_delta AS "damaged_delta!",
                m.id AS "movement_id!", m.created_at AS "movement_created_at!"
         FROM product p, movement m
         "#,
@@ -333,10 +353,12 @@ pub(super) async fn adjust(
         product_id: row.id.into(),
         order_id: None,
         reason: adjustment.reason,
-        on_hand_delta: adjustment.delta,
+        on_hand_delta: row.on_hand_delta,
         reserved_delta: 0,
+        damaged_delta: row.damaged_delta,
         on_hand_after: row.on_hand,
         reserved_after: row.reserved,
+        damaged_after: row.damaged,
         note: adjustment.note.map(|n| n.into_inner()),
         created_at: row.movement_created_at,
     };

@@ -966,6 +966,7 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
         low_stock_threshold: Some(i64::MAX),
         backorder_limit: i64::MAX,
         safety_stock: i64::MAX,
+        damaged: 0,
         version: i64::MAX,
         created_at: now,
         updated_at: now,
@@ -983,8 +984,10 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
         reason: MovementReason::ReturnRestock,
         on_hand_delta: i64::MIN,
         reserved_delta: i64::MIN,
+        damaged_delta: i64::MIN,
         on_hand_after: i64::MAX,
         reserved_after: i64::MAX,
+        damaged_after: i64::MAX,
         note: Some(text(Note::MAX_CHARS)),
         created_at: now,
     };

@@ -461,8 +461,8 @@ async fn hold_extensions_racing_expiry_have_one_winner_per_order(
     assert_reserved_matches_pending_orders(&inventory, &[product.id]).await;
 }
 
-/// Partial fulfilments of single units, returns of them, cancels, hold extensions and the expiry job racing on
-/// the same orders. Every order ends with each line's shipped units equal to the fulfilments that succeeded
+/// Partial fulfilments of single units, returns of them, cancels, hold extensions, units marked damaged and
+/// sellable again, and the expiry job racing on the same orders and products. Every order ends with each line's shipped units equal to the fulfilments that succeeded
 /// (never more than ordered: the rest were refused as beyond what was left, or because the order had ended),
 /// its units back equal to the returns that succeeded (never more than shipped), a cancel or an expiry only of
 /// an order with units left, and one event per committed change; the stock (restocked units back on hand), the
@@ -476,12 +476,15 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
     use inventory::domain::order::{
         CancelReason, NewReturn, OrderStatus, ReturnLine, ReturnReason,
     };
+    use inventory::domain::stock::{MovementReason, StockAdjustment};
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Move {
         Ship(usize),
         /// Take a unit of `a` back, restocked or not.
         Return(bool),
+        /// Mark a unit of `b` damaged (1), or sellable again (-1).
+        Mark(i64),
         Cancel,
         Extend,
     }
@@ -529,6 +532,7 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
         moves.extend((0..5).map(|_| (*id, Move::Ship(0))));
         moves.extend((0..3).map(|_| (*id, Move::Ship(1))));
         moves.extend([true, false, true].map(|restock| (*id, Move::Return(restock))));
+        moves.extend([1, -1].map(|delta| (*id, Move::Mark(delta))));
         match i % 3 {
             0 => moves.push((*id, Move::Cancel)),
             1 => moves.push((*id, Move::Extend)),
@@ -559,6 +563,17 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
                         let request = NewReturn::new(vec![line], ReturnReason::Unwanted).unwrap();
                         inventory
                             .take_back(id, request, long_deadline())
+                            .await
+                            .map(|_| ())
+                    }
+                    Move::Mark(delta) => {
+                        let mark = StockAdjustment {
+                            delta,
+                            reason: MovementReason::MarkedDamaged,
+                            note: None,
+                        };
+                        inventory
+                            .adjust_stock(products[1], mark, long_deadline())
                             .await
                             .map(|_| ())
                     }
@@ -593,7 +608,7 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
     let mut won: HashMap<OrderId, ([i64; 2], i64, i64)> = HashMap::new();
     // Per order: units of `a` back, and of them restocked.
     let mut back: HashMap<OrderId, (i64, i64)> = HashMap::new();
-    let (mut refused, mut beyond) = (0, 0);
+    let (mut refused, mut beyond, mut damaged) = (0, 0, 0);
     for client in clients {
         let (id, what, result) = client.await.unwrap();
         let counts = won.entry(id).or_default();
@@ -607,6 +622,7 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
                 back.1 += i64::from(restock);
             }
             (Move::Return(_), Err(Error::BeyondReturnable(_))) => beyond += 1,
+            (Move::Mark(delta), Ok(())) => damaged += delta,
             (_, Err(Error::Conflict(_))) => refused += 1,
             (Move::Ship(_), Err(Error::BeyondRemaining(_))) => beyond += 1,
             (what, Err(other)) => panic!("{what:?} of {id} failed otherwise: {other:?}"),
@@ -684,8 +700,8 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
     }
     println!(
         "{} moves on {orders} orders with {expirers} expiry jobs: {} units shipped, {returns} back ({restocks} \
-         restocked), {refused} refused as the order had ended, {beyond} beyond what was left; orders \
-         {statuses:?}",
+         restocked), {damaged} marked damaged, {refused} refused as the order had ended (or nothing was \
+         damaged), {beyond} beyond what was left; orders {statuses:?}",
         moves.len(),
         shipped[0] + shipped[1],
     );
@@ -705,6 +721,8 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
             .await
             .unwrap();
         let restocked = if i == 0 { restocks } else { 0 };
+        let marked = if i == 1 { damaged } else { 0 };
+        assert_eq!(after.damaged, marked, "damaged units of {product}");
         assert_eq!(
             after.on_hand,
             1000 - shipped[i] + restocked,

@@ -47,19 +47,21 @@ pub async fn assert_ledger_balances<S: Store>(inventory: &Inventory<S>, id: Prod
     let rows = ledger(inventory, id).await;
     let on_hand: i64 = rows.iter().map(|m| m.on_hand_delta).sum();
     let reserved: i64 = rows.iter().map(|m| m.reserved_delta).sum();
+    let damaged: i64 = rows.iter().map(|m| m.damaged_delta).sum();
     assert_eq!(
-        (on_hand, reserved),
-        (product.on_hand, product.reserved),
+        (on_hand, reserved, damaged),
+        (product.on_hand, product.reserved, product.damaged),
         "ledger of {id}"
     );
     // Listed in the order the changes happened: each row's balances follow from the ones before it.
-    let (mut running_on_hand, mut running_reserved) = (0, 0);
+    let (mut running_on_hand, mut running_reserved, mut running_damaged) = (0, 0, 0);
     for row in &rows {
         running_on_hand += row.on_hand_delta;
         running_reserved += row.reserved_delta;
+        running_damaged += row.damaged_delta;
         assert_eq!(
-            (row.on_hand_after, row.reserved_after),
-            (running_on_hand, running_reserved),
+            (row.on_hand_after, row.reserved_after, row.damaged_after),
+            (running_on_hand, running_reserved, running_damaged),
             "ledger of {id} out of order at {row:?}"
         );
     }
@@ -664,6 +666,92 @@ pub async fn safety_stock_is_on_hand_but_never_sold<S: Store>(inventory: Invento
     let refused = inventory.create_product(underwater, deadline()).await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     assert_ledger_balances(&inventory, p.id).await;
+}
+
+/// Damaged units are on hand but not available: they move in and out through the ledger (`marked_damaged`),
+/// never more than on hand nor fewer than none, orders and shipments leave them alone, and a `damaged`
+/// write-off disposes of them first.
+pub async fn damaged_units_are_on_hand_but_never_sold<S: Store>(inventory: Inventory<S>) {
+    let mut new = new_product("BROKEN", 100, 10);
+    new.policy.backorder_limit = 2;
+    let p = inventory.create_product(new, deadline()).await.unwrap();
+    let adjust = |delta: i64, reason: MovementReason| StockAdjustment {
+        delta,
+        reason,
+        note: None,
+    };
+    let (movement, after) = inventory
+        .adjust_stock(p.id, adjust(3, MovementReason::MarkedDamaged), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            movement.on_hand_delta,
+            movement.damaged_delta,
+            movement.damaged_after
+        ),
+        (0, 3, 3)
+    );
+    assert_eq!(
+        (after.on_hand, after.damaged, after.available()),
+        (10, 3, 7)
+    );
+    let short = inventory
+        .create_order(new_order(&[(p.id, 10)]), deadline())
+        .await;
+    assert!(
+        matches!(short, Err(Error::InsufficientStock(ref s)) if s[0].available == 9),
+        "7 available and 2 to backorder: {short:?}"
+    );
+    let order = inventory
+        .create_order(new_order(&[(p.id, 9)]), deadline())
+        .await
+        .unwrap();
+    // 7 sellable units on hand: the order ships 7 and waits for the rest.
+    let waiting = inventory
+        .fulfil(order.id, fulfilment(&[(p.id, 8)]), deadline())
+        .await;
+    assert!(matches!(waiting, Err(Error::Conflict(_))), "{waiting:?}");
+    inventory
+        .fulfil(order.id, fulfilment(&[(p.id, 7)]), deadline())
+        .await
+        .unwrap();
+    for (delta, why) in [(-4, "only 3 are damaged"), (1, "nothing sellable to mark")] {
+        let refused = inventory
+            .adjust_stock(
+                p.id,
+                adjust(delta, MovementReason::MarkedDamaged),
+                deadline(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(Error::Conflict(_))),
+            "{why}: {refused:?}"
+        );
+    }
+    let (_, after) = inventory
+        .adjust_stock(p.id, adjust(-1, MovementReason::MarkedDamaged), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.on_hand, after.damaged, after.available()),
+        (3, 2, -1)
+    );
+    let (movement, after) = inventory
+        .adjust_stock(p.id, adjust(-2, MovementReason::Damaged), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (movement.on_hand_delta, movement.damaged_delta),
+        (-2, -2),
+        "a write-off disposes of the damaged units"
+    );
+    assert_eq!(
+        (after.on_hand, after.damaged, after.available()),
+        (1, 0, -1)
+    );
+    assert_ledger_balances(&inventory, p.id).await;
+    assert_reserved_matches_pending_orders(&inventory, &[p.id]).await;
 }
 
 /// Cancelling (or expiring) a partially fulfilled order releases only what it has left; what shipped stays
@@ -1900,6 +1988,7 @@ macro_rules! every_behaviour {
             shipped_units_come_back_restocked_or_not,
             backorders_sell_ahead_of_stock_up_to_the_limit,
             safety_stock_is_on_hand_but_never_sold,
+            damaged_units_are_on_hand_but_never_sold,
             a_shortage_names_every_short_line_and_writes_nothing,
             unknown_products_are_all_named,
             one_order_has_one_currency,
