@@ -260,7 +260,9 @@ async fn racing_requests_with_one_key_have_one_effect_on_every_route(
     let inventory = std::sync::Arc::new(Inventory::new(race_store(pool)));
     let in_progress =
         common::behaviour::racing_requests_with_one_key_have_one_effect(inventory, racers).await;
-    println!("{racers} racers per key on 5 routes: {in_progress} answers were request_in_progress");
+    println!(
+        "{racers} racers per key on each idempotent write: {in_progress} answers were request_in_progress"
+    );
 }
 
 /// One caller's keyed orders racing at its key limit: exactly the limit's worth are placed, every other is
