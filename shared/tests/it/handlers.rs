@@ -42,6 +42,15 @@ fn problem(response: &Response<Body>, status: u16, code: &str) -> Value {
     body
 }
 
+/// Places an order of `quantity` units of `product` over HTTP.
+async fn place_order(app: &App<MemoryStore>, product: uuid::Uuid, quantity: i64) -> OrderView {
+    let event = v2(Endpoint::CreateOrder, "/orders")
+        .json(&json!({ "lines": [{ "product_id": product, "quantity": quantity }] }));
+    let response = call(app, Endpoint::CreateOrder, event).await;
+    assert_eq!(response.status(), 201, "{}", body(&response));
+    serde_json::from_value(body(&response)).unwrap()
+}
+
 fn v2(endpoint: Endpoint, path: &str) -> Event {
     let route = endpoint.route();
     Event::v2(route.method, route.path, path)
@@ -1045,14 +1054,7 @@ async fn an_order_holds_its_stock_for_the_hold_asked_for_within_bounds() {
 async fn a_hold_is_extended_over_http_and_bad_requests_say_why() {
     let app = app();
     let product = create_product(&app, "HOLD-HTTP", 5).await;
-    let order = call(
-        &app,
-        Endpoint::CreateOrder,
-        v2(Endpoint::CreateOrder, "/orders")
-            .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 1 }] })),
-    )
-    .await;
-    let order: OrderView = serde_json::from_value(body(&order)).unwrap();
+    let order = place_order(&app, product.id, 1).await;
     let extend = |id: &str, body: Value| {
         let event = v2(Endpoint::ExtendHold, &format!("/orders/{id}/hold")).json(&body);
         call(&app, Endpoint::ExtendHold, event)
@@ -1114,14 +1116,7 @@ async fn an_order_ships_in_parts_over_http_and_bad_requests_say_why() {
     let app = app();
     let product = create_product(&app, "PART-HTTP", 9).await;
     let other = create_product(&app, "PART-OTHER", 9).await;
-    let order = call(
-        &app,
-        Endpoint::CreateOrder,
-        v2(Endpoint::CreateOrder, "/orders")
-            .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 3 }] })),
-    )
-    .await;
-    let order: OrderView = serde_json::from_value(body(&order)).unwrap();
+    let order = place_order(&app, product.id, 3).await;
     let fulfil = |id: &str, body: Value| {
         let path = format!("/orders/{id}/fulfilments");
         call(
@@ -1213,14 +1208,7 @@ async fn shipped_units_come_back_over_http_and_bad_requests_say_why() {
     let app = app();
     let product = create_product(&app, "BACK-HTTP", 9).await;
     let other = create_product(&app, "BACK-OTHER", 9).await;
-    let order = call(
-        &app,
-        Endpoint::CreateOrder,
-        v2(Endpoint::CreateOrder, "/orders")
-            .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 3 }] })),
-    )
-    .await;
-    let order: OrderView = serde_json::from_value(body(&order)).unwrap();
+    let order = place_order(&app, product.id, 3).await;
     let id = order.id.to_string();
     let ship = v2(
         Endpoint::CreateFulfilment,
