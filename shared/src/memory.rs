@@ -353,13 +353,16 @@ impl State {
             return Err(restock_refused(gone.product_id));
         }
         for line in &lines {
-            let (reason, deltas) = if line.restock {
-                (MovementReason::ReturnRestock, (line.quantity, 0))
-            } else {
-                (MovementReason::ReturnDiscarded, (0, 0))
+            let (reason, deltas) = match (line.restock, line.damaged) {
+                (true, false) => (MovementReason::ReturnRestock, (line.quantity, 0, 0)),
+                (true, true) => (
+                    MovementReason::ReturnRestock,
+                    (line.quantity, 0, line.quantity),
+                ),
+                (false, _) => (MovementReason::ReturnDiscarded, (0, 0, 0)),
             };
             if self.products.contains_key(&line.product_id) {
-                self.move_stock(line.product_id, Some(id), reason, deltas, None)?;
+                self.move_units(line.product_id, Some(id), reason, deltas, None)?;
             }
         }
         let taken = Return {

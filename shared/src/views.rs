@@ -158,6 +158,8 @@ pub struct ReturnLineView {
     /// Whether they went back on hand (ledger `return_restock`); if not, the ledger records
     /// `return_discarded` and stock is unchanged.
     pub restock: bool,
+    /// Whether they went back on hand as damaged stock (on hand, not sellable).
+    pub damaged: bool,
 }
 
 impl From<Return> for ReturnView {
@@ -172,6 +174,7 @@ impl From<Return> for ReturnView {
                     product_id: l.product_id.into(),
                     quantity: l.quantity,
                     restock: l.restock,
+                    damaged: l.damaged,
                 })
                 .collect(),
             created_at: r.created_at,

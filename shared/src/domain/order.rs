@@ -300,12 +300,15 @@ pub struct Return {
     pub created_at: OffsetDateTime,
 }
 
-/// Units of one order line that came back, and whether they go back on hand (`restock`) or not.
+/// Units of one order line that came back, and whether they go back on hand (`restock`) or not, and if they
+/// do, whether as damaged stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReturnLine {
     pub product_id: ProductId,
     pub quantity: i64,
     pub restock: bool,
+    /// Restocked as damaged: on hand, but not sellable. Only with `restock`.
+    pub damaged: bool,
 }
 
 /// A valid return request: 1 to [`MAX_LINES`] lines, one per product.
@@ -322,6 +325,20 @@ impl NewReturn {
                 "/lines",
                 format!("a return must have from 1 to {MAX_LINES} lines"),
             ));
+        }
+        let not_on_hand: Vec<FieldError> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| line.damaged && !line.restock)
+            .map(|(i, _)| {
+                FieldError::new(
+                    format!("/lines/{i}/damaged"),
+                    "damaged units come back on hand: restock them as damaged, or do not restock them",
+                )
+            })
+            .collect();
+        if !not_on_hand.is_empty() {
+            return Err(Error::Validation(not_on_hand));
         }
         let twice: Vec<FieldError> = lines
             .iter()
@@ -1157,6 +1174,7 @@ mod tests {
                         product_id,
                         quantity,
                         restock: true,
+                        damaged: false,
                     })
                     .collect(),
                 ReturnReason::Other,

@@ -379,6 +379,9 @@ pub struct ReturnLineBody {
     /// `true`: the units go back on hand, to be sold again; `false`: they do not (the ledger records them).
     #[schema(value_type = bool, required = true)]
     pub restock: Option<bool>,
+    /// With `restock`: the units go back on hand as damaged stock, not sellable. Default `false`.
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 impl TryFrom<CreateReturnBody> for NewReturn {
@@ -413,6 +416,7 @@ impl TryFrom<CreateReturnBody> for NewReturn {
                         product_id: product_id?,
                         quantity: quantity?.get(),
                         restock: restock?,
+                        damaged: line.damaged,
                     })
                 })
                 .collect();

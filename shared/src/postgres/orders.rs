@@ -380,31 +380,34 @@ pub(super) async fn take_back(
     let written = sqlx::query!(
         r#"
         WITH line AS (
-            SELECT l.line_no, l.product_id, s.quantity, s.restock
-            FROM unnest($2::uuid[], $3::bigint[], $4::bool[]) AS s(product_id, quantity, restock)
+            SELECT l.line_no, l.product_id, s.quantity, s.restock, s.damaged
+            FROM unnest($2::uuid[], $3::bigint[], $4::bool[], $7::bool[]) AS s(product_id, quantity, restock, damaged)
             JOIN order_lines l ON l.order_id = $1 AND l.product_id = s.product_id
         ), taken AS (
             INSERT INTO returns (id, order_id, reason) VALUES ($5, $1, $6) RETURNING created_at
         ), taken_line AS (
-            INSERT INTO return_lines (return_id, order_id, line_no, quantity, restock)
-            SELECT $5, $1, line_no, quantity, restock FROM line
+            INSERT INTO return_lines (return_id, order_id, line_no, quantity, restock, damaged)
+            SELECT $5, $1, line_no, quantity, restock, damaged FROM line
         ), counted AS (
             UPDATE order_lines l SET returned = l.returned + line.quantity
             FROM line WHERE l.order_id = $1 AND l.line_no = line.line_no
             RETURNING l.line_no
         ), restocked AS (
             UPDATE products p
-            SET on_hand = p.on_hand + line.quantity, version = p.version + 1, updated_at = now()
+            SET on_hand = p.on_hand + line.quantity,
+                damaged = p.damaged + CASE WHEN line.damaged THEN line.quantity ELSE 0 END,
+                version = p.version + 1, updated_at = now()
             FROM line
             WHERE p.id = line.product_id AND line.restock
-            RETURNING p.id, line.quantity, p.on_hand, p.reserved, p.damaged
+            RETURNING p.id, line.quantity, CASE WHEN line.damaged THEN line.quantity ELSE 0 END AS damaged_delta,
+                      p.on_hand, p.reserved, p.damaged
         ), movements AS (
             INSERT INTO stock_movements
-                (product_id, order_id, reason, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
-                 damaged_after)
-            SELECT id, $1, 'return_restock', quantity, 0, on_hand, reserved, damaged FROM restocked
+                (product_id, order_id, reason, on_hand_delta, reserved_delta, damaged_delta, on_hand_after,
+                 reserved_after, damaged_after)
+            SELECT id, $1, 'return_restock', quantity, 0, damaged_delta, on_hand, reserved, damaged FROM restocked
             UNION ALL
-            SELECT p.id, $1, 'return_discarded', 0, 0, p.on_hand, p.reserved, p.damaged
+            SELECT p.id, $1, 'return_discarded', 0, 0, 0, p.on_hand, p.reserved, p.damaged
             FROM line JOIN products p ON p.id = line.product_id
             WHERE NOT line.restock
         ), touched AS (
@@ -419,6 +422,7 @@ pub(super) async fn take_back(
         &lines.iter().map(|l| l.restock).collect::<Vec<_>>(),
         return_id.uuid(),
         request.reason.as_str(),
+        &lines.iter().map(|l| l.damaged).collect::<Vec<_>>(),
     )
     .fetch_one(tx.conn().await?)
     .await

@@ -1257,6 +1257,11 @@ async fn shipped_units_come_back_over_http_and_bad_requests_say_why() {
             "/lines/0/product_id",
         ),
         (twice, "/lines/1/product_id"),
+        (
+            json!({ "lines": [{ "product_id": product.id, "quantity": 1, "restock": false, "damaged": true }],
+                    "reason": "defective" }),
+            "/lines/0/damaged",
+        ),
     ] {
         let response = take_back(&id, bad.clone()).await;
         let refused = problem(&response, 422, "validation_failed");
@@ -1292,7 +1297,7 @@ async fn shipped_units_come_back_over_http_and_bad_requests_say_why() {
     assert_eq!(taken["return"]["reason"], "unwanted");
     assert_eq!(
         taken["return"]["lines"],
-        json!([{ "product_id": product.id, "quantity": 1, "restock": true }])
+        json!([{ "product_id": product.id, "quantity": 1, "restock": true, "damaged": false }])
     );
     assert_eq!(taken["order"]["lines"][0]["returned"], 1);
     assert_eq!(taken["order"]["status"], "partially_fulfilled");

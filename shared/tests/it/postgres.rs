@@ -457,6 +457,7 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
                 product_id: *id,
                 quantity: 1,
                 restock: i % 2 == 0,
+                damaged: false,
             })
             .collect();
         let back = NewReturn::new(back, ReturnReason::Unwanted).unwrap();

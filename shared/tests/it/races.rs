@@ -561,6 +561,7 @@ async fn partial_fulfilments_returns_cancels_extensions_and_expiry_racing_keep_e
                             product_id: products[0],
                             quantity: 1,
                             restock,
+                            damaged: false,
                         };
                         let request = NewReturn::new(vec![line], ReturnReason::Unwanted).unwrap();
                         inventory

@@ -387,6 +387,7 @@ fn taking_back(lines: &[(ProductId, i64, bool)]) -> NewReturn {
             product_id,
             quantity,
             restock,
+            damaged: false,
         })
         .collect();
     NewReturn::new(lines, ReturnReason::Defective).unwrap()
@@ -752,6 +753,48 @@ pub async fn damaged_units_are_on_hand_but_never_sold<S: Store>(inventory: Inven
     );
     assert_ledger_balances(&inventory, p.id).await;
     assert_reserved_matches_pending_orders(&inventory, &[p.id]).await;
+}
+
+/// A returned unit may come back damaged: on hand again, but not sellable, in the ledger as a restock that
+/// raised the damaged count; damaged without coming back on hand is refused.
+pub async fn a_return_may_come_back_damaged<S: Store>(inventory: Inventory<S>) {
+    let p = inventory
+        .create_product(new_product("BACK-BROKEN", 100, 5), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(p.id, 2)]), deadline())
+        .await
+        .unwrap();
+    inventory
+        .transition_order(order.id, OrderAction::Fulfill, deadline())
+        .await
+        .unwrap();
+    let line = |restock, damaged| ReturnLine {
+        product_id: p.id,
+        quantity: 1,
+        restock,
+        damaged,
+    };
+    let refused = NewReturn::new(vec![line(false, true)], ReturnReason::Defective);
+    assert!(
+        matches!(refused, Err(Error::Validation(ref e)) if e[0].pointer == "/lines/0/damaged"),
+        "{refused:?}"
+    );
+    let request = NewReturn::new(vec![line(true, true)], ReturnReason::Defective).unwrap();
+    let (taken, _) = inventory
+        .take_back(order.id, request, deadline())
+        .await
+        .unwrap();
+    assert!(taken.lines[0].damaged);
+    let after = inventory.get_product(p.id, deadline()).await.unwrap();
+    assert_eq!((after.on_hand, after.damaged, after.available()), (4, 1, 3));
+    let last = ledger(&inventory, p.id).await.pop().unwrap();
+    assert_eq!(
+        (last.reason, last.on_hand_delta, last.damaged_delta),
+        (MovementReason::ReturnRestock, 1, 1)
+    );
+    assert_ledger_balances(&inventory, p.id).await;
 }
 
 /// Cancelling (or expiring) a partially fulfilled order releases only what it has left; what shipped stays
@@ -1989,6 +2032,7 @@ macro_rules! every_behaviour {
             backorders_sell_ahead_of_stock_up_to_the_limit,
             safety_stock_is_on_hand_but_never_sold,
             damaged_units_are_on_hand_but_never_sold,
+            a_return_may_come_back_damaged,
             a_shortage_names_every_short_line_and_writes_nothing,
             unknown_products_are_all_named,
             one_order_has_one_currency,
