@@ -309,22 +309,29 @@ impl TryFrom<CreateOrderBody> for NewOrder {
     }
 }
 
+/// The product and the quantity of line `i` of a request body, each checked (and reported) on its own.
+fn line_fields(
+    v: &mut Validator,
+    i: usize,
+    product_id: Option<String>,
+    quantity: Option<i64>,
+) -> (Option<ProductId>, Option<Quantity>) {
+    let product_id = v.required(&format!("/lines/{i}/product_id"), product_id, |id| {
+        Uuid::try_parse(&id)
+            .map(ProductId::from)
+            .map_err(|_| "product_id must be a UUID".to_owned())
+    });
+    let quantity = v.required(&format!("/lines/{i}/quantity"), quantity, Quantity::parse);
+    (product_id, quantity)
+}
+
 /// Parses every line before giving up, so that all bad lines are reported together.
 fn parse_lines(v: &mut Validator, lines: Vec<OrderLineBody>) -> Option<Vec<RequestedLine>> {
     let parsed: Vec<Option<RequestedLine>> = lines
         .into_iter()
         .enumerate()
         .map(|(i, line)| {
-            let product_id = v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
-                Uuid::try_parse(&id)
-                    .map(ProductId::from)
-                    .map_err(|_| "product_id must be a UUID".to_owned())
-            });
-            let quantity = v.required(
-                &format!("/lines/{i}/quantity"),
-                line.quantity,
-                Quantity::parse,
-            );
+            let (product_id, quantity) = line_fields(v, i, line.product_id, line.quantity);
             Some(RequestedLine {
                 product_id: product_id?,
                 quantity: quantity?,
@@ -396,17 +403,8 @@ impl TryFrom<CreateReturnBody> for NewReturn {
                 .into_iter()
                 .enumerate()
                 .map(|(i, line)| {
-                    let product_id =
-                        v.required(&format!("/lines/{i}/product_id"), line.product_id, |id| {
-                            Uuid::try_parse(&id)
-                                .map(ProductId::from)
-                                .map_err(|_| "product_id must be a UUID".to_owned())
-                        });
-                    let quantity = v.required(
-                        &format!("/lines/{i}/quantity"),
-                        line.quantity,
-                        Quantity::parse,
-                    );
+                    let (product_id, quantity) =
+                        line_fields(&mut v, i, line.product_id, line.quantity);
                     let restock = v.required(
                         &format!("/lines/{i}/restock"),
                         line.restock,

@@ -546,19 +546,19 @@ async fn an_adjustment_and_its_ledger_row_are_written_together(pool: PgPool) {
     assert_eq!(rows, 0, "a refused adjustment leaves no ledger row");
 }
 
+/// Makes every order's hold end two hours sooner (for tests of expiry).
+async fn age_every_hold(pool: &PgPool) {
+    sqlx::query("UPDATE orders SET expires_at = expires_at - interval '2 hours'")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_partly_shipped_order_releases_only_what_is_left(pool: PgPool) {
     common::behaviour::a_partly_shipped_order_releases_only_what_is_left(
         Inventory::new(PgStore::new(common::served(&pool))),
-        async |_| {
-            sqlx::query(
-                "UPDATE orders SET expires_at = expires_at - interval '2 hours' \
-                 WHERE status IN ('pending', 'partially_fulfilled')",
-            )
-            .execute(&pool)
-            .await
-            .unwrap();
-        },
+        async |_| age_every_hold(&pool).await,
     )
     .await;
 }
@@ -567,14 +567,7 @@ async fn a_partly_shipped_order_releases_only_what_is_left(pool: PgPool) {
 async fn a_hold_is_extended_never_shortened(pool: PgPool) {
     common::behaviour::a_hold_is_extended_never_shortened(
         Inventory::new(PgStore::new(common::served(&pool))),
-        async |_| {
-            sqlx::query(
-                "UPDATE orders SET expires_at = expires_at - interval '2 hours' WHERE status = 'pending'",
-            )
-            .execute(&pool)
-            .await
-            .unwrap();
-        },
+        async |_| age_every_hold(&pool).await,
     )
     .await;
 }
@@ -583,12 +576,7 @@ async fn a_hold_is_extended_never_shortened(pool: PgPool) {
 async fn expired_orders_release_their_stock_once(pool: PgPool) {
     common::behaviour::expired_orders_release_their_stock_once(
         Inventory::new(PgStore::new(common::served(&pool))),
-        async |_| {
-            sqlx::query("UPDATE orders SET expires_at = expires_at - interval '2 hours'")
-                .execute(&pool)
-                .await
-                .unwrap();
-        },
+        async |_| age_every_hold(&pool).await,
     )
     .await;
 }
