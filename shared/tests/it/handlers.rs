@@ -1269,6 +1269,8 @@ async fn shipped_units_come_back_over_http_and_bad_requests_say_why() {
     }
     for bad in [
         line(json!(1), json!("yes")),
+        json!({ "lines": [{ "product_id": product.id, "quantity": 1, "restock": true, "damaged": null }],
+                "reason": "other" }),
         json!({ "lines": [{ "product_id": product.id, "quantity": 1, "restock": true, "sku": "x" }], "reason": "other" }),
         json!([{ "product_id": product.id, "quantity": 1, "restock": true }]),
     ] {
