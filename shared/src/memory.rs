@@ -17,7 +17,8 @@ use crate::domain::order::{
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch, delete_refused};
 use crate::domain::stock::{MovementReason, StockAdjustment, StockMovement, below_reserved};
 use crate::domain::{
-    Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId, new_id,
+    Deadline, Error, FulfilmentId, Id, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId,
+    ReturnId, new_id,
 };
 use crate::events::{self, StockState};
 use crate::ports::{
@@ -122,6 +123,28 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Up to `page.fetch()` of what `all` holds of order `id` (oldest first) after the page's cursor;
+    /// `NotFound` when there is no such order.
+    fn of_order<T: Clone, K: Id>(
+        &self,
+        id: OrderId,
+        all: &[(OrderId, T)],
+        key: impl Fn(&T) -> K,
+        page: PageRequest<K>,
+    ) -> Result<Vec<T>, Error> {
+        if !self.orders.contains_key(&id) {
+            return Err(Error::NotFound("order"));
+        }
+        Ok(all
+            .iter()
+            .filter(|(order, item)| {
+                *order == id && page.after().is_none_or(|after| key(item) > after)
+            })
+            .map(|(_, item)| item.clone())
+            .take(page.fetch())
+            .collect())
+    }
+
     fn insert_product(&mut self, new: NewProduct) -> Result<Product, Error> {
         if self.products.values().any(|p| p.sku == new.sku.as_str()) {
             return Err(Error::SkuTaken);
@@ -646,6 +669,32 @@ impl OrderStore for MemoryStore {
             .cloned()
             .collect();
         Ok(Page::of_orders(rows, page))
+    }
+
+    async fn list_fulfilments(
+        &self,
+        id: OrderId,
+        page: PageRequest<FulfilmentId>,
+        deadline: Deadline,
+    ) -> Result<Page<Fulfilment>, Error> {
+        let state = self.lock(deadline)?;
+        Ok(Page::from_rows(
+            state.of_order(id, &state.fulfilments, |f| f.id, page)?,
+            page,
+        ))
+    }
+
+    async fn list_returns(
+        &self,
+        id: OrderId,
+        page: PageRequest<ReturnId>,
+        deadline: Deadline,
+    ) -> Result<Page<Return>, Error> {
+        let state = self.lock(deadline)?;
+        Ok(Page::from_rows(
+            state.of_order(id, &state.returns, |r| r.id, page)?,
+            page,
+        ))
     }
 
     async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {

@@ -11,7 +11,10 @@ use crate::domain::order::{
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
-use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
+use crate::domain::{
+    Deadline, Error, FulfilmentId, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId,
+    ReturnId,
+};
 
 /// The product catalogue and its stock.
 pub trait ProductStore: Send + Sync {
@@ -70,6 +73,22 @@ pub trait OrderStore: Send + Sync {
         page: PageRequest<OrderId>,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Page<Order>, Error>> + Send;
+
+    /// An order's fulfilments, oldest first; `NotFound` when the order does not exist.
+    fn list_fulfilments(
+        &self,
+        id: OrderId,
+        page: PageRequest<FulfilmentId>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Page<Fulfilment>, Error>> + Send;
+
+    /// An order's returns, oldest first; `NotFound` when the order does not exist.
+    fn list_returns(
+        &self,
+        id: OrderId,
+        page: PageRequest<ReturnId>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Page<Return>, Error>> + Send;
 
     /// Expires up to `limit` pending orders whose hold has ended, oldest hold first, each in a transaction of
     /// its own: cancelled with the reason `expired`, stock released through the ledger (`order_expired`).

@@ -434,6 +434,13 @@ async fn the_api_holds_its_contract_over_http() {
         (409, Some("beyond_returnable")),
         "{refused}"
     );
+    // Both read back, each as it was answered.
+    let (status, listed) = api.get(&fulfilments).await;
+    assert_eq!(status.as_u16(), 200, "{listed}");
+    assert_eq!(listed["items"], json!([shipped["fulfilment"]]), "{listed}");
+    let (status, listed) = api.get(&returns).await;
+    assert_eq!(status.as_u16(), 200, "{listed}");
+    assert_eq!(listed["items"], json!([taken["return"]]), "{listed}");
 
     // Stock adjustments and the ledger.
     let adjust = format!("/products/{id}/stock-adjustments");

@@ -645,7 +645,7 @@ fn migrations_run_on_deploy_against_the_cluster_not_the_proxy() {
 fn defaults_reserve_nothing_and_a_reservation_fits_the_proxy_pool() {
     // max_connections of Aurora PostgreSQL on db.t4g.medium (Aurora User Guide).
     const T4G_MEDIUM_MAX_CONNECTIONS: i64 = 405;
-    const SUGGESTED: i64 = 18;
+    const SUGGESTED: i64 = 16;
     let template = template();
     assert_eq!(template["Parameters"]["ReservedConcurrency"]["Default"], 0);
     assert_eq!(
@@ -856,7 +856,7 @@ fn every_function_that_uses_the_database_has_its_errors_watched() {
         })
         .map(|(id, _)| id.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(using_database.len(), 20, "{using_database:?}");
+    assert_eq!(using_database.len(), 22, "{using_database:?}");
     let missed: Vec<&String> = using_database.difference(&watched).collect();
     assert!(missed.is_empty(), "no alarm reads the errors of {missed:?}");
 }

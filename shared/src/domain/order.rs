@@ -465,6 +465,22 @@ impl super::Listed for Order {
     }
 }
 
+impl super::Listed for Fulfilment {
+    type Key = FulfilmentId;
+
+    fn key(&self) -> FulfilmentId {
+        self.id
+    }
+}
+
+impl super::Listed for Return {
+    type Key = ReturnId;
+
+    fn key(&self) -> ReturnId {
+        self.id
+    }
+}
+
 /// A line with the product's sku, name and price as they were when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderLine {

@@ -32,8 +32,8 @@ use crate::domain::stock::StockAdjustment;
 use crate::domain::{Deadline, etag};
 use crate::ports::{Store, Write};
 use crate::views::{
-    AdjustmentView, EventView, FeedView, FulfilmentMadeView, HealthView, MovementView, OrderView,
-    PageView, ProductView, ReturnMadeView,
+    AdjustmentView, EventView, FeedView, FulfilmentMadeView, FulfilmentView, HealthView,
+    MovementView, OrderView, PageView, ProductView, ReturnMadeView, ReturnView,
 };
 
 pub type Result = std::result::Result<Response<Body>, ApiError>;
@@ -114,7 +114,9 @@ handlers! {
     CancelOrder => cancel_order,
     FulfillOrder => fulfill_order,
     CreateFulfilment => create_fulfilment,
+    ListFulfilments => list_fulfilments,
     CreateReturn => create_return,
+    ListReturns => list_returns,
     ExtendHold => extend_hold,
     ListEvents => list_events,
     Health => health,
@@ -567,6 +569,76 @@ pub async fn create_return<S: Store>(
         Ok(Write::Return(id, NewReturn::try_from(body)?))
     })
     .await
+}
+
+/// List an order's fulfilments, oldest first.
+///
+/// Each with the units it shipped of each line; the order itself shows per line what shipped in all.
+#[utoipa::path(
+    get, path = "/orders/{id}/fulfilments", tag = "orders",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Order id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
+    ),
+    responses(
+        (status = 200, description = "A page of the order's fulfilments", body = PageView<FulfilmentView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_fulfilments<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, ListFulfilments::route())?;
+    let page = app
+        .inventory
+        .list_fulfilments(id, page_request(request)?, deadline)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &PageView::<FulfilmentView>::from_page(page),
+    ))
+}
+
+/// List an order's returns, oldest first.
+///
+/// Each with its reason and the units it took back of each line, restocked or not.
+#[utoipa::path(
+    get, path = "/orders/{id}/returns", tag = "orders",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Order id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
+    ),
+    responses(
+        (status = 200, description = "A page of the order's returns", body = PageView<ReturnView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_returns<S: Store>(
+    app: &App<S>,
+    request: &Request,
+    _caller: &Caller,
+    deadline: Deadline,
+) -> Result {
+    let id = path_id(request, ListReturns::route())?;
+    let page = app
+        .inventory
+        .list_returns(id, page_request(request)?, deadline)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &PageView::<ReturnView>::from_page(page),
+    ))
 }
 
 /// Extend an order's hold on its stock.

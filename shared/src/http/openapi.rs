@@ -68,7 +68,9 @@ pub fn document() -> serde_json::Value {
         "cancel_order",
         "fulfill_order",
         "create_fulfilment",
+        "list_fulfilments",
         "create_return",
+        "list_returns",
         "extend_hold",
     ]);
     for route in ROUTES.iter().filter(|r| r.endpoint.is_idempotent()) {

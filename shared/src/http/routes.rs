@@ -19,7 +19,9 @@ pub enum Endpoint {
     CancelOrder,
     FulfillOrder,
     CreateFulfilment,
+    ListFulfilments,
     CreateReturn,
+    ListReturns,
     ExtendHold,
     ListEvents,
     Health,
@@ -119,7 +121,9 @@ impl Endpoint {
             Self::CreateProduct | Self::UpdateProduct | Self::DeleteProduct => Scope::ProductsWrite,
             Self::ListStockMovements => Scope::StockRead,
             Self::AdjustStock => Scope::StockWrite,
-            Self::ListOrders | Self::GetOrder => Scope::OrdersRead,
+            Self::ListOrders | Self::GetOrder | Self::ListFulfilments | Self::ListReturns => {
+                Scope::OrdersRead
+            }
             Self::CreateOrder | Self::CancelOrder | Self::CreateReturn | Self::ExtendHold => {
                 Scope::OrdersWrite
             }
@@ -199,9 +203,21 @@ pub const ROUTES: &[Route] = &[
         "/orders/{id}/fulfilments",
     ),
     route(
+        Endpoint::ListFulfilments,
+        "list-fulfilments",
+        "GET",
+        "/orders/{id}/fulfilments",
+    ),
+    route(
         Endpoint::CreateReturn,
         "create-return",
         "POST",
+        "/orders/{id}/returns",
+    ),
+    route(
+        Endpoint::ListReturns,
+        "list-returns",
+        "GET",
         "/orders/{id}/returns",
     ),
     route(

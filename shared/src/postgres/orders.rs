@@ -3,9 +3,9 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::domain::order::{
-    CancelReason, Fulfilment, NewFulfilment, NewOrder, NewReturn, Order, OrderAction, OrderLine,
-    OrderStatus, ProductSnapshot, Return, Shipment, Transition, extend_hold, plan_fulfilment,
-    plan_order, plan_return, restock_refused,
+    CancelReason, Fulfilment, FulfilmentLine, NewFulfilment, NewOrder, NewReturn, Order,
+    OrderAction, OrderLine, OrderStatus, ProductSnapshot, Return, ReturnLine, ReturnReason,
+    Shipment, Transition, extend_hold, plan_fulfilment, plan_order, plan_return, restock_refused,
 };
 use crate::domain::product::Product;
 use crate::domain::{
@@ -147,9 +147,183 @@ impl OrderStore for PgStore {
         Ok(Page::of_orders(group_orders(rows)?, page))
     }
 
+    async fn list_fulfilments(
+        &self,
+        id: OrderId,
+        page: PageRequest<FulfilmentId>,
+        deadline: Deadline,
+    ) -> Result<Page<Fulfilment>, Error> {
+        // One statement answers both "does the order exist" (a row at all) and "its page of fulfilments".
+        let rows = self
+            .read(deadline, async |tx| {
+                sqlx::query!(
+                    r#"
+                    SELECT f.id AS "id?", f.created_at AS "created_at?", l.product_id AS "product_id?",
+                           fl.quantity AS "quantity?"
+                    FROM orders o
+                    LEFT JOIN LATERAL (
+                        SELECT * FROM fulfilments f
+                        WHERE f.order_id = o.id AND ($2::uuid IS NULL OR f.id > $2)
+                        ORDER BY f.id
+                        LIMIT $3
+                    ) f ON true
+                    LEFT JOIN fulfilment_lines fl ON fl.fulfilment_id = f.id
+                    LEFT JOIN order_lines l ON l.order_id = fl.order_id AND l.line_no = fl.line_no
+                    WHERE o.id = $1
+                    ORDER BY f.id, fl.line_no
+                    "#,
+                    id.uuid(),
+                    page.after().map(Id::uuid),
+                    page.fetch() as i64,
+                )
+                .fetch_all(tx.conn().await?)
+                .await
+                .map_err(db_error("list the fulfilments"))
+            })
+            .await?;
+        // An order without (further) fulfilments comes back as one row of NULLs; in any other row every column
+        // is set (they come from NOT NULL columns).
+        let rows = of_order(rows.into_iter().map(|r| {
+            let line = FulfilmentLine {
+                product_id: r.product_id?.into(),
+                quantity: r.quantity?,
+            };
+            Some((r.id?, r.created_at?, line))
+        }))?;
+        let fulfilments = group_lines(rows, |(id, created_at, line)| {
+            let fulfilment = Fulfilment {
+                id: id.into(),
+                lines: Vec::new(),
+                created_at,
+            };
+            Ok((fulfilment, line))
+        })?;
+        Ok(Page::from_rows(fulfilments, page))
+    }
+
+    async fn list_returns(
+        &self,
+        id: OrderId,
+        page: PageRequest<ReturnId>,
+        deadline: Deadline,
+    ) -> Result<Page<Return>, Error> {
+        // As for fulfilments: one statement, one row of NULLs for an order without (further) returns.
+        let rows = self
+            .read(deadline, async |tx| {
+                sqlx::query!(
+                    r#"
+                    SELECT r.id AS "id?", r.reason AS "reason?", r.created_at AS "created_at?",
+                           l.product_id AS "product_id?", rl.quantity AS "quantity?", rl.restock AS "restock?",
+                           rl.damaged AS "damaged?"
+                    FROM orders o
+                    LEFT JOIN LATERAL (
+                        SELECT * FROM returns r
+                        WHERE r.order_id = o.id AND ($2::uuid IS NULL OR r.id > $2)
+                        ORDER BY r.id
+                        LIMIT $3
+                    ) r ON true
+                    LEFT JOIN return_lines rl ON rl.return_id = r.id
+                    LEFT JOIN order_lines l ON l.order_id = rl.order_id AND l.line_no = rl.line_no
+                    WHERE o.id = $1
+                    ORDER BY r.id, rl.line_no
+                    "#,
+                    id.uuid(),
+                    page.after().map(Id::uuid),
+                    page.fetch() as i64,
+                )
+                .fetch_all(tx.conn().await?)
+                .await
+                .map_err(db_error("list the returns"))
+            })
+            .await?;
+        let rows = of_order(rows.into_iter().map(|r| {
+            let line = ReturnLine {
+                product_id: r.product_id?.into(),
+                quantity: r.quantity?,
+                restock: r.restock?,
+                damaged: r.damaged?,
+            };
+            Some((r.id?, r.reason?, r.created_at?, line))
+        }))?;
+        let returns = group_lines(rows, |(id, reason, created_at, line)| {
+            let taken = Return {
+                id: id.into(),
+                reason: ReturnReason::parse(&reason).map_err(Error::internal)?,
+                lines: Vec::new(),
+                created_at,
+            };
+            Ok((taken, line))
+        })?;
+        Ok(Page::from_rows(returns, page))
+    }
+
     async fn expire_orders(&self, limit: u32, deadline: Deadline) -> Result<Vec<OrderId>, Error> {
         self.expire_due_orders(limit, deadline).await
     }
+}
+
+/// The rows of a query that reads what an order holds beside it, each `None` when it holds none of it: `NotFound`
+/// when there is no row at all (no such order), and the rows that hold something.
+fn of_order<R>(rows: impl Iterator<Item = Option<R>>) -> Result<Vec<R>, Error> {
+    let mut found = false;
+    let rows = rows.inspect(|_| found = true).flatten().collect();
+    if found {
+        Ok(rows)
+    } else {
+        Err(Error::NotFound("order"))
+    }
+}
+
+/// Something made of lines, read one line per row.
+trait WithLines {
+    type Line;
+
+    fn same(&self, other: &Self) -> bool;
+    fn lines(&mut self) -> &mut Vec<Self::Line>;
+}
+
+impl WithLines for Fulfilment {
+    type Line = FulfilmentLine;
+
+    fn same(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+
+    fn lines(&mut self) -> &mut Vec<FulfilmentLine> {
+        &mut self.lines
+    }
+}
+
+impl WithLines for Return {
+    type Line = ReturnLine;
+
+    fn same(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+
+    fn lines(&mut self) -> &mut Vec<ReturnLine> {
+        &mut self.lines
+    }
+}
+
+/// Folds rows (ordered by what they belong to, then line) into what they belong to, with its lines in row order.
+fn group_lines<R, T: WithLines>(
+    rows: Vec<R>,
+    split: impl Fn(R) -> Result<(T, T::Line), Error>,
+) -> Result<Vec<T>, Error> {
+    let mut grouped: Vec<T> = Vec::new();
+    for row in rows {
+        let (item, line) = split(row)?;
+        match grouped.last_mut() {
+            Some(last) if last.same(&item) => last.lines().push(line),
+            _ => {
+                let mut item = item;
+                item.lines().push(line);
+                grouped.push(item);
+            }
+        }
+    }
+    Ok(grouped)
 }
 
 /// Places an order in `tx`: locks its products, plans it, reserves and writes everything with its events (see

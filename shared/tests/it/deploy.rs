@@ -397,6 +397,7 @@ async fn the_api_user_can_serve_the_api_and_nothing_more() {
     as_app!(
         an_order_reserves_and_cancelling_releases,
         fulfilling_ships_the_stock,
+        an_order_lists_its_fulfilments_and_returns,
         stock_adjustments_never_go_below_what_is_reserved,
         deleting_waits_for_reservations_and_stock_and_keeps_past_orders,
         updates_honour_if_match_and_keep_order_snapshots,

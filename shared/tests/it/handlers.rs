@@ -909,13 +909,18 @@ async fn a_nul_or_invalid_utf8_in_the_query_is_400() {
 /// the JSON of the Lambda response, where a `"` becomes `\\\"`: 4 bytes, as much as any character costs).
 #[test]
 fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
-    use inventory::domain::order::{CancelReason, Order, OrderLine, OrderStatus};
+    use inventory::domain::order::{
+        CancelReason, Fulfilment, FulfilmentLine, Order, OrderLine, OrderStatus, Return,
+        ReturnLine, ReturnReason,
+    };
     use inventory::domain::product::Product;
     use inventory::domain::stock::{MovementReason, StockMovement};
     use inventory::domain::{
         Cursor, CustomerRef, Description, MAX_PAGE_LINES, Note, Page, ProductName, Sku, new_id,
     };
-    use inventory::views::{MovementView, OrderView, PageView, ProductView};
+    use inventory::views::{
+        FulfilmentView, MovementView, OrderView, PageView, ProductView, ReturnView,
+    };
 
     const LAMBDA_LIMIT: usize = 6 * 1024 * 1024;
     let text = |chars: usize| "\"".repeat(chars);
@@ -1006,6 +1011,44 @@ fn the_largest_page_of_any_list_fits_in_a_lambda_response() {
     };
     let body = serde_json::to_string(&PageView::<MovementView>::from_page(movements)).unwrap();
     sizes.push(("100 stock movements".into(), envelope(body)));
+    // An order has up to 100 lines: a fulfilment or a return ships or takes back some of each.
+    let fulfilments = Page {
+        items: (0..100)
+            .map(|_| Fulfilment {
+                id: new_id(),
+                lines: (0..100)
+                    .map(|_| FulfilmentLine {
+                        product_id: new_id(),
+                        quantity: 1_000_000,
+                    })
+                    .collect(),
+                created_at: now,
+            })
+            .collect(),
+        next_cursor: Some(Cursor(new_id())),
+    };
+    let body = serde_json::to_string(&PageView::<FulfilmentView>::from_page(fulfilments)).unwrap();
+    sizes.push(("100 fulfilments of 100 lines".into(), envelope(body)));
+    let returns = Page {
+        items: (0..100)
+            .map(|_| Return {
+                id: new_id(),
+                reason: ReturnReason::NotAsDescribed,
+                lines: (0..100)
+                    .map(|_| ReturnLine {
+                        product_id: new_id(),
+                        quantity: 1_000_000,
+                        restock: false,
+                        damaged: false,
+                    })
+                    .collect(),
+                created_at: now,
+            })
+            .collect(),
+        next_cursor: Some(Cursor(new_id())),
+    };
+    let body = serde_json::to_string(&PageView::<ReturnView>::from_page(returns)).unwrap();
+    sizes.push(("100 returns of 100 lines".into(), envelope(body)));
     for (what, size) in &sizes {
         println!("largest page of {what}: {size} bytes as a Lambda response");
         assert!(*size < LAMBDA_LIMIT / 2, "{what}: {size} bytes");
@@ -1198,6 +1241,86 @@ async fn an_order_ships_in_parts_over_http_and_bad_requests_say_why() {
     assert_eq!(body(&rest)["lines"][0]["fulfilled"], 3);
     let done = fulfil(&id, line(json!(1))).await;
     problem(&done, 409, "conflict");
+}
+
+/// `GET /orders/{id}/fulfilments` and `GET /orders/{id}/returns`: each answers what its POST answered, page by
+/// page; a bad id, limit or cursor (one of another list included) is 400 saying why, an unknown order 404.
+#[tokio::test]
+async fn an_orders_fulfilments_and_returns_are_listed_over_http() {
+    let app = app();
+    let product = create_product(&app, "LIST-HTTP", 9).await;
+    let order = place_order(&app, product.id, 3).await;
+    let id = order.id.to_string();
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let ship = v2(
+            Endpoint::CreateFulfilment,
+            &format!("/orders/{id}/fulfilments"),
+        )
+        .json(&json!({ "lines": [{ "product_id": product.id, "quantity": 1 }] }));
+        let response = call(&app, Endpoint::CreateFulfilment, ship).await;
+        assert_eq!(response.status(), 201, "{}", body(&response));
+        made.push(body(&response)["fulfilment"].clone());
+    }
+    let back = v2(Endpoint::CreateReturn, &format!("/orders/{id}/returns")).json(&json!({
+        "reason": "unwanted",
+        "lines": [{ "product_id": product.id, "quantity": 1, "restock": true }],
+    }));
+    let response = call(&app, Endpoint::CreateReturn, back).await;
+    assert_eq!(response.status(), 201, "{}", body(&response));
+    let taken = body(&response)["return"].clone();
+
+    let list = |endpoint: Endpoint, id: &str, query: &[(&str, &str)]| {
+        let what = if endpoint == Endpoint::ListReturns {
+            "returns"
+        } else {
+            "fulfilments"
+        };
+        let event = v2(endpoint, &format!("/orders/{id}/{what}")).query(query);
+        call(&app, endpoint, event)
+    };
+    let first = list(Endpoint::ListFulfilments, &id, &[("limit", "1")]).await;
+    assert_eq!(first.status(), 200, "{}", body(&first));
+    let first = body(&first);
+    assert_eq!(first["items"], json!([made[0]]));
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = list(Endpoint::ListFulfilments, &id, &[("cursor", &cursor)]).await;
+    assert_eq!(
+        body(&second),
+        json!({ "items": [made[1]], "next_cursor": null })
+    );
+    let returns = list(Endpoint::ListReturns, &id, &[]).await;
+    assert_eq!(
+        body(&returns),
+        json!({ "items": [taken], "next_cursor": null })
+    );
+
+    let other_list = list(Endpoint::ListReturns, &id, &[("cursor", &cursor)]).await;
+    let refused = problem(&other_list, 400, "bad_request");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("another list"),
+        "{refused}"
+    );
+    for endpoint in [Endpoint::ListFulfilments, Endpoint::ListReturns] {
+        for query in [
+            &[("limit", "0")][..],
+            &[("limit", "101")],
+            &[("limit", "-1")],
+            &[("limit", "many")],
+            &[("cursor", "not-a-cursor")],
+            &[("cursor", "")],
+        ] {
+            let response = list(endpoint, &id, query).await;
+            let refused = problem(&response, 400, "bad_request");
+            assert!(refused["detail"].is_string(), "{query:?}: {refused}");
+        }
+        problem(&list(endpoint, "not-a-uuid", &[]).await, 400, "bad_request");
+        problem(
+            &list(endpoint, "01936f8e-7b3a-7c2e-9d4f-5a6b7c8d9e0f", &[]).await,
+            404,
+            "not_found",
+        );
+    }
 }
 
 /// `POST /orders/{id}/returns`: every bad body a 4xx that says why (a product named twice or not in the order,

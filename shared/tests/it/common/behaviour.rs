@@ -11,7 +11,8 @@ use inventory::domain::order::{
 use inventory::domain::product::{ProductFilter, ProductPatch};
 use inventory::domain::stock::{MovementReason, StockAdjustment, StockMovement};
 use inventory::domain::{
-    Error, IfMatch, Note, PageRequest, PriceMinor, ProductId, ProductName, StockLevel, new_id,
+    Cursor, Error, IfMatch, Listed, Note, Page, PageRequest, PriceMinor, ProductId, ProductName,
+    StockLevel, new_id,
 };
 use inventory::http::idempotency::render;
 use inventory::ports::{Store, Write};
@@ -391,6 +392,124 @@ fn taking_back(lines: &[(ProductId, i64, bool)]) -> NewReturn {
         })
         .collect();
     NewReturn::new(lines, ReturnReason::Defective).unwrap()
+}
+
+/// An order's fulfilments and returns read back as they were answered, oldest first, page by page: an order
+/// with none has an empty page, an unknown order is not found, and another order's never show, not even from
+/// a cursor of that order's list.
+pub async fn an_order_lists_its_fulfilments_and_returns<S: Store>(inventory: Inventory<S>) {
+    let a = inventory
+        .create_product(new_product("LIST-A", 100, 10), deadline())
+        .await
+        .unwrap();
+    let b = inventory
+        .create_product(new_product("LIST-B", 100, 10), deadline())
+        .await
+        .unwrap();
+    let order = inventory
+        .create_order(new_order(&[(a.id, 5), (b.id, 3)]), deadline())
+        .await
+        .unwrap();
+    let other = inventory
+        .create_order(new_order(&[(a.id, 2)]), deadline())
+        .await
+        .unwrap();
+    let none = inventory
+        .list_fulfilments(order.id, page(20), deadline())
+        .await
+        .unwrap();
+    assert!(
+        none.items.is_empty() && none.next_cursor.is_none(),
+        "{none:?}"
+    );
+    let (theirs, _) = inventory
+        .fulfil(other.id, fulfilment(&[(a.id, 1)]), deadline())
+        .await
+        .unwrap();
+    let mut shipped = Vec::new();
+    for lines in [
+        &[(a.id, 1)][..],
+        &[(b.id, 1), (a.id, 2)],
+        &[(a.id, 1)],
+        &[(b.id, 2)],
+    ] {
+        let (made, _) = inventory
+            .fulfil(order.id, fulfilment(lines), deadline())
+            .await
+            .unwrap();
+        shipped.push(made);
+    }
+    let (their_return, _) = inventory
+        .take_back(other.id, taking_back(&[(a.id, 1, true)]), deadline())
+        .await
+        .unwrap();
+    let mut returned = Vec::new();
+    for lines in [&[(a.id, 1, true)][..], &[(b.id, 2, false), (a.id, 1, true)]] {
+        let (taken, _) = inventory
+            .take_back(order.id, taking_back(lines), deadline())
+            .await
+            .unwrap();
+        returned.push(taken);
+    }
+
+    let listed = every_page(3, async |request| {
+        inventory
+            .list_fulfilments(order.id, request, deadline())
+            .await
+    })
+    .await;
+    assert_eq!(
+        listed, shipped,
+        "each fulfilment once, oldest first, as answered"
+    );
+    let listed = every_page(1, async |request| {
+        inventory.list_returns(order.id, request, deadline()).await
+    })
+    .await;
+    assert_eq!(
+        listed, returned,
+        "each return once, oldest first, as answered"
+    );
+
+    let from_theirs = inventory
+        .list_fulfilments(
+            order.id,
+            PageRequest {
+                limit: 100,
+                after: Some(Cursor(theirs.id)),
+            },
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        from_theirs.items.iter().all(|f| shipped.contains(f)),
+        "{from_theirs:?}"
+    );
+    let from_theirs = inventory
+        .list_returns(
+            order.id,
+            PageRequest {
+                limit: 100,
+                after: Some(Cursor(their_return.id)),
+            },
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(from_theirs.items, returned);
+    let unknown = inventory
+        .list_fulfilments(new_id(), page(20), deadline())
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::NotFound("order"))),
+        "{unknown:?}"
+    );
+    let unknown = inventory.list_returns(new_id(), page(20), deadline()).await;
+    assert!(
+        matches!(unknown, Err(Error::NotFound("order"))),
+        "{unknown:?}"
+    );
 }
 
 /// Shipped units come back: restocked ones go back on hand (`return_restock`), others are recorded
@@ -1106,23 +1225,15 @@ pub async fn pages_walk_every_item_once<S: Store>(inventory: Inventory<S>) {
             .unwrap();
         created.push(p.id);
     }
-    let mut seen = Vec::new();
-    let mut page = PageRequest {
-        limit: 3,
-        after: None,
-    };
-    loop {
-        let got = inventory
-            .list_products(ProductFilter::default(), page, deadline())
+    let seen: Vec<ProductId> = every_page(3, async |request| {
+        inventory
+            .list_products(ProductFilter::default(), request, deadline())
             .await
-            .unwrap();
-        assert!(got.items.len() <= 3);
-        seen.extend(got.items.iter().map(|p| p.id));
-        match got.next_cursor {
-            Some(cursor) => page.after = Some(cursor),
-            None => break,
-        }
-    }
+    })
+    .await
+    .into_iter()
+    .map(|p| p.id)
+    .collect();
     assert_eq!(seen, created, "products come in creation order, each once");
 
     for id in &created[..5] {
@@ -1131,19 +1242,10 @@ pub async fn pages_walk_every_item_once<S: Store>(inventory: Inventory<S>) {
             .await
             .unwrap();
     }
-    let mut orders = Vec::new();
-    let mut page = PageRequest {
-        limit: 2,
-        after: None,
-    };
-    loop {
-        let got = inventory.list_orders(None, page, deadline()).await.unwrap();
-        orders.extend(got.items);
-        match got.next_cursor {
-            Some(cursor) => page.after = Some(cursor),
-            None => break,
-        }
-    }
+    let orders = every_page(2, async |request| {
+        inventory.list_orders(None, request, deadline()).await
+    })
+    .await;
     assert_eq!(orders.len(), 5);
     assert!(
         orders.windows(2).all(|w| w[0].id > w[1].id),
@@ -1752,6 +1854,24 @@ fn page<K>(limit: u32) -> PageRequest<K> {
     PageRequest { limit, after: None }
 }
 
+/// Every item of a list, read `limit` at a time by following its cursors; no page holds more than `limit`.
+async fn every_page<T: Listed>(
+    limit: u32,
+    mut read: impl AsyncFnMut(PageRequest<T::Key>) -> Result<Page<T>, Error>,
+) -> Vec<T> {
+    let mut items = Vec::new();
+    let mut request = page(limit);
+    loop {
+        let got = read(request).await.unwrap();
+        assert!(got.items.len() <= limit as usize);
+        items.extend(got.items);
+        match got.next_cursor {
+            Some(cursor) => request.after = Some(cursor),
+            None => return items,
+        }
+    }
+}
+
 /// What a store holds, to tell whether a write had an effect: every product and every order.
 pub async fn snapshot<S: Store>(inventory: &Inventory<S>) -> String {
     let products = inventory
@@ -2029,6 +2149,7 @@ macro_rules! every_behaviour {
             fulfilling_ships_the_stock,
             an_order_ships_in_parts,
             shipped_units_come_back_restocked_or_not,
+            an_order_lists_its_fulfilments_and_returns,
             backorders_sell_ahead_of_stock_up_to_the_limit,
             safety_stock_is_on_hand_but_never_sold,
             damaged_units_are_on_hand_but_never_sold,
