@@ -9,7 +9,10 @@ use crate::domain::order::{
 };
 use crate::domain::product::{NewProduct, Product, ProductFilter, ProductPatch};
 use crate::domain::stock::{StockAdjustment, StockMovement};
-use crate::domain::{Deadline, Error, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId};
+use crate::domain::{
+    Deadline, Error, FulfilmentId, IfMatch, MovementId, OrderId, Page, PageRequest, ProductId,
+    ReturnId,
+};
 use crate::ports::{EventSink, Render, Store, Write, Written};
 
 /// What one delivery step of the publisher did.
@@ -75,7 +78,8 @@ impl<S: Store> Inventory<S> {
         if patch.is_empty() {
             return Err(Error::validation(
                 "",
-                "the body must change at least one of name, description, price_minor, low_stock_threshold",
+                "the body must change at least one of name, description, price_minor, low_stock_threshold, \
+                 backorder_limit, safety_stock",
             ));
         }
         self.store
@@ -134,6 +138,24 @@ impl<S: Store> Inventory<S> {
         deadline: Deadline,
     ) -> Result<Page<Order>, Error> {
         self.store.list_orders(status, page, deadline).await
+    }
+
+    pub async fn list_fulfilments(
+        &self,
+        id: OrderId,
+        page: PageRequest<FulfilmentId>,
+        deadline: Deadline,
+    ) -> Result<Page<Fulfilment>, Error> {
+        self.store.list_fulfilments(id, page, deadline).await
+    }
+
+    pub async fn list_returns(
+        &self,
+        id: OrderId,
+        page: PageRequest<ReturnId>,
+        deadline: Deadline,
+    ) -> Result<Page<Return>, Error> {
+        self.store.list_returns(id, page, deadline).await
     }
 
     #[instrument(skip(self, deadline))]

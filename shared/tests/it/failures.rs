@@ -165,6 +165,104 @@ async fn a_lost_commit_is_unknown_and_a_retry_with_its_key_replays_it(
     );
 }
 
+/// A product change (`PATCH /products/{id}`: catalogue fields and stock settings) takes no idempotency key, so a
+/// client retries it with the `If-Match` it sent. The connection cut, or the deadline passing, before COMMIT
+/// changes nothing; a lost COMMIT is unknown and the change is there once (one version and one
+/// `product.updated` more), and the retry with the same `If-Match` is refused as stale, changing nothing more.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_product_change_that_fails_changes_nothing_and_a_lost_commit_lands_once(
+    pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use inventory::domain::product::ProductPatch;
+    use inventory::domain::{IfMatch, ProductName, StockLevel};
+
+    let _heavy = common::HEAVY.lock().await;
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let direct = Inventory::new(PgStore::new(pool.clone()));
+    let (proxied, proxy) = through_proxy(&options).await;
+    let product = direct
+        .create_product(new_product("PATCH-LOST", 100, 10), deadline())
+        .await
+        .unwrap();
+    let patch = |n: i64| ProductPatch {
+        name: Some(ProductName::parse(format!("Renamed {n}")).unwrap()),
+        backorder_limit: Some(StockLevel::parse(n).unwrap()),
+        safety_stock: Some(StockLevel::parse(n).unwrap()),
+        ..ProductPatch::default()
+    };
+    let short = || Deadline::after(Duration::from_millis(400));
+    for before_commit in [
+        Plan::CutFirstStatement,
+        Plan::StallFirstStatement(Duration::from_secs(2)),
+    ] {
+        let unchanged = snapshot(&direct).await;
+        proxy.arm(before_commit);
+        let started = Instant::now();
+        let failed = proxied
+            .update_product(
+                product.id,
+                patch(1),
+                Some(IfMatch::Versions(vec![product.version])),
+                short(),
+            )
+            .await;
+        assert!(
+            matches!(failed, Err(Error::Unavailable(_))),
+            "{before_commit:?}: {failed:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(600));
+        assert_eq!(snapshot(&direct).await, unchanged, "{before_commit:?}");
+    }
+    for (n, after_commit) in [
+        Plan::CutAfterCommit,
+        Plan::StallAfterCommit(Duration::from_secs(2)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = n as i64 + 2;
+        let before = direct.get_product(product.id, deadline()).await.unwrap();
+        let sent = Some(IfMatch::Versions(vec![before.version]));
+        proxy.arm(after_commit);
+        let started = Instant::now();
+        let unknown = proxied
+            .update_product(product.id, patch(n), sent.clone(), short())
+            .await;
+        assert!(
+            matches!(unknown, Err(Error::OutcomeUnknown(_))),
+            "{after_commit:?}: {unknown:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(600));
+        let after = direct.get_product(product.id, deadline()).await.unwrap();
+        assert_eq!(
+            (after.version, after.name.as_str(), after.safety_stock),
+            (before.version + 1, format!("Renamed {n}").as_str(), n),
+            "{after_commit:?}: it committed, once"
+        );
+        let retried = proxied
+            .update_product(product.id, patch(n), sent, deadline())
+            .await;
+        assert!(
+            matches!(retried, Err(Error::PreconditionFailed)),
+            "{retried:?}"
+        );
+        assert_eq!(
+            direct.get_product(product.id, deadline()).await.unwrap(),
+            after,
+            "the retry changed nothing"
+        );
+    }
+    assert_eq!(proxy.fired().len(), 4, "every plan went off");
+    let updated: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'product.updated'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(updated, 2, "one event per committed change");
+    common::behaviour::assert_ledger_balances(&direct, product.id).await;
+}
+
 /// A request that gives up on a lock leaves nothing behind: its statement and transaction end with it.
 async fn sessions_in_transaction(pool: &PgPool) -> i64 {
     sqlx::query_scalar(
