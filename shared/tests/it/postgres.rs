@@ -433,6 +433,7 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
     // Shipping part of a 10-line order, then the rest: as many, however many lines (the second order is
     // measured, on a warm statement cache).
     let mut shipping = Vec::new();
+    let mut reading = 0;
     for _ in 0..2 {
         let lines: Vec<_> = products[10..20].iter().map(|id| (*id, 2)).collect();
         let order = inventory
@@ -468,7 +469,24 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
             .unwrap();
         let back = trips.statements.load(Ordering::SeqCst) - before;
         shipping.push((part, rest, back));
+        // Reading both back (the second time on a warm statement cache).
+        let before = trips.statements.load(Ordering::SeqCst);
+        let shipped = inventory
+            .list_fulfilments(order.id, PageRequest::default(), deadline())
+            .await
+            .unwrap();
+        let returned = inventory
+            .list_returns(order.id, PageRequest::default(), deadline())
+            .await
+            .unwrap();
+        assert_eq!((shipped.items.len(), returned.items.len()), (2, 1));
+        reading = trips.statements.load(Ordering::SeqCst) - before;
     }
+    println!("round trips to read a page of fulfilments and one of returns: {reading}");
+    assert_eq!(
+        reading, 6,
+        "each: BEGIN with its SET LOCALs, the page with the order's existence, COMMIT"
+    );
     println!(
         "round trips to ship part of a 10-line order, then the rest, then to take a unit of each line back: {:?}",
         shipping[1]
@@ -514,9 +532,9 @@ async fn an_order_takes_the_same_round_trips_for_one_line_or_a_hundred(
     assert_eq!(replay, 4, "BEGIN, claim the key, read the response, COMMIT");
     // A warm connection is not pinged before use (only after an idle spell); sqlx pings it once after
     // each use, off the request's path, when it goes back to the pool.
-    // 100 products, 4 orders, 1 list, 2 cancels, 2 orders shipped in two parts and returned, 4 keyed orders:
-    // at most one ping each (the last may still be under way).
-    let operations = 119;
+    // 100 products, 4 orders, 1 list, 2 cancels, 2 orders shipped in two parts, returned and read back (4
+    // reads), 4 keyed orders: at most one ping each (the last may still be under way).
+    let operations = 123;
     let pings = trips.pings.load(Ordering::SeqCst);
     println!("pings over the {operations} operations above: {pings}");
     assert!(
