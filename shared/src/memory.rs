@@ -124,7 +124,7 @@ impl MemoryStore {
 
 impl State {
     /// Up to `page.fetch()` of what `all` holds of order `id` (oldest first) after the page's cursor;
-    /// `NotFound` when there is no such order.
+    /// `NotFound` when there is no such order, `CursorElsewhere` when the cursor is not in its list.
     fn of_order<T: Clone, K: Id>(
         &self,
         id: OrderId,
@@ -134,6 +134,13 @@ impl State {
     ) -> Result<Vec<T>, Error> {
         if !self.orders.contains_key(&id) {
             return Err(Error::NotFound("order"));
+        }
+        if let Some(after) = page.after()
+            && !all
+                .iter()
+                .any(|(order, item)| *order == id && key(item) == after)
+        {
+            return Err(Error::CursorElsewhere("order"));
         }
         Ok(all
             .iter()

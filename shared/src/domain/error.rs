@@ -14,6 +14,10 @@ pub enum Error {
     /// The resource named in the path does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A page's cursor was issued by the list of another resource of this kind (another order's fulfilments,
+    /// say): the list it names has no such position.
+    #[error("cursor of another {0}'s list")]
+    CursorElsewhere(&'static str),
     /// Products named in an order's lines do not exist; one entry per unknown product.
     #[error("unknown products: {0:?}")]
     UnknownProducts(Vec<FieldError>),

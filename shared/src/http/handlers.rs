@@ -579,7 +579,7 @@ pub async fn create_return<S: Store>(
     params(
         ("id" = uuid::Uuid, Path, description = "Order id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list, another order's included, is 400)"),
     ),
     responses(
         (status = 200, description = "A page of the order's fulfilments", body = PageView<FulfilmentView>),
@@ -614,7 +614,7 @@ pub async fn list_fulfilments<S: Store>(
     params(
         ("id" = uuid::Uuid, Path, description = "Order id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list, another order's included, is 400)"),
     ),
     responses(
         (status = 200, description = "A page of the order's returns", body = PageView<ReturnView>),

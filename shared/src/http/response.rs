@@ -131,6 +131,13 @@ impl ApiError {
                     errors,
                     vec![],
                 ),
+                Error::CursorElsewhere(what) => (
+                    StatusCode::BAD_REQUEST,
+                    ProblemCode::BadRequest,
+                    format!("query parameter cursor: cursor belongs to another {what}'s list"),
+                    vec![],
+                    vec![],
+                ),
                 Error::NotFound(what) => (
                     StatusCode::NOT_FOUND,
                     ProblemCode::NotFound,

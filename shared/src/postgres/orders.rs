@@ -158,7 +158,10 @@ impl OrderStore for PgStore {
             .read(deadline, async |tx| {
                 sqlx::query!(
                     r#"
-                    SELECT f.id AS "id?", f.created_at AS "created_at?", l.product_id AS "product_id?",
+                    SELECT ($2::uuid IS NULL OR EXISTS (
+                               SELECT 1 FROM fulfilments c WHERE c.id = $2 AND c.order_id = o.id
+                           )) AS "cursor_here!",
+                           f.id AS "id?", f.created_at AS "created_at?", l.product_id AS "product_id?",
                            fl.quantity AS "quantity?"
                     FROM orders o
                     LEFT JOIN LATERAL (
@@ -183,13 +186,17 @@ impl OrderStore for PgStore {
             .await?;
         // An order without (further) fulfilments comes back as one row of NULLs; in any other row every column
         // is set (they come from NOT NULL columns).
-        let rows = of_order(rows.into_iter().map(|r| {
-            let line = FulfilmentLine {
-                product_id: r.product_id?.into(),
-                quantity: r.quantity?,
-            };
-            Some((r.id?, r.created_at?, line))
-        }))?;
+        let rows = of_order(
+            rows,
+            |r| r.cursor_here,
+            |r| {
+                let line = FulfilmentLine {
+                    product_id: r.product_id?.into(),
+                    quantity: r.quantity?,
+                };
+                Some((r.id?, r.created_at?, line))
+            },
+        )?;
         let fulfilments = group_lines(rows, |(id, created_at, line)| {
             let fulfilment = Fulfilment {
                 id: id.into(),
@@ -212,7 +219,10 @@ impl OrderStore for PgStore {
             .read(deadline, async |tx| {
                 sqlx::query!(
                     r#"
-                    SELECT r.id AS "id?", r.reason AS "reason?", r.created_at AS "created_at?",
+                    SELECT ($2::uuid IS NULL OR EXISTS (
+                               SELECT 1 FROM returns c WHERE c.id = $2 AND c.order_id = o.id
+                           )) AS "cursor_here!",
+                           r.id AS "id?", r.reason AS "reason?", r.created_at AS "created_at?",
                            l.product_id AS "product_id?", rl.quantity AS "quantity?", rl.restock AS "restock?",
                            rl.damaged AS "damaged?"
                     FROM orders o
@@ -236,15 +246,19 @@ impl OrderStore for PgStore {
                 .map_err(db_error("list the returns"))
             })
             .await?;
-        let rows = of_order(rows.into_iter().map(|r| {
-            let line = ReturnLine {
-                product_id: r.product_id?.into(),
-                quantity: r.quantity?,
-                restock: r.restock?,
-                damaged: r.damaged?,
-            };
-            Some((r.id?, r.reason?, r.created_at?, line))
-        }))?;
+        let rows = of_order(
+            rows,
+            |r| r.cursor_here,
+            |r| {
+                let line = ReturnLine {
+                    product_id: r.product_id?.into(),
+                    quantity: r.quantity?,
+                    restock: r.restock?,
+                    damaged: r.damaged?,
+                };
+                Some((r.id?, r.reason?, r.created_at?, line))
+            },
+        )?;
         let returns = group_lines(rows, |(id, reason, created_at, line)| {
             let taken = Return {
                 id: id.into(),
@@ -262,15 +276,18 @@ impl OrderStore for PgStore {
     }
 }
 
-/// The rows of a query that reads what an order holds beside it, each `None` when it holds none of it: `NotFound`
-/// when there is no row at all (no such order), and the rows that hold something.
-fn of_order<R>(rows: impl Iterator<Item = Option<R>>) -> Result<Vec<R>, Error> {
-    let mut found = false;
-    let rows = rows.inspect(|_| found = true).flatten().collect();
-    if found {
-        Ok(rows)
-    } else {
-        Err(Error::NotFound("order"))
+/// The rows of a query that reads a page of what an order holds beside it (one row of NULLs when the page is
+/// empty), as `read` makes them of a row that holds something: `NotFound` when there is no row at all (no such
+/// order), `CursorElsewhere` when the page's cursor is not in the order's list (`cursor_here` of every row).
+fn of_order<Row, R>(
+    rows: Vec<Row>,
+    cursor_here: impl Fn(&Row) -> bool,
+    read: impl Fn(Row) -> Option<R>,
+) -> Result<Vec<R>, Error> {
+    match rows.first() {
+        None => Err(Error::NotFound("order")),
+        Some(row) if !cursor_here(row) => Err(Error::CursorElsewhere("order")),
+        Some(_) => Ok(rows.into_iter().filter_map(read).collect()),
     }
 }
 

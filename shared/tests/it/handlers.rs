@@ -1244,7 +1244,8 @@ async fn an_order_ships_in_parts_over_http_and_bad_requests_say_why() {
 }
 
 /// `GET /orders/{id}/fulfilments` and `GET /orders/{id}/returns`: each answers what its POST answered, page by
-/// page; a bad id, limit or cursor (one of another list included) is 400 saying why, an unknown order 404.
+/// page; a bad id, limit or cursor (one of another list or another order's included) is 400 saying why, an
+/// unknown order 404.
 #[tokio::test]
 async fn an_orders_fulfilments_and_returns_are_listed_over_http() {
     let app = app();
@@ -1299,6 +1300,16 @@ async fn an_orders_fulfilments_and_returns_are_listed_over_http() {
     let refused = problem(&other_list, 400, "bad_request");
     assert!(
         refused["detail"].as_str().unwrap().contains("another list"),
+        "{refused}"
+    );
+    let other = place_order(&app, product.id, 1).await.id.to_string();
+    let other_order = list(Endpoint::ListFulfilments, &other, &[("cursor", &cursor)]).await;
+    let refused = problem(&other_order, 400, "bad_request");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another order's list"),
         "{refused}"
     );
     for endpoint in [Endpoint::ListFulfilments, Endpoint::ListReturns] {

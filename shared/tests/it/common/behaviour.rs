@@ -395,8 +395,8 @@ fn taking_back(lines: &[(ProductId, i64, bool)]) -> NewReturn {
 }
 
 /// An order's fulfilments and returns read back as they were answered, oldest first, page by page: an order
-/// with none has an empty page, an unknown order is not found, and another order's never show, not even from
-/// a cursor of that order's list.
+/// with none has an empty page, an unknown order is not found, another order's never show, and a cursor of
+/// another order's list (or of none) is refused.
 pub async fn an_order_lists_its_fulfilments_and_returns<S: Store>(inventory: Inventory<S>) {
     let a = inventory
         .create_product(new_product("LIST-A", 100, 10), deadline())
@@ -471,33 +471,36 @@ pub async fn an_order_lists_its_fulfilments_and_returns<S: Store>(inventory: Inv
         "each return once, oldest first, as answered"
     );
 
-    let from_theirs = inventory
-        .list_fulfilments(
-            order.id,
-            PageRequest {
-                limit: 100,
-                after: Some(Cursor(theirs.id)),
-            },
-            deadline(),
-        )
+    // A cursor is refused by any list it was not issued by: another order's, or none at all.
+    fn elsewhere<K>(after: K) -> PageRequest<K> {
+        PageRequest {
+            limit: 100,
+            after: Some(Cursor(after)),
+        }
+    }
+    for after in [theirs.id, new_id()] {
+        let refused = inventory
+            .list_fulfilments(order.id, elsewhere(after), deadline())
+            .await;
+        assert!(
+            matches!(refused, Err(Error::CursorElsewhere("order"))),
+            "{refused:?}"
+        );
+    }
+    for after in [their_return.id, new_id()] {
+        let refused = inventory
+            .list_returns(order.id, elsewhere(after), deadline())
+            .await;
+        assert!(
+            matches!(refused, Err(Error::CursorElsewhere("order"))),
+            "{refused:?}"
+        );
+    }
+    let from_own = inventory
+        .list_fulfilments(order.id, elsewhere(shipped[1].id), deadline())
         .await
         .unwrap();
-    assert!(
-        from_theirs.items.iter().all(|f| shipped.contains(f)),
-        "{from_theirs:?}"
-    );
-    let from_theirs = inventory
-        .list_returns(
-            order.id,
-            PageRequest {
-                limit: 100,
-                after: Some(Cursor(their_return.id)),
-            },
-            deadline(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(from_theirs.items, returned);
+    assert_eq!(from_own.items, shipped[2..]);
     let unknown = inventory
         .list_fulfilments(new_id(), page(20), deadline())
         .await;
