@@ -636,6 +636,14 @@ impl ProductStore for MemoryStore {
             return Err(Error::NotFound("product"));
         }
         let before = page.after.map(|c| c.0);
+        if let Some(before) = before
+            && !state
+                .movements
+                .iter()
+                .any(|m| m.id == before && m.product_id == id)
+        {
+            return Err(Error::CursorElsewhere("product"));
+        }
         let mut rows: Vec<StockMovement> = state
             .movements
             .iter()

@@ -327,7 +327,7 @@ pub async fn adjust_stock<S: Store>(
     params(
         ("id" = uuid::Uuid, Path, description = "Product id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list is 400)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this list (a cursor of another list, another product's included, is 400)"),
     ),
     responses(
         (status = 200, description = "A page of ledger rows", body = PageView<MovementView>),

@@ -193,12 +193,16 @@ impl ProductStore for PgStore {
         page: PageRequest<MovementId>,
         deadline: Deadline,
     ) -> Result<Page<StockMovement>, Error> {
-        // One statement answers both "does the product exist" (a row at all) and "its ledger page".
+        // One statement answers "does the product exist" (a row at all), "is the cursor its own" and "its ledger
+        // page".
         let rows = self
             .read(deadline, async |tx| {
                 sqlx::query!(
                     r#"
-                    SELECT m.id AS "id?", m.order_id, m.reason AS "reason?",
+                    SELECT ($2::uuid IS NULL OR EXISTS (
+                               SELECT 1 FROM stock_movements c WHERE c.id = $2 AND c.product_id = p.id
+                           )) AS "cursor_here!",
+                           m.id AS "id?", m.order_id, m.reason AS "reason?",
                            m.on_hand_delta AS "on_hand_delta?", m.reserved_delta AS "reserved_delta?",
                            m.on_hand_after AS "on_hand_after?", m.reserved_after AS "reserved_after?",
                            m.damaged_delta AS "damaged_delta?", m.damaged_after AS "damaged_after?",
@@ -223,8 +227,10 @@ impl ProductStore for PgStore {
                 .map_err(db_error("list the stock movements"))
             })
             .await?;
-        if rows.is_empty() {
-            return Err(Error::NotFound("product"));
+        match rows.first() {
+            None => return Err(Error::NotFound("product")),
+            Some(row) if !row.cursor_here => return Err(Error::CursorElsewhere("product")),
+            Some(_) => {}
         }
         // A product without (further) movements comes back as one row of NULLs; in any other row every
         // column but order_id and note is set (they come from NOT NULL columns).

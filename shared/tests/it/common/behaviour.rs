@@ -1323,11 +1323,68 @@ pub async fn filters_find_skus_and_low_stock<S: Store>(inventory: Inventory<S>) 
     );
 }
 
-pub async fn the_ledger_of_an_unknown_product_is_not_found<S: Store>(inventory: Inventory<S>) {
+/// A ledger answers for a product that exists, from a cursor of its own pages only: another product's (or
+/// none at all) is refused.
+pub async fn a_ledger_answers_for_its_product_only<S: Store>(inventory: Inventory<S>) {
     let result = inventory
         .list_movements(new_id(), PageRequest::default(), deadline())
         .await;
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
+    let mut cursors = Vec::new();
+    for sku in ["LEDGER-A", "LEDGER-B"] {
+        let product = inventory
+            .create_product(new_product(sku, 1, 5), deadline())
+            .await
+            .unwrap();
+        let received = StockAdjustment {
+            delta: 1,
+            reason: MovementReason::Received,
+            note: None,
+        };
+        inventory
+            .adjust_stock(product.id, received, deadline())
+            .await
+            .unwrap();
+        let first = inventory
+            .list_movements(product.id, page(1), deadline())
+            .await
+            .unwrap();
+        cursors.push((product.id, first.next_cursor.unwrap()));
+    }
+    let (a, own) = cursors[0];
+    let (_, theirs) = cursors[1];
+    let rest = inventory
+        .list_movements(
+            a,
+            PageRequest {
+                limit: 20,
+                after: Some(own),
+            },
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.len(),
+        1,
+        "the initial stock, after the adjustment"
+    );
+    for after in [theirs, Cursor(new_id())] {
+        let refused = inventory
+            .list_movements(
+                a,
+                PageRequest {
+                    limit: 20,
+                    after: Some(after),
+                },
+                deadline(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(Error::CursorElsewhere("product"))),
+            "{refused:?}"
+        );
+    }
     let result = inventory.get_order(new_id(), deadline()).await;
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
     let result = inventory
@@ -2170,7 +2227,7 @@ macro_rules! every_behaviour {
             updates_honour_if_match_and_keep_order_snapshots,
             pages_walk_every_item_once,
             filters_find_skus_and_low_stock,
-            the_ledger_of_an_unknown_product_is_not_found,
+            a_ledger_answers_for_its_product_only,
             every_change_is_one_event_in_the_feed,
         );
     };
