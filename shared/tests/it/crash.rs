@@ -1,5 +1,6 @@
 //! Crash under load: twelve warm Lambda instances (each an `App` with its own pool of one connection, as a
-//! function instance has) place orders with `Idempotency-Key`s and read, while the database server is killed
+//! function instance has) place orders with `Idempotency-Key`s and read (products, orders, pages of an order's
+//! fulfilments), while the database server is killed
 //! at once (`pg_ctl -m immediate stop`: the postmaster and every backend die, COMMITs in flight included),
 //! stays down for a while, and starts again. No instance is recreated: the pools that held the dead
 //! connections carry on serving.
@@ -245,6 +246,8 @@ enum Kind {
     CreateProduct,
     GetProduct,
     GetOrder,
+    /// A page of a placed order's fulfilments.
+    ListFulfilments,
 }
 
 /// One request and its answer.
@@ -557,6 +560,11 @@ async fn client(
             shared.pause_if_quiet(c).await;
         }
         let (endpoint, kind, path) = match placed {
+            Some(id) if n % 4 == 0 => (
+                Endpoint::ListFulfilments,
+                Kind::ListFulfilments,
+                format!("/orders/{id}/fulfilments"),
+            ),
             Some(id) if n % 2 == 0 => (Endpoint::GetOrder, Kind::GetOrder, format!("/orders/{id}")),
             _ => (
                 Endpoint::GetProduct,
@@ -704,7 +712,12 @@ impl Report {
                 .count(),
             self.answers
                 .iter()
-                .filter(|a| matches!(a.kind, Kind::GetOrder | Kind::GetProduct))
+                .filter(|a| {
+                    matches!(
+                        a.kind,
+                        Kind::GetOrder | Kind::GetProduct | Kind::ListFulfilments
+                    )
+                })
                 .count(),
         );
         println!(
@@ -788,7 +801,7 @@ impl Report {
                     201,
                     _
                 ) | (
-                    Kind::GetOrder | Kind::GetProduct | Kind::ExtendHold(_),
+                    Kind::GetOrder | Kind::GetProduct | Kind::ListFulfilments | Kind::ExtendHold(_),
                     200,
                     _
                 ) | (_, 503, Some("unavailable"))
