@@ -111,6 +111,22 @@ impl PgStore {
     }
 }
 
+/// Checks the rows of a statement that reads a page of a list under one `parent` resource (an order's
+/// fulfilments, a product's ledger) beside the resource itself, one row of NULLs for an empty page: no row at all
+/// is `NotFound` (no such resource), and a page whose cursor is not in this resource's list (`cursor_here`, the
+/// same in every row) is `CursorElsewhere`.
+fn page_beside<Row>(
+    parent: &'static str,
+    rows: &[Row],
+    cursor_here: impl Fn(&Row) -> bool,
+) -> Result<(), Error> {
+    match rows.first() {
+        None => Err(Error::NotFound(parent)),
+        Some(row) if !cursor_here(row) => Err(Error::CursorElsewhere(parent)),
+        Some(_) => Ok(()),
+    }
+}
+
 impl HealthProbe for PgStore {
     /// A round trip that also checks the database can take writes: a server in recovery (a replica, or one
     /// still starting) or read-only (after a failover) is as good as down for this API.

@@ -17,7 +17,7 @@ use crate::ports::{OrderStore, Written};
 
 use super::events::EventColumns;
 use super::products::product_in;
-use super::{PgStore, Tx, db_error};
+use super::{PgStore, Tx, db_error, page_beside};
 
 /// One line of an order joined with its order's header, as the order queries return them.
 struct OrderLineRow {
@@ -276,19 +276,15 @@ impl OrderStore for PgStore {
     }
 }
 
-/// The rows of a query that reads a page of what an order holds beside it (one row of NULLs when the page is
-/// empty), as `read` makes them of a row that holds something: `NotFound` when there is no row at all (no such
-/// order), `CursorElsewhere` when the page's cursor is not in the order's list (`cursor_here` of every row).
+/// The rows of a page of what an order holds (checked by [`page_beside`]), as `read` makes them of a row that
+/// holds something.
 fn of_order<Row, R>(
     rows: Vec<Row>,
     cursor_here: impl Fn(&Row) -> bool,
     read: impl Fn(Row) -> Option<R>,
 ) -> Result<Vec<R>, Error> {
-    match rows.first() {
-        None => Err(Error::NotFound("order")),
-        Some(row) if !cursor_here(row) => Err(Error::CursorElsewhere("order")),
-        Some(_) => Ok(rows.into_iter().filter_map(read).collect()),
-    }
+    page_beside("order", &rows, cursor_here)?;
+    Ok(rows.into_iter().filter_map(read).collect())
 }
 
 /// Something made of lines, read one line per row.

@@ -7,7 +7,7 @@ use crate::domain::{
 use crate::events;
 use crate::ports::ProductStore;
 
-use super::{PgStore, Tx, db_error};
+use super::{PgStore, Tx, db_error, page_beside};
 
 /// The product in a row that has every column of `products` and more (each query's row is a type of its own).
 macro_rules! product_in {
@@ -227,11 +227,7 @@ impl ProductStore for PgStore {
                 .map_err(db_error("list the stock movements"))
             })
             .await?;
-        match rows.first() {
-            None => return Err(Error::NotFound("product")),
-            Some(row) if !row.cursor_here => return Err(Error::CursorElsewhere("product")),
-            Some(_) => {}
-        }
+        page_beside("product", &rows, |r| r.cursor_here)?;
         // A product without (further) movements comes back as one row of NULLs; in any other row every
         // column but order_id and note is set (they come from NOT NULL columns).
         let movements = rows
